@@ -1,0 +1,112 @@
+"""``Window``: one limit window of one token, an aiolimiter bucket the scheduler can read.
+
+Each window *is* an :class:`aiolimiter.AsyncLimiter` (its state, its leak arithmetic and,
+for anyone who wants it, its own ``acquire()``), but the scheduler must know *when* a
+bucket can take a cost, for every token, without awaiting anything. aiolimiter's public
+API only answers ``has_capacity()`` (and asking it per token costs about three bare
+acquires), so this thin subclass reads the bucket's state directly:
+
+* ``_level``: units in the bucket as of ``_last_check``;
+* ``_last_check``: the loop time the level was last brought up to date;
+* ``_rate_per_sec``: how fast the bucket drains.
+
+Those names are private to aiolimiter, so :func:`check_aiolimiter` verifies them at
+import, the package pins the aiolimiter releases it was tested with, and
+``tests/test_aiolimiter_contract.py`` fails loudly if a release changes their meaning.
+
+Everything here takes ``now`` as an argument and never touches the event loop, so the
+scheduler above it stays pure and testable on any clock.
+"""
+
+from __future__ import annotations
+
+import math
+
+from aiolimiter import AsyncLimiter
+
+from .limits import Limit
+
+_STATE = ("_level", "_last_check", "_rate_per_sec", "max_rate", "time_period")
+
+
+def check_aiolimiter() -> None:
+    """Fail with a clear message if aiolimiter's bucket state is not what we read."""
+    probe = AsyncLimiter(4, 2)
+    missing = [name for name in _STATE if not hasattr(probe, name)]
+    if missing or probe._rate_per_sec != 2 or probe._level != 0:
+        import aiolimiter
+
+        version = getattr(aiolimiter, "__version__", "unknown")
+        raise ImportError(
+            f"aurora_async reads aiolimiter's bucket state ({', '.join(_STATE)}), which "
+            f"aiolimiter {version} no longer provides as expected. Install a supported "
+            "release: pip install 'aiolimiter>=1.1,<1.4'"
+        )
+
+
+check_aiolimiter()
+
+
+class Window(AsyncLimiter):
+    """One :class:`Limit` of one token: a leaky bucket of ``burst`` units draining at
+    ``rate / per`` units a second, starting empty at ``now``."""
+
+    __slots__ = ("burst", "limit", "rate")
+
+    burst: float
+    limit: Limit
+    rate: float
+
+    def __init__(self, limit: Limit, now: float) -> None:
+        # aiolimiter's bucket holds max_rate units and drains max_rate / time_period a
+        # second; so a burst B draining r per second is AsyncLimiter(B, B / r).
+        super().__init__(limit.burst, limit.burst / limit.per_second)
+        self.limit = limit
+        self.burst = limit.burst
+        self.rate = self._rate_per_sec = limit.per_second
+        self._last_check = now
+
+    def ready_at(self, cost: float) -> float:
+        """The loop time from which ``cost`` units fit (may be in the past; ``inf`` if
+        ``cost`` exceeds the burst). Exact: the bucket's level at time t is
+        ``max(0, level - rate * (t - last_check))``, and the cost fits once that is at
+        most ``burst - cost``."""
+        if cost > self.burst:
+            return math.inf
+        return self._last_check + (self._level + cost - self.burst) / self.rate
+
+    def level_at(self, now: float) -> float:
+        """Units in the bucket at ``now``."""
+        elapsed = now - self._last_check
+        if elapsed <= 0.0:
+            return self._level
+        level = self._level - elapsed * self.rate
+        return level if level > 0.0 else 0.0
+
+    def take(self, cost: float, now: float) -> None:
+        """Put ``cost`` units in the bucket at ``now`` (aiolimiter's leak, then add)."""
+        elapsed = now - self._last_check
+        if elapsed > 0.0:
+            level = self._level - elapsed * self.rate
+            self._level = (level if level > 0.0 else 0.0) + cost
+            self._last_check = now
+        else:
+            self._level += cost
+
+    def give_back(self, cost: float, granted_at: float, now: float) -> None:
+        """Undo a ``take(cost, granted_at)`` whose lease was never used.
+
+        Only the part of ``cost`` that cannot have drained since ``granted_at`` comes
+        back, so a refund never lets the bucket admit more than it would have without
+        the lease (exact when no time has passed, conservative otherwise).
+        """
+        back = cost - (now - granted_at) * self.rate
+        level = self.level_at(now)
+        if back > 0.0:
+            level = level - back if level > back else 0.0
+        self._level = level
+        if now > self._last_check:
+            self._last_check = now
+
+    def __repr__(self) -> str:
+        return f"<Window {self.limit} level={self._level:.3f}@{self._last_check:.6f}>"

@@ -1,0 +1,69 @@
+"""``Limit``: one leaky-bucket window of a token."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+def _positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"Limit {name} must be a number, not {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"Limit {name} must be a positive finite number, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """At most ``rate`` units per ``per`` seconds, from a bucket of ``burst`` units.
+
+    This is aiolimiter's leaky bucket: the bucket drains continuously at ``rate / per``
+    units a second and a lease of ``cost`` units fits when the bucket has room for it.
+    ``burst`` defaults to ``rate`` (aiolimiter's meaning), so an idle token may fire
+    ``rate`` units at once and then ``rate / per`` a second. Over any interval of length
+    ``t`` a token never takes more than ``burst + rate * t / per`` units.
+
+    A fresh bucket admits a whole burst, so a server that counts a fixed number of calls
+    per sliding window may see up to twice ``rate`` in one window. For such servers use
+    :meth:`sliding_window`.
+    """
+
+    rate: float
+    per: float = 1.0
+    burst: float = None  # type: ignore[assignment]  # None means "same as rate"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rate", _positive("rate", self.rate))
+        object.__setattr__(self, "per", _positive("per", self.per))
+        burst = self.rate if self.burst is None else _positive("burst", self.burst)
+        object.__setattr__(self, "burst", burst)
+
+    @classmethod
+    def sliding_window(cls, count: float, per: float = 1.0, *, burst: float = 2) -> Limit:
+        """A limit that never exceeds ``count`` units in *any* window of ``per`` seconds.
+
+        For servers that count calls in a sliding (or fixed) window. The bucket holds
+        ``burst`` units and drains ``count - burst`` units per ``per`` seconds, so any
+        window of ``per`` seconds sees at most ``burst + (count - burst) = count`` units.
+        A small ``burst`` keeps nearly the full rate; ``burst`` must be at least the
+        largest ``cost`` you lease and below ``count``. The default of 2 (rather than 1)
+        keeps the loop's timer lateness from costing throughput (see the README).
+        """
+        count = _positive("count", count)
+        burst = _positive("burst", burst)
+        if burst >= count:
+            raise ValueError(
+                f"Limit.sliding_window: burst ({burst:g}) must be below count ({count:g})"
+            )
+        return cls(rate=count - burst, per=per, burst=burst)
+
+    @property
+    def per_second(self) -> float:
+        """How many units the bucket drains per second."""
+        return self.rate / self.per
+
+    def __str__(self) -> str:
+        text = f"{self.rate:g}/{self.per:g}s"
+        return text if self.burst == self.rate else f"{text} (burst {self.burst:g})"

@@ -1,0 +1,605 @@
+"""The scheduler as pure logic: token slots, the soonest-fire choice and the waiter queue.
+
+Nothing here awaits, sleeps or reads a clock: every decision takes ``now`` and returns
+what is due, and the asyncio shell (``aurora_async._pool``) turns those decisions into
+resolved futures and one timer.
+
+How a token is chosen
+    Every token that may take a lease sits in one binary heap keyed by a lower bound on
+    the time it can fire: the moment its bucket fits a unit cost (or its cooldown ends,
+    whichever is later). For the usual unit-cost lease the top of the heap *is* the
+    token that can fire soonest; ties between tokens that can all fire now go to the top
+    as well, which is the one whose bucket has had room the longest (the most headroom,
+    measured in time). For other costs a best-first search over the heap array finds the
+    exact soonest token, pruning every subtree whose lower bound is already later.
+
+How waiters are served
+    One FIFO queue for the pool. The head waiter gets the soonest token for its cost the
+    moment it can fire (its *reservation*). Waiters behind the head with a smaller cost
+    may be served out of turn, but only on tokens other than the head's reservation, so
+    the head is never delayed (EASY backfilling): nothing is idle while someone waits,
+    and a costly lease is overtaken at most until its own reservation comes due.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from collections.abc import Iterable
+from heapq import heapify, heappop, heappush, heapreplace
+from itertools import count
+
+from .._errors import NoTokensAvailable
+from .buckets import Window
+from .limits import Limit
+from .tokens import Token
+
+#: Times within this many seconds count as equal: asyncio fires a timer when it is due
+#: within the clock's resolution, and float arithmetic on times leaves crumbs this small.
+EPS = 1e-9
+
+INF = math.inf
+_UNCAPPED = 1 << 62
+
+
+class TokenState(enum.StrEnum):
+    """Where a token stands."""
+
+    ACTIVE = "active"  #: takes leases
+    COOLING = "cooling"  #: rate-limited by the server; takes leases again at a known time
+    DISABLED = "disabled"  #: revoked or disabled by hand; takes no leases
+    REMOVED = "removed"  #: dropped by a reload; finishes its in-flight calls
+
+
+class Slot:
+    """One token's place in the pool: its windows, state and counters."""
+
+    __slots__ = (
+        "backoff",
+        "cap",
+        "cool_until",
+        "disabled",
+        "errors",
+        "full_cap",
+        "in_flight",
+        "in_heap",
+        "info",
+        "key_cost",
+        "leases",
+        "max_cost",
+        "name",
+        "ok",
+        "order",
+        "proven",
+        "rate_limited",
+        "reason",
+        "removed",
+        "seq",
+        "token",
+        "units",
+        "windows",
+    )
+
+    def __init__(
+        self,
+        token: Token,
+        name: str,
+        limits: tuple[Limit, ...],
+        max_in_flight: int | None,
+        trial_in_flight: int | None,
+        now: float,
+        order: int,
+    ) -> None:
+        self.token = token
+        self.name = name
+        self.order = order
+        self.windows = tuple(Window(limit, now) for limit in limits)
+        self.max_cost = min(w.burst for w in self.windows)
+        self.key_cost = min(1.0, self.max_cost)
+        self.full_cap = max_in_flight if max_in_flight is not None else _UNCAPPED
+        self.proven = trial_in_flight is None
+        self.cap = self.full_cap if self.proven else min(self.full_cap, trial_in_flight or 1)
+        self.cool_until = -INF
+        self.backoff = 0.0
+        self.disabled = False
+        self.removed = False
+        self.reason: str | None = None
+        self.in_flight = 0
+        self.seq = -1
+        self.in_heap = False
+        self.leases = 0
+        self.units = 0.0
+        self.ok = 0
+        self.rate_limited = 0
+        self.errors = 0
+        self.info: object = None  # the HTTP layer's last rate-limit reading
+
+    @property
+    def usable(self) -> bool:
+        """Will take leases, now or once a cooldown ends."""
+        return not (self.disabled or self.removed)
+
+    def state(self, now: float) -> TokenState:
+        if self.removed:
+            return TokenState.REMOVED
+        if self.disabled:
+            return TokenState.DISABLED
+        if self.cool_until > now:
+            return TokenState.COOLING
+        return TokenState.ACTIVE
+
+    def ready(self, cost: float) -> float:
+        """The earliest time this token can fire ``cost`` (ignoring in-flight caps).
+
+        ``Window.ready_at`` inlined: this is the scheduler's innermost loop."""
+        t = self.cool_until
+        for w in self.windows:
+            burst = w.burst
+            if cost > burst:
+                return INF
+            r = w._last_check + (w._level + cost - burst) / w.rate
+            if r > t:
+                t = r
+        return t
+
+    def take(self, cost: float, now: float) -> float:
+        """Put ``cost`` in every window at ``now`` (``Window.take`` inlined) and return
+        the slot's new key: when it can next fire its key cost."""
+        key = self.cool_until
+        key_cost = self.key_cost
+        for w in self.windows:
+            rate = w.rate
+            elapsed = now - w._last_check
+            if elapsed > 0.0:
+                level = w._level - elapsed * rate
+                level = (level if level > 0.0 else 0.0) + cost
+                w._last_check = now
+            else:
+                level = w._level + cost
+            w._level = level
+            r = w._last_check + (level + key_cost - w.burst) / rate
+            if r > key:
+                key = r
+        return key
+
+    def headroom(self, now: float) -> float:
+        """Units it could take at ``now``: the least room left in any window."""
+        return min(w.burst - w.level_at(now) for w in self.windows)
+
+    def __repr__(self) -> str:
+        cap = self.cap if self.cap < _UNCAPPED else "∞"
+        flags = (" disabled" if self.disabled else "") + (" removed" if self.removed else "")
+        return (
+            f"<Slot {self.name} in_flight={self.in_flight}/{cap}"
+            f" key={self.ready(self.key_cost):.6f}{flags}>"
+        )
+
+
+class Waiter:
+    """One lease request waiting in the queue."""
+
+    __slots__ = ("cost", "deadline", "enqueued_at", "granted_at", "live", "slot")
+
+    def __init__(self, cost: float, deadline: float, enqueued_at: float) -> None:
+        self.cost = cost
+        self.deadline = deadline
+        self.enqueued_at = enqueued_at
+        self.live = True  # still waiting: neither granted, expired, failed nor cancelled
+        self.slot: Slot | None = None
+        self.granted_at = 0.0
+
+
+class Scheduler:
+    """Token slots, the waiter queue and the decisions between them."""
+
+    def __init__(self, *, trial_in_flight: int | None = 1) -> None:
+        self.trial_in_flight = trial_in_flight
+        self.slots: dict[str, Slot] = {}  # by token value, in insertion order
+        self.waiting = 0  # live waiters in the queue
+        self._heap: list[tuple[float, int, Slot]] = []
+        self._next_seq = count().__next__
+        self._next_order = count().__next__
+        self._queue: deque[Waiter] = deque()
+        self._deadlines: list[tuple[float, int, Waiter]] = []
+        self._costs: dict[float, int] = {}  # cost -> live waiters asking it
+        self._usable_costs: dict[float, int] = {}  # max_cost -> usable slots with it
+        self._all_costs: dict[float, int] = {}  # max_cost -> slots (any state but removed)
+        self._min_rate = INF
+        self.max_cost = 0.0  # the largest cost some usable token can take
+
+    # -- token set ---------------------------------------------------------------
+
+    def add(
+        self,
+        token: Token,
+        name: str,
+        limits: tuple[Limit, ...],
+        max_in_flight: int | None,
+        now: float,
+    ) -> Slot:
+        slot = Slot(
+            token, name, limits, max_in_flight, self.trial_in_flight, now, self._next_order()
+        )
+        self.slots[token.value] = slot
+        for w in slot.windows:
+            self._min_rate = min(self._min_rate, w.rate)
+        _inc(self._all_costs, slot.max_cost)
+        self._became_usable(slot)
+        return slot
+
+    def remove(self, slot: Slot) -> None:
+        """Take no new leases on ``slot``; it stays visible until its calls finish."""
+        if slot.removed:
+            return
+        was_usable = slot.usable
+        slot.removed = True
+        _dec(self._all_costs, slot.max_cost)
+        if was_usable:
+            self._became_unusable(slot)
+        self.forget_if_idle(slot)
+
+    def restore(self, slot: Slot) -> None:
+        """Bring a removed slot back (its token reappeared before its calls ended)."""
+        if not slot.removed:
+            return
+        slot.removed = False
+        _inc(self._all_costs, slot.max_cost)
+        if not slot.disabled:
+            self._became_usable(slot)
+
+    def forget_if_idle(self, slot: Slot) -> bool:
+        if slot.removed and slot.in_flight == 0 and self.slots.get(slot.token.value) is slot:
+            del self.slots[slot.token.value]
+            return True
+        return False
+
+    def disable(self, slot: Slot, reason: str) -> bool:
+        """Disable ``slot``; returns whether it was usable before."""
+        slot.reason = reason
+        if slot.disabled:
+            return False
+        slot.disabled = True
+        if slot.removed:
+            return False
+        self._became_unusable(slot)
+        return True
+
+    def enable(self, slot: Slot) -> bool:
+        if not slot.disabled:
+            return False
+        slot.disabled = False
+        slot.reason = None
+        slot.backoff = 0.0
+        if not slot.removed:
+            self._became_usable(slot)
+        return True
+
+    def cool(self, slot: Slot, until: float) -> None:
+        """Keep ``slot`` from firing before ``until``."""
+        if until > slot.cool_until:
+            slot.cool_until = until
+            if slot.in_heap:
+                self._place(slot)
+
+    def mark_proven(self, slot: Slot) -> bool:
+        """The token answered well once: lift the trial cap. Returns whether it can now
+        take more leases than before."""
+        if slot.proven:
+            return False
+        slot.proven = True
+        slot.cap = slot.full_cap
+        return self._reinstate(slot)
+
+    def _became_usable(self, slot: Slot) -> None:
+        _inc(self._usable_costs, slot.max_cost)
+        self.max_cost = max(self._usable_costs)
+        self._reinstate(slot)
+
+    def _became_unusable(self, slot: Slot) -> None:
+        _dec(self._usable_costs, slot.max_cost)
+        self.max_cost = max(self._usable_costs) if self._usable_costs else 0.0
+        slot.seq = -1
+        slot.in_heap = False
+
+    @property
+    def usable(self) -> int:
+        return sum(self._usable_costs.values())
+
+    # -- choosing a token --------------------------------------------------------
+
+    def _place(self, slot: Slot, key: float | None = None) -> None:
+        """(Re)insert ``slot`` in the heap at its current key, or take it out if it may
+        not take another lease."""
+        if slot.in_flight >= slot.cap or slot.disabled or slot.removed:
+            slot.seq = -1
+            slot.in_heap = False
+            return
+        if key is None:
+            key = slot.ready(slot.key_cost)
+        entry = (key, self._next_seq(), slot)
+        heap = self._heap
+        if heap and heap[0][2] is slot and heap[0][1] == slot.seq:
+            heapreplace(heap, entry)
+        else:
+            heappush(heap, entry)
+            if len(heap) > 2 * len(self.slots) + 64:
+                self._compact()
+        slot.seq = entry[1]
+        slot.in_heap = True
+
+    def _reinstate(self, slot: Slot) -> bool:
+        if slot.in_heap or slot.in_flight >= slot.cap or not slot.usable:
+            return False
+        self._place(slot)
+        return True
+
+    def _compact(self) -> None:
+        """Drop stale heap entries (left behind by cooldowns and refunds)."""
+        self._heap = [e for e in self._heap if e[2].seq == e[1]]
+        heapify(self._heap)
+
+    def best(
+        self, cost: float, now: float, exclude: Slot | None = None
+    ) -> tuple[Slot | None, float]:
+        """The token that can fire ``cost`` soonest, and when.
+
+        Among tokens that can fire now, the one with the most headroom (the lowest key).
+        ``(None, inf)`` when no token may take the lease at all.
+        """
+        heap = self._heap
+        while heap:
+            top = heap[0]
+            if top[2].seq == top[1]:
+                break
+            heappop(heap)
+        else:
+            return None, INF
+        limit = now + EPS
+        slot = top[2]
+        best_slot: Slot | None = None
+        best_t = INF
+        slack = (1.0 - cost) / self._min_rate if cost < 1.0 else 0.0
+        if slot is not exclude:
+            t = slot.ready(cost)
+            if t <= limit:
+                return slot, t
+            n = len(heap)
+            if (n < 2 or heap[1][0] - slack >= t) and (n < 3 or heap[2][0] - slack >= t):
+                return slot, t  # nothing below the top can be sooner
+            best_slot, best_t = slot, t
+        # Best-first search: visit heap nodes in key order; a node's key (less the slack
+        # for costs under one unit) bounds the ready time of its whole subtree.
+        n = len(heap)
+        frontier = [(heap[i][0], i) for i in (1, 2) if i < n]
+        heapify(frontier)
+        while frontier:
+            key, i = heappop(frontier)
+            if key - slack >= best_t:
+                break
+            _, seq, s = heap[i]
+            if s.seq == seq and s is not exclude:
+                t = s.ready(cost)
+                if t <= limit:
+                    return s, t  # ready now, and the lowest key of all that are
+                if t < best_t:
+                    best_slot, best_t = s, t
+            for j in (2 * i + 1, 2 * i + 2):
+                if j < n:
+                    heappush(frontier, (heap[j][0], j))
+        return best_slot, best_t
+
+    def _consume(self, slot: Slot, cost: float, now: float) -> None:
+        key = slot.take(cost, now)
+        slot.in_flight += 1
+        slot.leases += 1
+        slot.units += cost
+        self._place(slot, key)
+
+    def try_take(self, cost: float, now: float) -> Slot | None:
+        """The fast path: lease a token at once if one can fire ``cost`` now and nobody
+        waits (waiters come first). ``None`` otherwise, also for an invalid cost."""
+        if self.waiting:
+            return None
+        heap = self._heap
+        if heap:
+            key, seq, slot = heap[0]
+            # A valid entry's key is exactly when its slot can fire its key cost, so for
+            # that cost (the usual one) the top answers without recomputing anything.
+            if slot.seq == seq and cost == slot.key_cost and key <= now + EPS:
+                key = slot.take(cost, now)
+                slot.in_flight += 1
+                slot.leases += 1
+                slot.units += cost
+                if slot.in_flight < slot.cap:
+                    seq = self._next_seq()
+                    heapreplace(heap, (key, seq, slot))
+                    slot.seq = seq
+                else:
+                    heappop(heap)
+                    slot.seq = -1
+                    slot.in_heap = False
+                return slot
+        try:
+            if not 0 < cost <= self.max_cost:
+                return None
+        except TypeError:
+            return None
+        slot, t = self.best(cost, now)  # type: ignore[assignment]
+        if slot is None or t > now + EPS:
+            return None
+        self._consume(slot, cost, now)
+        return slot
+
+    def release(self, slot: Slot) -> bool:
+        """A lease of ``slot`` ended. Returns whether waiters may now be served."""
+        slot.in_flight -= 1
+        if slot.removed:
+            self.forget_if_idle(slot)
+            return False
+        return self._reinstate(slot)
+
+    def refund(self, slot: Slot, cost: float, granted_at: float, now: float) -> bool:
+        """A granted lease was never used (its waiter was cancelled before it resumed):
+        give its capacity back. Returns whether waiters may now be served."""
+        for w in slot.windows:
+            w.give_back(cost, granted_at, now)
+        slot.in_flight -= 1
+        slot.leases -= 1
+        slot.units -= cost
+        if slot.removed:
+            self.forget_if_idle(slot)
+            return False
+        self._place(slot)
+        return True
+
+    # -- waiters -----------------------------------------------------------------
+
+    def check_cost(self, cost: float) -> None:
+        """Raise at once for a lease that can never be granted."""
+        if isinstance(cost, bool) or not isinstance(cost, int | float):
+            raise TypeError(f"cost must be a number, not {type(cost).__name__}")
+        if not cost > 0 or not math.isfinite(cost):
+            raise ValueError(f"cost must be a positive finite number, got {cost!r}")
+        if cost <= self.max_cost:
+            return
+        largest = max(self._all_costs) if self._all_costs else 0.0
+        if cost > largest:
+            if not self._all_costs:
+                raise NoTokensAvailable("the pool has no tokens")
+            raise ValueError(
+                f"cost {cost:g} exceeds the burst of every token (largest: {largest:g}); "
+                "no lease of that cost can ever be granted. "
+                "Lower the cost or raise a Limit's burst."
+            )
+        if not self._usable_costs:
+            raise NoTokensAvailable(
+                "every token is disabled or removed; see pool.stats() for the reasons"
+            )
+        raise NoTokensAvailable(
+            f"no usable token can take cost {cost:g}: those whose burst allows it "
+            "are disabled or removed; see pool.stats()"
+        )
+
+    def enqueue(self, waiter: Waiter) -> bool:
+        """Queue ``waiter``. Returns whether the shell must dispatch now (the waiter is
+        the new head, or may be served out of turn)."""
+        queue = self._queue
+        head_cost = self._head_cost()
+        queue.append(waiter)
+        self.waiting += 1
+        _inc(self._costs, waiter.cost)
+        if waiter.deadline < INF:
+            heappush(self._deadlines, (waiter.deadline, self._next_seq(), waiter))
+        return head_cost is None or waiter.cost < head_cost
+
+    def _head_cost(self) -> float | None:
+        queue = self._queue
+        while queue and not queue[0].live:
+            queue.popleft()
+        return queue[0].cost if queue else None
+
+    def cancel(self, waiter: Waiter) -> bool:
+        """A waiter left the queue (cancelled). Returns whether the shell must dispatch
+        (it was the head, so the next one may be servable now)."""
+        if not waiter.live:
+            return False
+        was_head = bool(self._queue) and self._queue[0] is waiter
+        self._drop(waiter)
+        return was_head
+
+    def _drop(self, waiter: Waiter) -> None:
+        waiter.live = False
+        self.waiting -= 1
+        _dec(self._costs, waiter.cost)
+
+    def _give(self, slot: Slot, waiter: Waiter, now: float) -> None:
+        self._drop(waiter)
+        waiter.slot = slot
+        waiter.granted_at = now
+        self._consume(slot, waiter.cost, now)
+
+    def dispatch(self, now: float) -> tuple[list[Waiter], list[Waiter], float]:
+        """Serve every waiter that is due at ``now``.
+
+        Returns the waiters granted (``waiter.slot`` set), those whose deadline passed,
+        and the time of the next decision (``inf``: nothing to wait for but an event).
+        """
+        granted: list[Waiter] = []
+        expired: list[Waiter] = []
+        limit = now + EPS
+        queue = self._queue
+        wake = INF
+        while queue:
+            head = queue[0]
+            if not head.live:
+                queue.popleft()
+                continue
+            slot, t = self.best(head.cost, now)
+            if t <= limit:
+                queue.popleft()
+                self._give(slot, head, now)  # type: ignore[arg-type]  # t finite: slot set
+                granted.append(head)
+                continue
+            if head.deadline <= now:
+                queue.popleft()
+                self._drop(head)
+                expired.append(head)
+                continue
+            wake = t
+            if self._costs and min(self._costs) < head.cost:
+                wake = min(wake, self._backfill(head, slot, now, granted))
+            break
+        deadlines = self._deadlines
+        while deadlines and (deadlines[0][0] <= now or not deadlines[0][2].live):
+            _, _, waiter = heappop(deadlines)
+            if waiter.live:
+                self._drop(waiter)
+                expired.append(waiter)
+        if deadlines:
+            wake = min(wake, deadlines[0][0])
+        return granted, expired, wake
+
+    def _backfill(
+        self, head: Waiter, reserved: Slot | None, now: float, granted: list[Waiter]
+    ) -> float:
+        """Serve cheaper waiters behind the head on tokens other than the head's
+        reservation, in queue order. Returns when the next one might fit."""
+        limit = now + EPS
+        wake = INF
+        smallest = min(self._costs)
+        for waiter in list(self._queue)[1:]:
+            if not waiter.live or waiter.cost >= head.cost:
+                continue
+            slot, t = self.best(waiter.cost, now, exclude=reserved)
+            if t <= limit:
+                self._give(slot, waiter, now)  # type: ignore[arg-type]
+                granted.append(waiter)
+                continue
+            wake = min(wake, t)
+            if waiter.cost == smallest:
+                break  # nothing cheaper can fit now either
+        return wake
+
+    def unservable(self) -> list[Waiter]:
+        """Waiters no usable token can ever serve (after tokens were disabled or
+        removed); they are dropped from the queue and should fail."""
+        failed = [w for w in self._queue if w.live and w.cost > self.max_cost]
+        for waiter in failed:
+            self._drop(waiter)
+        return failed
+
+    def waiters(self) -> Iterable[Waiter]:
+        return (w for w in self._queue if w.live)
+
+
+def _inc(counter: dict[float, int], key: float) -> None:
+    counter[key] = counter.get(key, 0) + 1
+
+
+def _dec(counter: dict[float, int], key: float) -> None:
+    left = counter[key] - 1
+    if left:
+        counter[key] = left
+    else:
+        del counter[key]

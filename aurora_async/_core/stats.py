@@ -1,0 +1,52 @@
+"""Frozen snapshots returned by ``pool.stats()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .scheduler import TokenState
+
+
+@dataclass(frozen=True, slots=True)
+class TokenStats:
+    """One token, as it stood when ``pool.stats()`` was called. No secret in here."""
+
+    name: str  #: masked name
+    state: TokenState
+    leases: int  #: leases granted
+    ok: int  #: leases that ended well
+    rate_limited: int  #: leases reported rate-limited (a 429)
+    errors: int  #: leases that ended with an exception or a failure
+    in_flight: int  #: leases out now
+    cooldown_left: float  #: seconds until a cooldown ends (0 when not cooling)
+    reason: str | None  #: why it is disabled
+    limits: tuple[str, ...]  #: its limit windows, e.g. ("3/1s", "5000/3600s")
+    units: float  #: cost units leased
+    headroom: float  #: units it could take now (the least room left in any window)
+    proven: bool  #: has completed a call successfully (until then: trial in-flight cap)
+    last_limit: float | None = None  #: last quota a server stated for it
+    last_remaining: float | None = None  #: what the server said remained
+    last_reset: float | None = None  #: seconds until the server said it resets (when read)
+    expires_in: float | None = None  #: seconds until the token expires, where known
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """The pool as a whole."""
+
+    tokens: tuple[TokenStats, ...]
+    waiting: int  #: lease requests waiting in the queue
+    active: int
+    cooling: int
+    disabled: int
+    removed: int
+    in_flight: int
+    granted: int  #: leases granted since the pool started
+    granted_per_second: float  #: over the last ten seconds or so
+
+    def token(self, name: str) -> TokenStats:
+        """The stats of the token with this masked name."""
+        for stats in self.tokens:
+            if stats.name == name:
+                return stats
+        raise KeyError(f"no token named {name!r} in this pool")

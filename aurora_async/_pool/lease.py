@@ -1,0 +1,139 @@
+"""``Lease``: the right to make one call of ``cost`` units with one token."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .._core.scheduler import Slot
+    from .pool import TokenPool
+
+_PENDING, _HELD, _DONE = 0, 1, 2
+
+
+class Lease:
+    """A granted token, from ``pool.lease()`` (``async with``) or ``await pool.acquire()``.
+
+    Report what happened with :meth:`rate_limited`, :meth:`revoked` or :meth:`failed`;
+    a lease that ends without a report counts as fine, and one left by an exception
+    counts as failed (not as rate-limited). Leases from :meth:`TokenPool.acquire` must be
+    ended with :meth:`release`.
+    """
+
+    __slots__ = ("_outcome", "_pool", "_slot", "_state", "cost", "granted_at", "timeout", "waited")
+
+    def __init__(self, pool: TokenPool, cost: float, timeout: float | None) -> None:
+        self._pool = pool
+        self.cost = cost
+        self.timeout = timeout
+        self._slot: Slot | None = None
+        self._state = _PENDING
+        self._outcome: str | None = None
+        self.granted_at = 0.0  #: loop time of the grant
+        self.waited = 0.0  #: seconds spent waiting for it
+
+    def _granted(self, slot: Slot, granted_at: float, waited: float) -> None:
+        self._slot = slot
+        self.granted_at = granted_at
+        self.waited = waited
+        self._state = _HELD
+
+    def _held(self) -> Slot:
+        slot = self._slot
+        if slot is None:
+            raise RuntimeError("this lease has not been granted yet: use it inside `async with`")
+        return slot
+
+    @property
+    def token(self) -> str:
+        """The secret, to hand to your own client or SDK. Never log it: log :attr:`name`."""
+        return self._held().token.value
+
+    @property
+    def name(self) -> str:
+        """The token's masked name."""
+        return self._held().name
+
+    @property
+    def done(self) -> bool:
+        return self._state == _DONE
+
+    def rate_limited(self, retry_after: float | None = None) -> None:
+        """The server answered 429 (or equivalent): cool the token down.
+
+        ``retry_after`` is in seconds; without it the token backs off (doubling each
+        time it is rate-limited again, up to the pool's cap).
+        """
+        if retry_after is not None and not retry_after >= 0:
+            raise ValueError(f"retry_after must be a non-negative number, got {retry_after!r}")
+        slot = self._held()
+        if self._outcome is None:
+            self._outcome = "rate_limited"
+        self._pool._report_rate_limited(slot, retry_after)
+
+    def revoked(self, reason: str | None = None) -> None:
+        """The token is dead (a 401, revoked, expired): disable it for every caller."""
+        slot = self._held()
+        self._outcome = "revoked"
+        self._pool._report_revoked(slot, reason or "revoked")
+
+    def failed(self) -> None:
+        """The call failed for another reason: counted as an error, nothing disabled."""
+        self._held()
+        self._outcome = "failed"
+
+    def succeeded(self) -> None:
+        """The call went well (the default when the lease ends without a report)."""
+        self._held()
+        self._outcome = "ok"
+
+    def release(self) -> None:
+        """End the lease (for leases from ``acquire()``; ``async with`` does it for you)."""
+        if self._state == _HELD:
+            self._state = _DONE
+            self._pool._release(self._held(), self._outcome or "ok")
+
+    async def __aenter__(self) -> Lease:
+        if self._state != _PENDING:
+            raise RuntimeError("a Lease can be entered only once; call pool.lease() again")
+        pool = self._pool
+        loop = pool._loop
+        if loop is not None and pool._accepting:
+            # The fast path, inlined (a token can fire now and nobody waits).
+            now = loop.time()
+            slot = pool._sched.try_take(self.cost, now)
+            if slot is not None:
+                self._slot = slot
+                self.granted_at = now
+                self._state = _HELD
+                pool._granted += 1
+                if now >= pool._next_mark:
+                    pool._mark(now)
+                return self
+        await pool._acquire(self)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._state == _HELD:
+            self._state = _DONE
+            slot = self._slot
+            outcome = self._outcome
+            if outcome is None and exc_type is None and slot.proven and slot.in_heap:  # type: ignore[union-attr]
+                # The common case, inlined: fine, and the token stays schedulable.
+                slot.ok += 1  # type: ignore[union-attr]
+                slot.backoff = 0.0  # type: ignore[union-attr]
+                slot.in_flight -= 1  # type: ignore[union-attr]
+                return
+            outcome = outcome or ("failed" if exc_type is not None else "ok")
+            self._pool._release(self._held(), outcome)
+
+    def __repr__(self) -> str:
+        state = ("pending", "held", "done")[self._state]
+        who = f" {self._slot.name}" if self._slot is not None else ""
+        return f"<Lease{who} cost={self.cost:g} {state}>"

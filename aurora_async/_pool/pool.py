@@ -1,0 +1,618 @@
+"""``TokenPool``: the asyncio shell around the pure scheduler.
+
+The scheduler decides; this module turns decisions into resolved futures and keeps
+exactly one timer for the whole pool, armed for the next moment something is due. Time
+is ``loop.time()``, so tests run on virtual time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import math
+import os
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .. import _log
+from .._core.limits import Limit
+from .._core.scheduler import EPS, INF, Scheduler, Slot, TokenState, Waiter
+from .._core.stats import PoolStats, TokenStats
+from .._core.tokens import Token, as_token
+from .._errors import LeaseTimeout, NoTokensAvailable, PoolClosed
+from .lease import Lease
+
+if TYPE_CHECKING:
+    from .._core.tokenfile import ParsedTokens
+
+_DEBUG = 10
+
+#: The limit of tokens that have none of their own, unless the pool says otherwise.
+DEFAULT_LIMIT = Limit(10, per=1.0)
+
+
+class _PoolState(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class _AsyncWaiter(Waiter):
+    __slots__ = ("fut", "refunded")
+
+    def __init__(self, cost: float, deadline: float, now: float, fut: asyncio.Future[None]):
+        super().__init__(cost, deadline, now)
+        self.fut = fut
+        self.refunded = False
+
+
+def _limits_tuple(limits: Limit | Sequence[Limit]) -> tuple[Limit, ...]:
+    if isinstance(limits, Limit):
+        return (limits,)
+    result = tuple(limits)
+    if not result or not all(isinstance(x, Limit) for x in result):
+        raise TypeError("limits must be a Limit or a non-empty sequence of Limit objects")
+    return result
+
+
+def _check_positive_int(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+
+
+class TokenPool:
+    """A pool of access tokens, each with its own leaky-bucket limits.
+
+    ``pool.lease()`` hands out whichever token can fire soonest; waiters are served
+    first come, first served, from one queue and one timer. See the README for the
+    guarantees.
+
+    :param tokens: secrets (``str``) or :class:`Token` objects.
+    :param limits: the limit windows of tokens that have none of their own.
+    :param max_in_flight: at most this many leases of one token at once (``None``: no cap).
+    :param trial_in_flight: until a token has completed one call well, it carries at most
+        this many leases, so a dead token costs one call, not a burst (``None``: off).
+    :param low_water: log ``aurora.pool.low`` when the share of active tokens falls below.
+    :param backoff: (first, cap) seconds a token cools after a 429 without Retry-After;
+        doubles each time in a row.
+    """
+
+    def __init__(
+        self,
+        tokens: Iterable[str | Token],
+        *,
+        limits: Limit | Sequence[Limit] = DEFAULT_LIMIT,
+        max_in_flight: int | None = None,
+        trial_in_flight: int | None = 1,
+        low_water: float = 0.25,
+        backoff: tuple[float, float] = (1.0, 60.0),
+        **http_options: Any,
+    ) -> None:
+        _check_positive_int("max_in_flight", max_in_flight)
+        _check_positive_int("trial_in_flight", trial_in_flight)
+        if not 0 <= low_water <= 1:
+            raise ValueError(f"low_water must be a share between 0 and 1, got {low_water!r}")
+        first, cap = backoff
+        if not 0 < first <= cap or not math.isfinite(cap):
+            raise ValueError(f"backoff must be (first, cap) with 0 < first <= cap, got {backoff!r}")
+        self._limits = _limits_tuple(limits)
+        self._max_in_flight = max_in_flight
+        self._low_water = low_water
+        self._backoff = (float(first), float(cap))
+        self._sched = Scheduler(trial_in_flight=trial_in_flight)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._state = _PoolState.UNOPENED
+        self._accepting = True  # not closed: the fast path's one check
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = INF
+        self._granted = 0
+        self._marks: deque[tuple[float, int]] = deque(maxlen=12)
+        self._next_mark = -INF
+        self._low = False
+        self._next_low_check = -INF
+        self._source: str | None = None
+        self._http: Any = None
+        self._http_options = http_options
+        if http_options:
+            from .._http.options import HttpOptions
+
+            HttpOptions.from_kwargs(http_options)  # validate now, not on first request
+        self.replace_tokens(tokens)
+
+    # -- construction ------------------------------------------------------------
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        limits: Limit | Sequence[Limit] = DEFAULT_LIMIT,
+        watch: bool = False,
+        **kwargs: Any,
+    ) -> TokenPool:
+        """A pool of the tokens in a token file, one per line.
+
+        ``path`` ``None`` means ``$AURORA_TOKENS_FILE``, else ``./access_tokens.txt``.
+        With ``watch=True`` the file is reloaded when it changes (see :meth:`reload`).
+        """
+        from .._io.tokenfile import read_token_file
+
+        parsed = read_token_file(path)
+        pool = cls([e.value for e in parsed.entries], limits=limits, **kwargs)
+        pool._source = parsed.source
+        pool._log_duplicates(parsed)
+        if watch:
+            pool.watch()
+        return pool
+
+    @classmethod
+    def from_env(
+        cls,
+        var: str = "AURORA_TOKENS",
+        *,
+        limits: Limit | Sequence[Limit] = DEFAULT_LIMIT,
+        **kwargs: Any,
+    ) -> TokenPool:
+        """A pool of the tokens in an environment variable (separated by newlines,
+        commas or white space), for containers that inject secrets that way."""
+        from .._io.tokenfile import read_token_env
+
+        parsed = read_token_env(var)
+        pool = cls([e.value for e in parsed.entries], limits=limits, **kwargs)
+        pool._log_duplicates(parsed)
+        return pool
+
+    @staticmethod
+    def _log_duplicates(parsed: ParsedTokens) -> None:
+        for dup in parsed.duplicates:
+            _log.warning(
+                "aurora.tokens.duplicate",
+                source=parsed.source,
+                token=dup.name,
+                lines=list(dup.lines),
+                kept_line=dup.lines[0],
+            )
+
+    # -- the token set -----------------------------------------------------------
+
+    def _now(self) -> float:
+        loop = self._loop
+        if loop is not None:
+            return loop.time()
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            return 0.0
+
+    def replace_tokens(self, tokens: Iterable[str | Token]) -> None:
+        """Make the pool's token set ``tokens``.
+
+        New tokens join; tokens no longer present are marked ``removed`` and finish
+        their in-flight calls; tokens present before keep their limiter state, cooldown
+        and disabled state (and take new limits if theirs changed). Validates everything
+        before changing anything, so a bad set leaves the pool as it was.
+        """
+        wanted: dict[str, Token] = {}
+        for item in tokens:
+            token = as_token(item)
+            wanted.setdefault(token.value, token)
+        for token in wanted.values():
+            _check_positive_int(f"Token {token.name} max_in_flight", token.max_in_flight)
+        sched = self._sched
+        now = self._now()
+        names = {s.name for s in sched.slots.values()}
+        tries: dict[str, int] = {}
+        for value, slot in list(sched.slots.items()):
+            if value not in wanted:
+                self._set_removed(slot)
+        for value, token in wanted.items():
+            slot = sched.slots.get(value)
+            limits = token.limits or self._limits
+            cap = token.max_in_flight if token.max_in_flight is not None else self._max_in_flight
+            if slot is not None and tuple(w.limit for w in slot.windows) == limits:
+                slot.token = token
+                slot.full_cap = cap if cap is not None else slot.full_cap
+                sched.restore(slot)
+                continue
+            if slot is not None:  # its limits changed: start its new windows full
+                self._set_removed(slot, quiet=True)
+                sched.forget_if_idle(slot)
+                if sched.slots.get(value) is slot:
+                    del sched.slots[value]
+            name = _unique_name(token.name, names, tries)
+            names.add(name)
+            new = sched.add(token, name, limits, cap, now)
+            if slot is not None:
+                for window in new.windows:
+                    window.take(window.burst, now)
+                new.cool_until = slot.cool_until
+                new.proven = slot.proven
+                if slot.disabled:
+                    sched.disable(new, slot.reason or "disabled")
+        self._after_token_change()
+
+    def _set_removed(self, slot: Slot, *, quiet: bool = False) -> None:
+        if slot.removed:
+            return
+        self._sched.remove(slot)
+        if not quiet:
+            _log.info("aurora.token.removed", token=slot.name, in_flight=slot.in_flight)
+
+    def _after_token_change(self) -> None:
+        """Fail waiters no token can serve any more; wake the queue for new tokens."""
+        sched = self._sched
+        if not sched.waiting:
+            self._next_low_check = -INF
+            self._check_low()
+            return
+        failed = sched.unservable()
+        if failed:
+            if sched.usable:
+                why = "no usable token left can take this cost"
+            else:
+                why = "every token is disabled or removed"
+            _log.error("aurora.pool.exhausted", failed_waiters=len(failed), why=why)
+            for waiter in failed:
+                _resolve(waiter, NoTokensAvailable(f"{why}; see pool.stats() for the reasons"))
+        self._next_low_check = -INF
+        self._check_low()
+        self._dispatch()
+
+    # -- leasing -----------------------------------------------------------------
+
+    def lease(self, cost: float = 1, timeout: float | None = None) -> Lease:
+        """``async with pool.lease() as lease:`` a token that can fire ``cost`` now.
+
+        Waits (first come, first served) until one can. ``timeout`` in seconds raises
+        :class:`LeaseTimeout`; ``timeout=0`` takes a token only if one is free now.
+        """
+        return Lease(self, cost, timeout)
+
+    async def acquire(self, cost: float = 1, timeout: float | None = None) -> Lease:
+        """Like :meth:`lease`, for callers who release by hand with ``lease.release()``."""
+        lease = Lease(self, cost, timeout)
+        await self._acquire(lease)
+        return lease
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError(
+                "this TokenPool is bound to another event loop; create one pool per loop"
+            )
+        return loop
+
+    async def _acquire(self, lease: Lease) -> None:
+        if self._state is _PoolState.CLOSED:
+            raise PoolClosed("the pool is closed; it takes no new leases")
+        loop = self._loop
+        if loop is None or loop is not asyncio.get_running_loop():
+            loop = self._bind()
+        sched = self._sched
+        cost = lease.cost
+        try:
+            valid = 0 < cost <= sched.max_cost
+        except TypeError:
+            valid = False
+        if not valid:
+            sched.check_cost(cost)
+        now = loop.time()
+        taken = sched.try_take(cost, now)
+        if taken is not None:
+            lease._granted(taken, now, 0.0)
+            self._count_grant(now)
+            return
+        timeout = lease.timeout
+        if timeout is None:
+            deadline = INF
+        elif timeout > 0:
+            deadline = now + timeout
+        elif timeout == 0:
+            raise LeaseTimeout(
+                f"no token can take a lease of cost {cost:g} now (timeout=0: only if free now)"
+            )
+        else:
+            raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
+        fut: asyncio.Future[None] = loop.create_future()
+        waiter = _AsyncWaiter(cost, deadline, now, fut)
+        if sched.enqueue(waiter):
+            self._dispatch()
+        if deadline < self._timer_at:
+            self._arm(deadline)
+        try:
+            await fut
+        except BaseException:
+            self._abandon(waiter)
+            raise
+        slot = waiter.slot
+        assert slot is not None
+        lease._granted(slot, waiter.granted_at, waiter.granted_at - now)
+
+    def _abandon(self, waiter: _AsyncWaiter) -> None:
+        """The waiting task left (cancelled, or its future failed)."""
+        sched = self._sched
+        if waiter.live:
+            if sched.cancel(waiter):
+                self._dispatch()
+        elif waiter.slot is not None and not waiter.refunded:
+            # Granted, but cancelled before it could resume: give the token back.
+            waiter.refunded = True
+            if sched.refund(waiter.slot, waiter.cost, waiter.granted_at, self._now()):
+                self._granted -= 1
+                self._dispatch()
+
+    def _dispatch(self) -> None:
+        loop = self._loop
+        if loop is None or self._state is _PoolState.CLOSED:
+            return
+        sched = self._sched
+        while True:
+            now = loop.time()
+            granted, expired, wake = sched.dispatch(now)
+            refunded = False
+            for waiter in granted:
+                fut = waiter.fut  # type: ignore[attr-defined]
+                if fut.done():  # cancelled while queued; its task has not run yet
+                    waiter.refunded = True  # type: ignore[attr-defined]
+                    sched.refund(waiter.slot, waiter.cost, now, now)  # type: ignore[arg-type]
+                    refunded = True
+                else:
+                    fut.set_result(None)
+            if granted:
+                self._count_grants(now, granted)
+            for waiter in expired:
+                _resolve(waiter, self._timeout_error(waiter, now))
+            if not refunded:
+                break
+        self._arm(wake)
+
+    def _count_grants(self, now: float, granted: list[Waiter]) -> None:
+        self._granted += len(granted)
+        if now >= self._next_mark:
+            self._mark(now)
+        if _log.enabled(_DEBUG):
+            for waiter in granted:
+                if waiter.slot is not None and not waiter.refunded:  # type: ignore[attr-defined]
+                    _log.debug(
+                        "aurora.lease.waited",
+                        token=waiter.slot.name,
+                        cost=waiter.cost,
+                        waited=round(now - waiter.enqueued_at, 6),
+                    )
+
+    def _count_grant(self, now: float) -> None:
+        self._granted += 1
+        if now >= self._next_mark:
+            self._mark(now)
+
+    def _mark(self, now: float) -> None:
+        self._marks.append((now, self._granted))
+        self._next_mark = now + 1.0
+
+    def _timeout_error(self, waiter: Waiter, now: float) -> LeaseTimeout:
+        sched = self._sched
+        return LeaseTimeout(
+            f"no token could take a lease of cost {waiter.cost:g} within "
+            f"{now - waiter.enqueued_at:.3f}s ({sched.usable} usable tokens, "
+            f"{sched.waiting} leases still waiting). Raise the timeout, add tokens, "
+            "or lower the load; pool.stats() shows each token's state."
+        )
+
+    def _arm(self, when: float) -> None:
+        timer = self._timer
+        if when == INF:
+            if timer is not None:
+                timer.cancel()
+                self._timer = None
+                self._timer_at = INF
+            return
+        if timer is not None:
+            if self._timer_at <= when + EPS:
+                return  # an earlier wake is set; it will re-arm
+            timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._on_timer)  # type: ignore[union-attr]
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = INF
+        self._dispatch()
+
+    # -- outcomes ----------------------------------------------------------------
+
+    def _release(self, slot: Slot, outcome: str) -> None:
+        sched = self._sched
+        if outcome == "ok":
+            slot.ok += 1
+            slot.backoff = 0.0
+            more = sched.mark_proven(slot)
+        elif outcome == "failed":
+            slot.errors += 1
+            more = False
+        else:  # rate_limited and revoked were counted when reported
+            more = False
+        if (sched.release(slot) or more) and sched.waiting:
+            self._dispatch()
+
+    def _report_rate_limited(self, slot: Slot, retry_after: float | None) -> None:
+        slot.rate_limited += 1
+        first, cap = self._backoff
+        if retry_after is None:
+            seconds = slot.backoff = min(cap, slot.backoff * 2 if slot.backoff else first)
+            self._cool(slot, seconds, "backoff")
+        else:
+            self._cool(slot, float(retry_after), "retry_after")
+
+    def _report_revoked(self, slot: Slot, reason: str) -> None:
+        self._disable(slot, reason)
+
+    def cool(self, name: str, seconds: float) -> None:
+        """Keep the token ``name`` (its masked name) from firing for ``seconds``."""
+        if not seconds >= 0 or not math.isfinite(seconds):
+            raise ValueError(f"seconds must be a non-negative finite number, got {seconds!r}")
+        self._cool(self._slot(name), seconds, "by_hand")
+
+    def _cool(self, slot: Slot, seconds: float, why: str) -> None:
+        now = self._now()
+        self._sched.cool(slot, now + seconds)
+        _log.info("aurora.token.cooling", token=slot.name, seconds=round(seconds, 6), why=why)
+        self._check_low(now)
+        if self._sched.waiting:
+            self._dispatch()
+
+    def disable(self, name: str, reason: str = "disabled by hand") -> None:
+        """Take the token ``name`` (its masked name) out of service for every caller."""
+        self._disable(self._slot(name), reason)
+
+    def _disable(self, slot: Slot, reason: str) -> None:
+        reason = self._redact(reason)
+        if self._sched.disable(slot, reason):
+            _log.warning("aurora.token.disabled", token=slot.name, reason=reason)
+            self._after_token_change()
+
+    def enable(self, name: str) -> None:
+        """Put a disabled token back in service."""
+        slot = self._slot(name)
+        if self._sched.enable(slot):
+            _log.info("aurora.token.enabled", token=slot.name)
+            self._after_token_change()
+
+    def _slot(self, name: str) -> Slot:
+        for slot in self._sched.slots.values():
+            if slot.name == name:
+                return slot
+        raise KeyError(f"no token named {name!r} in this pool (names are masked, see stats())")
+
+    def _redact(self, text: str) -> str:
+        """Replace any token secret inside ``text`` by its masked name."""
+        for value, slot in self._sched.slots.items():
+            if value in text:
+                text = text.replace(value, slot.name)
+        return text
+
+    def _check_low(self, now: float | None = None) -> None:
+        """Log when the share of active tokens crosses ``low_water`` (at most every
+        half second: it scans every token)."""
+        now = self._now() if now is None else now
+        if now < self._next_low_check:
+            return
+        self._next_low_check = now + 0.5
+        slots = self._sched.slots.values()
+        total = sum(1 for s in slots if not s.removed)
+        if not total:
+            return
+        active = sum(1 for s in slots if s.usable and s.cool_until <= now)
+        low = active / total < self._low_water
+        if low and not self._low:
+            _log.warning("aurora.pool.low", active=active, tokens=total, low_water=self._low_water)
+        elif self._low and not low:
+            _log.info("aurora.pool.recovered", active=active, tokens=total)
+        self._low = low
+
+    # -- accounting --------------------------------------------------------------
+
+    def stats(self) -> PoolStats:
+        """A snapshot of every token and of the pool."""
+        now = self._now()
+        tokens = tuple(self._token_stats(slot, now) for slot in self._sched.slots.values())
+        counts = dict.fromkeys(TokenState, 0)
+        for t in tokens:
+            counts[t.state] += 1
+        rate = 0.0
+        if self._marks:
+            t0, g0 = self._marks[0]
+            if now - t0 > 0:
+                rate = (self._granted - g0) / (now - t0)
+        return PoolStats(
+            tokens=tokens,
+            waiting=self._sched.waiting,
+            active=counts[TokenState.ACTIVE],
+            cooling=counts[TokenState.COOLING],
+            disabled=counts[TokenState.DISABLED],
+            removed=counts[TokenState.REMOVED],
+            in_flight=sum(t.in_flight for t in tokens),
+            granted=self._granted,
+            granted_per_second=rate,
+        )
+
+    @staticmethod
+    def _token_stats(slot: Slot, now: float) -> TokenStats:
+        info = slot.info
+        return TokenStats(
+            name=slot.name,
+            state=slot.state(now),
+            leases=slot.leases,
+            ok=slot.ok,
+            rate_limited=slot.rate_limited,
+            errors=slot.errors,
+            in_flight=slot.in_flight,
+            cooldown_left=max(0.0, slot.cool_until - now),
+            reason=slot.reason,
+            limits=tuple(str(w.limit) for w in slot.windows),
+            units=slot.units,
+            headroom=slot.headroom(now),
+            proven=slot.proven,
+            last_limit=getattr(info, "limit", None),
+            last_remaining=getattr(info, "remaining", None),
+            last_reset=getattr(info, "reset_after", None),
+        )
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._state is _PoolState.CLOSED
+
+    async def __aenter__(self) -> TokenPool:
+        if self._state is _PoolState.CLOSED:
+            raise PoolClosed("this pool was closed; create a new one")
+        self._bind()
+        self._state = _PoolState.OPEN
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the pool: waiters get :class:`PoolClosed`, no new leases are taken,
+        leases in flight finish normally, and an owned HTTP session is closed."""
+        if self._state is _PoolState.CLOSED:
+            return
+        self._state = _PoolState.CLOSED
+        self._accepting = False
+        self._arm(INF)
+        sched = self._sched
+        for waiter in list(sched.waiters()):
+            sched.cancel(waiter)
+            _resolve(waiter, PoolClosed("the pool was closed while this lease was waiting"))
+        if self._http is not None:
+            await self._http.aclose()
+
+    def __repr__(self) -> str:
+        s = self._sched
+        return (
+            f"<TokenPool {self._state.value} tokens={len(s.slots)} usable={s.usable} "
+            f"waiting={s.waiting}>"
+        )
+
+
+def _resolve(waiter: Waiter, error: BaseException) -> None:
+    fut: asyncio.Future[None] = waiter.fut  # type: ignore[attr-defined]
+    if not fut.done():
+        fut.set_exception(error)
+
+
+def _unique_name(name: str, taken: set[str], tries: dict[str, int]) -> str:
+    """``name``, or ``name#2``, ``name#3``... when masked names collide."""
+    if name not in taken:
+        return name
+    n = tries.get(name, 1)
+    while True:
+        n += 1
+        candidate = f"{name}#{n}"
+        if candidate not in taken:
+            tries[name] = n
+            return candidate
