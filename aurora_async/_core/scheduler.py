@@ -27,11 +27,12 @@ import enum
 import math
 from collections import deque
 from collections.abc import Iterable
-from heapq import heapify, heappop, heappush, heapreplace
+from heapq import heappop, heappush
 from itertools import count
 
 from .._errors import NoTokensAvailable
 from .buckets import Window
+from .lanes import Lane, in_key_order, top_of
 from .limits import Limit
 from .tokens import Token
 
@@ -63,14 +64,14 @@ class Slot:
         "errors",
         "full_cap",
         "in_flight",
-        "in_heap",
+        "indexed",
         "info",
         "key_cost",
+        "lane",
         "leases",
         "max_cost",
         "name",
         "ok",
-        "order",
         "proven",
         "rate_limited",
         "reason",
@@ -89,11 +90,9 @@ class Slot:
         max_in_flight: int | None,
         trial_in_flight: int | None,
         now: float,
-        order: int,
     ) -> None:
         self.token = token
         self.name = name
-        self.order = order
         self.windows = tuple(Window(limit, now) for limit in limits)
         self.max_cost = min(w.burst for w in self.windows)
         self.key_cost = min(1.0, self.max_cost)
@@ -107,13 +106,14 @@ class Slot:
         self.reason: str | None = None
         self.in_flight = 0
         self.seq = -1
-        self.in_heap = False
+        self.indexed = False
         self.leases = 0
         self.units = 0.0
         self.ok = 0
         self.rate_limited = 0
         self.errors = 0
         self.info: object = None  # the HTTP layer's last rate-limit reading
+        self.lane: Lane = _NO_LANE
 
     @property
     def usable(self) -> bool:
@@ -176,6 +176,9 @@ class Slot:
         )
 
 
+_NO_LANE = Lane()  # a slot's lane until the scheduler files it
+
+
 class Waiter:
     """One lease request waiting in the queue."""
 
@@ -197,9 +200,9 @@ class Scheduler:
         self.trial_in_flight = trial_in_flight
         self.slots: dict[str, Slot] = {}  # by token value, in insertion order
         self.waiting = 0  # live waiters in the queue
-        self._heap: list[tuple[float, int, Slot]] = []
+        self._lanes: dict[tuple[tuple[float, float], ...], Lane] = {}
+        self._lane_list: list[Lane] = []
         self._next_seq = count().__next__
-        self._next_order = count().__next__
         self._queue: deque[Waiter] = deque()
         self._deadlines: list[tuple[float, int, Waiter]] = []
         self._costs: dict[float, int] = {}  # cost -> live waiters asking it
@@ -218,9 +221,13 @@ class Scheduler:
         max_in_flight: int | None,
         now: float,
     ) -> Slot:
-        slot = Slot(
-            token, name, limits, max_in_flight, self.trial_in_flight, now, self._next_order()
-        )
+        slot = Slot(token, name, limits, max_in_flight, self.trial_in_flight, now)
+        tier = tuple((w.burst, w.rate) for w in slot.windows)
+        lane = self._lanes.get(tier)
+        if lane is None:
+            lane = self._lanes[tier] = Lane()
+            self._lane_list.append(lane)
+        slot.lane = lane
         self.slots[token.value] = slot
         for w in slot.windows:
             self._min_rate = min(self._min_rate, w.rate)
@@ -279,8 +286,18 @@ class Scheduler:
         """Keep ``slot`` from firing before ``until``."""
         if until > slot.cool_until:
             slot.cool_until = until
-            if slot.in_heap:
+            if slot.indexed:
                 self._place(slot)
+
+    def set_cap(self, slot: Slot, max_in_flight: int | None) -> None:
+        """Change how many leases ``slot`` may carry at once."""
+        slot.full_cap = max_in_flight if max_in_flight is not None else _UNCAPPED
+        trial = self.trial_in_flight or 1
+        slot.cap = slot.full_cap if slot.proven else min(slot.full_cap, trial)
+        if slot.indexed and slot.in_flight >= slot.cap:
+            self._place(slot)  # takes it out
+        else:
+            self._reinstate(slot)
 
     def mark_proven(self, slot: Slot) -> bool:
         """The token answered well once: lift the trial cap. Returns whether it can now
@@ -299,8 +316,10 @@ class Scheduler:
     def _became_unusable(self, slot: Slot) -> None:
         _dec(self._usable_costs, slot.max_cost)
         self.max_cost = max(self._usable_costs) if self._usable_costs else 0.0
+        if slot.indexed:
+            slot.lane.retire(slot.seq)
         slot.seq = -1
-        slot.in_heap = False
+        slot.indexed = False
 
     @property
     def usable(self) -> int:
@@ -309,35 +328,26 @@ class Scheduler:
     # -- choosing a token --------------------------------------------------------
 
     def _place(self, slot: Slot, key: float | None = None) -> None:
-        """(Re)insert ``slot`` in the heap at its current key, or take it out if it may
-        not take another lease."""
+        """(Re)index ``slot`` at its current key, or take it out if it may not take
+        another lease."""
+        lane = slot.lane
+        if slot.indexed:
+            lane.retire(slot.seq)
         if slot.in_flight >= slot.cap or slot.disabled or slot.removed:
             slot.seq = -1
-            slot.in_heap = False
+            slot.indexed = False
             return
         if key is None:
             key = slot.ready(slot.key_cost)
-        entry = (key, self._next_seq(), slot)
-        heap = self._heap
-        if heap and heap[0][2] is slot and heap[0][1] == slot.seq:
-            heapreplace(heap, entry)
-        else:
-            heappush(heap, entry)
-            if len(heap) > 2 * len(self.slots) + 64:
-                self._compact()
-        slot.seq = entry[1]
-        slot.in_heap = True
+        seq = slot.seq = self._next_seq()
+        slot.indexed = True
+        lane.push((key, seq, slot))
 
     def _reinstate(self, slot: Slot) -> bool:
-        if slot.in_heap or slot.in_flight >= slot.cap or not slot.usable:
+        if slot.indexed or slot.in_flight >= slot.cap or not slot.usable:
             return False
         self._place(slot)
         return True
-
-    def _compact(self) -> None:
-        """Drop stale heap entries (left behind by cooldowns and refunds)."""
-        self._heap = [e for e in self._heap if e[2].seq == e[1]]
-        heapify(self._heap)
 
     def best(
         self, cost: float, now: float, exclude: Slot | None = None
@@ -347,46 +357,35 @@ class Scheduler:
         Among tokens that can fire now, the one with the most headroom (the lowest key).
         ``(None, inf)`` when no token may take the lease at all.
         """
-        heap = self._heap
-        while heap:
-            top = heap[0]
-            if top[2].seq == top[1]:
-                break
-            heappop(heap)
-        else:
+        lanes = self._lane_list
+        top = lanes[0].top() if len(lanes) == 1 else top_of(lanes)
+        if top is None:
             return None, INF
         limit = now + EPS
-        slot = top[2]
+        key, _, slot = top
+        slack = (1.0 - cost) / self._min_rate if cost < 1.0 else 0.0
         best_slot: Slot | None = None
         best_t = INF
-        slack = (1.0 - cost) / self._min_rate if cost < 1.0 else 0.0
         if slot is not exclude:
             t = slot.ready(cost)
             if t <= limit:
-                return slot, t
-            n = len(heap)
-            if (n < 2 or heap[1][0] - slack >= t) and (n < 3 or heap[2][0] - slack >= t):
-                return slot, t  # nothing below the top can be sooner
-            best_slot, best_t = slot, t
-        # Best-first search: visit heap nodes in key order; a node's key (less the slack
-        # for costs under one unit) bounds the ready time of its whole subtree.
-        n = len(heap)
-        frontier = [(heap[i][0], i) for i in (1, 2) if i < n]
-        heapify(frontier)
-        while frontier:
-            key, i = heappop(frontier)
+                return slot, t  # ready now, and the lowest key of all
+            if t <= key and not slack:
+                return slot, t  # every other key bounds its token at or after t
+            if t < INF:
+                best_slot, best_t = slot, t
+        # Best-first search: visit entries in key order; a key (less the slack for costs
+        # under one unit) bounds the ready time of its token, so stop once it passes.
+        for key, seq, s in in_key_order(lanes):
             if key - slack >= best_t:
                 break
-            _, seq, s = heap[i]
-            if s.seq == seq and s is not exclude:
-                t = s.ready(cost)
-                if t <= limit:
-                    return s, t  # ready now, and the lowest key of all that are
-                if t < best_t:
-                    best_slot, best_t = s, t
-            for j in (2 * i + 1, 2 * i + 2):
-                if j < n:
-                    heappush(frontier, (heap[j][0], j))
+            if s.seq != seq or s is exclude:
+                continue
+            t = s.ready(cost)
+            if t <= limit:
+                return s, t  # ready now, and the lowest key of all that are
+            if t < best_t:
+                best_slot, best_t = s, t
         return best_slot, best_t
 
     def _consume(self, slot: Slot, cost: float, now: float) -> None:
@@ -401,35 +400,37 @@ class Scheduler:
         waits (waiters come first). ``None`` otherwise, also for an invalid cost."""
         if self.waiting:
             return None
-        heap = self._heap
-        if heap:
-            key, seq, slot = heap[0]
-            # A valid entry's key is exactly when its slot can fire its key cost, so for
-            # that cost (the usual one) the top answers without recomputing anything.
-            if slot.seq == seq and cost == slot.key_cost and key <= now + EPS:
+        lanes = self._lane_list
+        top = lanes[0].top() if len(lanes) == 1 else top_of(lanes)
+        if top is not None:
+            key, seq, slot = top
+            # A current entry's key is exactly when its slot can fire its key cost, so
+            # for that cost (the usual one) the top answers without recomputing anything.
+            if cost == slot.key_cost and key <= now + EPS:
+                # _consume and _place, inlined: this is the hot path of every lease.
                 key = slot.take(cost, now)
                 slot.in_flight += 1
                 slot.leases += 1
                 slot.units += cost
+                lane = slot.lane
+                lane.retire(seq)
                 if slot.in_flight < slot.cap:
-                    seq = self._next_seq()
-                    heapreplace(heap, (key, seq, slot))
-                    slot.seq = seq
+                    seq = slot.seq = self._next_seq()
+                    lane.push((key, seq, slot))
                 else:
-                    heappop(heap)
                     slot.seq = -1
-                    slot.in_heap = False
+                    slot.indexed = False
                 return slot
         try:
             if not 0 < cost <= self.max_cost:
                 return None
         except TypeError:
             return None
-        slot, t = self.best(cost, now)  # type: ignore[assignment]
-        if slot is None or t > now + EPS:
+        found, t = self.best(cost, now)
+        if found is None or t > now + EPS:
             return None
-        self._consume(slot, cost, now)
-        return slot
+        self._consume(found, cost, now)
+        return found
 
     def release(self, slot: Slot) -> bool:
         """A lease of ``slot`` ended. Returns whether waiters may now be served."""

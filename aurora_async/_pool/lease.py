@@ -124,7 +124,7 @@ class Lease:
             self._state = _DONE
             slot = self._slot
             outcome = self._outcome
-            if outcome is None and exc_type is None and slot.proven and slot.in_heap:  # type: ignore[union-attr]
+            if outcome is None and exc_type is None and slot.proven and slot.indexed:  # type: ignore[union-attr]
                 # The common case, inlined: fine, and the token stays schedulable.
                 slot.ok += 1  # type: ignore[union-attr]
                 slot.backoff = 0.0  # type: ignore[union-attr]

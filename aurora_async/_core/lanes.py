@@ -1,0 +1,133 @@
+"""Lanes: the scheduler's index of tokens by the time they can next fire.
+
+Tokens with the same limits form a *lane*. Each schedulable token has one entry
+``(key, seq, slot)`` in its lane, where ``key`` is the time it can fire a unit cost (a
+lower bound for any larger cost) and ``seq`` both breaks ties and marks the entry as
+current: an entry whose ``seq`` is no longer its slot's is stale and skipped.
+
+Within a lane, the token leased is always the one with the lowest key, and leasing it
+moves its key to ``max(key, now) + cost / rate``-ish: later than every key leased
+before. So new keys almost always arrive in order, and a lane keeps them in a plain FIFO
+(append at the back, take from the front: O(1), and friendly to the CPU cache, which is
+what keeps a lease as cheap with 100,000 tokens as with 10). Keys that arrive out of
+order (a cooldown, a refund, a token back from its in-flight cap) go to a small heap
+beside the FIFO. The lane's top is the lower of the two fronts.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from heapq import heapify, heappop, heappush
+from itertools import chain, count
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    from .scheduler import Slot
+
+Entry: TypeAlias = "tuple[float, int, Slot]"
+
+
+class Lane:
+    """Schedulable tokens of one tier: a FIFO of in-order keys plus a heap of the rest."""
+
+    __slots__ = ("fifo", "heap", "stale")
+
+    def __init__(self) -> None:
+        self.fifo: deque[Entry] = deque()
+        self.heap: list[Entry] = []
+        self.stale = 0  # superseded entries still inside, dropped when they surface
+
+    def top(self) -> Entry | None:
+        """The current entry with the lowest ``(key, seq)``, dropping stale fronts."""
+        fifo = self.fifo
+        while fifo:
+            entry = fifo[0]
+            if entry[2].seq == entry[1]:
+                break
+            fifo.popleft()
+            self.stale -= 1
+        heap = self.heap
+        while heap:
+            entry = heap[0]
+            if entry[2].seq == entry[1]:
+                break
+            heappop(heap)
+            self.stale -= 1
+        if fifo:
+            first = fifo[0]
+            if heap and heap[0] < first:
+                return heap[0]
+            return first
+        return heap[0] if heap else None
+
+    def push(self, entry: Entry) -> None:
+        fifo = self.fifo
+        if not fifo or entry[0] >= fifo[-1][0]:
+            fifo.append(entry)
+        else:
+            heappush(self.heap, entry)
+        if self.stale > (len(fifo) >> 1) + 64:
+            self.compact()
+
+    def retire(self, seq: int) -> None:
+        """The entry numbered ``seq`` is superseded: drop it if it is at a front (the
+        usual case: the token just leased), else leave it to go stale."""
+        fifo = self.fifo
+        if fifo and fifo[0][1] == seq:
+            fifo.popleft()
+            return
+        heap = self.heap
+        if heap and heap[0][1] == seq:
+            heappop(heap)
+            return
+        self.stale += 1
+
+    def __len__(self) -> int:
+        return len(self.fifo) + len(self.heap)
+
+    def compact(self) -> None:
+        """Drop stale entries (left behind by cooldowns, refunds and caps)."""
+        current = sorted(e for e in chain(self.fifo, self.heap) if e[2].seq == e[1])
+        self.fifo = deque(current)
+        self.heap = []
+        self.stale = 0
+
+
+def top_of(lanes: Sequence[Lane]) -> Entry | None:
+    """The lowest current entry of all lanes."""
+    best: Entry | None = None
+    for lane in lanes:
+        entry = lane.top()
+        if entry is not None and (best is None or entry < best):
+            best = entry
+    return best
+
+
+def in_key_order(lanes: Sequence[Lane]) -> Iterator[Entry]:
+    """Every entry of every lane (stale ones included), in increasing key order, lazily:
+    a best-first walk, since FIFOs are sorted and a heap node's key bounds its subtree's.
+    Callers stop iterating once keys pass what they look for."""
+    tie = count()
+    frontier: list[tuple[float, int, Entry, Iterator[Entry] | None, list[Entry], int]] = []
+    for lane in lanes:
+        if lane.fifo:
+            walk = iter(lane.fifo)
+            first = next(walk)
+            frontier.append((first[0], next(tie), first, walk, lane.heap, -1))
+        if lane.heap:
+            root = lane.heap[0]
+            frontier.append((root[0], next(tie), root, None, lane.heap, 0))
+    heapify(frontier)
+    while frontier:
+        _, _, entry, walk, heap, index = heappop(frontier)
+        if walk is not None:
+            following = next(walk, None)
+            if following is not None:
+                heappush(frontier, (following[0], next(tie), following, walk, heap, -1))
+        else:
+            for child in (2 * index + 1, 2 * index + 2):
+                if child < len(heap):
+                    node = heap[child]
+                    heappush(frontier, (node[0], next(tie), node, None, heap, child))
+        yield entry
