@@ -1,0 +1,519 @@
+"""``MockAPI``: a local stand-in for a rate-limited API, to test crawlers offline.
+
+``MockAPI`` is a small aiohttp server on the loopback interface that knows a set of
+tokens and enforces each token's limits with its own leaky-bucket (GCRA) arithmetic,
+the way a real API does: too fast and it answers ``429`` with ``Retry-After``; a revoked
+or unknown token gets ``401``. Point your crawler at :attr:`MockAPI.url` instead of the
+real API and assert on what the server saw::
+
+    import aiohttp
+    from aurora_async import Limit, Token, TokenPool
+    from aurora_async.testing import MockAPI
+
+    TOKENS = [
+        Token("tok-alpha-0001", limits=Limit(3, per=1)),
+        Token("tok-bravo-0002", limits=[Limit(10, per=1), Limit(500, per=3600)]),
+    ]
+
+    async def test_crawler_never_trips_a_limit() -> None:
+        async with MockAPI(TOKENS, revoked=["tok-dead-0003"]) as api:
+            pool = TokenPool([*TOKENS, "tok-dead-0003"])
+            async with pool:
+                await my_crawler(pool, base_url=api.url)   # e.g. f"{api.url}/items/42"
+            assert api.totals.rate_limited == 0           # no 429 at all
+            assert api.stats("tok-dead-0003").unauthorized >= 1
+
+    # Or by hand, with plain aiohttp:
+    async with MockAPI({"tok-alpha-0001": Limit(5, per=1)}) as api:
+        async with aiohttp.ClientSession() as session:
+            headers = {"Authorization": "Bearer tok-alpha-0001"}
+            async with session.get(f"{api.url}/items/1", headers=headers) as resp:
+                print(resp.status, await resp.json())  # 200 {'ok': True, 'token': 'tok…001', ...}
+
+What it answers, on any method and any path:
+
+- ``200`` with JSON ``{"ok": true, "token": <masked name>, "path": ..., "method": ...}``
+  (plus ``"body_bytes"`` when the request had a body); ``GET /whoami`` answers
+  ``{"token": <masked name>}``, for health probes. Every request counts against the limits.
+- ``401`` with ``WWW-Authenticate: Bearer error="invalid_token"`` and a JSON body saying why,
+  for a missing, malformed, unknown or revoked token (:meth:`~MockAPI.revoke` and
+  :meth:`~MockAPI.restore` switch tokens at run time).
+- ``429`` with ``Retry-After`` (the time until the request would fit, as ``"0.200"`` or,
+  with ``retry_after="int"``, rounded up to whole seconds like most real servers).
+- ``503`` for a seeded random share ``error_rate`` of admitted requests.
+
+Admitted responses (and 429s) carry ``X-RateLimit-Limit`` (the binding window's burst),
+``X-RateLimit-Remaining`` (whole units left after this request, the least over the
+token's windows), ``X-RateLimit-Reset-After`` (seconds until that window frees its next
+whole unit, i.e. until ``Remaining`` goes up) and ``X-RateLimit-Reset`` (the same as Unix
+time, rounded up), unless ``rate_limit_headers=False``. A leaky bucket used at full speed
+shows ``Remaining: 0`` after nearly every request, with the next unit ``per / rate``
+seconds away; reporting the time until the bucket is *empty* instead would tell a client
+that obeys the header to wait ``burst`` times too long.
+
+Time is the event loop's (``loop.time()`` when the handler starts), so tests on virtual
+time see exact, instant behaviour, ``latency`` and slow responses included: with the
+``looptime`` pytest plugin, start the server inside the marked test (its fixtures run on
+real time). The server keeps its own books: :meth:`~MockAPI.stats`,
+:meth:`~MockAPI.all_stats` (by masked name), :attr:`~MockAPI.totals` and
+:meth:`~MockAPI.admitted_times`, which is what a test needs to check "never over the limit"
+from the server's side.
+
+``tolerance`` (default 5 ms) admits a request that would fit that much later. Real servers
+need one: they see requests when they arrive, not when they were sent, and a client that
+paces itself exactly at the limit has its requests delayed by varying amounts on the way
+(a new connection, a busy event loop, the network), so two of them can arrive closer
+together than they left. The tolerance never raises the long-run rate; it lets at most
+``burst + rate * (t + tolerance) / per`` units through in any interval ``t``. Use
+``tolerance=0`` for the strictest check of a client.
+
+Secrets stay secret: the server never logs (aiohttp's access log is off, since it would
+show a query-string token), and ``repr``, stats, errors and response bodies only ever
+show masked names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import math
+import random
+import re
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from types import TracebackType
+from typing import Any, Final, Literal
+
+from aiohttp import web
+
+from aurora_async._core.limits import Limit
+from aurora_async._core.tokens import Token, as_token, mask
+
+from ._bucket import EPSILON, Bucket, Verdict
+
+AuthMode = Literal["bearer", "header", "query"]
+
+_AUTH_NAMES: Final[dict[str, str]] = {
+    "bearer": "Authorization",
+    "header": "X-API-Key",
+    "query": "api_key",
+}
+_TOKEN_SHAPE: Final = re.compile(r"[^\s\x00-\x1f]+")  # what Token() accepts
+_WWW_AUTHENTICATE: Final = 'Bearer error="invalid_token"'
+#: How long ``close()`` lets in-flight responses finish (delays are cut short at close).
+_SHUTDOWN_TIMEOUT: Final = 0.5
+#: How many masked names ``repr`` shows.
+_REPR_NAMES: Final = 5
+
+
+@dataclass(frozen=True, slots=True)
+class MockTokenStats:
+    """What the server saw for one token (or in total), as a snapshot.
+
+    ``requests`` counts every request; each got exactly one of ``ok`` (200),
+    ``rate_limited`` (429), ``unauthorized`` (401) or ``server_errors`` (503).
+    ``slow`` counts the requests that were answered after ``slow_latency``.
+    """
+
+    requests: int = 0
+    ok: int = 0
+    rate_limited: int = 0
+    unauthorized: int = 0
+    server_errors: int = 0
+    slow: int = 0
+
+
+class _Counters:
+    __slots__ = ("ok", "rate_limited", "requests", "server_errors", "slow", "unauthorized")
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.requests = self.ok = self.rate_limited = 0
+        self.unauthorized = self.server_errors = self.slow = 0
+
+    def snapshot(self) -> MockTokenStats:
+        return MockTokenStats(
+            self.requests,
+            self.ok,
+            self.rate_limited,
+            self.unauthorized,
+            self.server_errors,
+            self.slow,
+        )
+
+
+class _Entry:
+    """One known token: its masked name, bucket, state and books."""
+
+    __slots__ = ("bucket", "counters", "name", "revoked", "times")
+
+    def __init__(self, name: str, limits: Sequence[Limit]) -> None:
+        self.name = name
+        self.bucket = Bucket(limits)
+        self.revoked = False
+        self.counters = _Counters()
+        self.times: list[float] = []
+
+
+class _State(enum.Enum):
+    NEW = "not started"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+def _as_limits(limits: Limit | Sequence[Limit], where: str) -> tuple[Limit, ...]:
+    if isinstance(limits, Limit):
+        return (limits,)
+    result = tuple(limits)
+    for item in result:
+        if not isinstance(item, Limit):
+            raise TypeError(f"{where} must be Limit objects, not {type(item).__name__}")
+    if not result:
+        raise ValueError(f"{where} must hold at least one Limit")
+    return result
+
+
+def _share(name: str, value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"MockAPI {name} must be between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def _seconds(name: str, value: float) -> float:
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"MockAPI {name} must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def _ceil_ms(seconds: float) -> float:
+    """``seconds`` rounded up to whole milliseconds, ignoring float noise."""
+    return math.ceil(seconds * 1000 - EPSILON * 1000) / 1000
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() else f"{value:.3f}".rstrip("0")
+
+
+def _rng(seed: int | None, salt: str) -> random.Random:
+    return random.Random(None if seed is None else f"{salt}:{seed}")
+
+
+class MockAPI:
+    """A local aiohttp server that enforces per-token rate limits (see the module docs).
+
+    ``tokens`` maps each token to its limits (a :class:`Limit` or several), or lists
+    tokens (strings or :class:`~aurora_async.Token` objects, whose own limits apply);
+    tokens without limits get ``default_limit``. ``revoked`` tokens are known but answered
+    with 401 (they need not be listed in ``tokens``). Unknown tokens get 401 unless
+    ``accept_unknown``, which admits them under ``default_limit``.
+
+    ``tolerance`` (seconds) admits a request that would fit that much later (GCRA's
+    delay-variation tolerance, for arrival jitter); ``error_rate`` is the share of admitted
+    requests answered 503; every response waits ``latency`` seconds, except a ``slow_rate``
+    share that waits ``slow_latency`` instead. Both draws are seeded by ``seed`` (``None``:
+    not reproducible). ``auth`` says where the token goes: ``"bearer"`` (header
+    ``Authorization: Bearer <token>``), ``"header"`` (header ``X-API-Key: <token>``) or
+    ``"query"`` (``?api_key=<token>``); ``auth_name`` renames that header or parameter.
+    ``port=0`` picks a free port; :attr:`url` tells which.
+    """
+
+    def __init__(
+        self,
+        tokens: Mapping[str, Limit | Sequence[Limit] | None] | Iterable[str | Token] = (),
+        *,
+        default_limit: Limit | Sequence[Limit] = Limit(10, per=1.0),  # noqa: B008  # frozen
+        revoked: Iterable[str] = (),
+        accept_unknown: bool = False,
+        tolerance: float = 0.005,
+        error_rate: float = 0.0,
+        latency: float = 0.0,
+        slow_rate: float = 0.0,
+        slow_latency: float = 1.0,
+        rate_limit_headers: bool = True,
+        retry_after: Literal["float", "int"] = "float",
+        auth: AuthMode = "bearer",
+        auth_name: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int | None = 0,
+    ) -> None:
+        for what, value in (("tokens", tokens), ("revoked", revoked)):
+            if isinstance(value, str):
+                raise TypeError(f"MockAPI {what} must be a collection of tokens, not one str")
+        if retry_after not in ("float", "int"):
+            raise ValueError(f"MockAPI retry_after must be 'float' or 'int', got {retry_after!r}")
+        if auth not in _AUTH_NAMES:
+            raise ValueError(f"MockAPI auth must be 'bearer', 'header' or 'query', got {auth!r}")
+        self._default_limits = _as_limits(default_limit, "MockAPI default_limit")
+        Bucket(self._default_limits)  # validate now, not at the first unknown token
+        self._accept_unknown = accept_unknown
+        self._tolerance = _seconds("tolerance", tolerance)
+        self._error_rate = _share("error_rate", error_rate)
+        self._latency = _seconds("latency", latency)
+        self._slow_rate = _share("slow_rate", slow_rate)
+        self._slow_latency = _seconds("slow_latency", slow_latency)
+        self._rate_limit_headers = rate_limit_headers
+        self._retry_after = retry_after
+        self._auth = auth
+        self._auth_name = auth_name or _AUTH_NAMES[auth]
+        self._host = host
+        self._port = port
+        self._error_rng = _rng(seed, "errors")
+        self._slow_rng = _rng(seed, "slow")
+
+        self._tokens: dict[str, _Entry] = {}
+        self._names: set[str] = set()
+        self._anonymous = _Counters()  # requests with no known token
+        self._state = _State.NEW
+        self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()  # set by close(): delayed responses go out at once
+
+        if isinstance(tokens, Mapping):
+            items = [Token(value, limits) for value, limits in tokens.items()]
+        else:
+            items = [as_token(item) for item in tokens]
+        for token in items:
+            if token.value in self._tokens:
+                raise ValueError(f"MockAPI: token {token.name} is listed twice")
+            self._add(token.value, token.limits)
+        for value in revoked:
+            self.revoke(value)
+
+    # -- life cycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start serving on ``host:port`` (a free port if 0)."""
+        if self._state is not _State.NEW:
+            raise RuntimeError(
+                f"MockAPI is already {self._state.value}; create a new MockAPI to serve again"
+            )
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", self._handle)
+        # No access log: its request line would show a token sent in the query string.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._host, self._port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._port = runner.addresses[0][1]
+        self._runner = runner
+        self._state = _State.RUNNING
+
+    async def close(self) -> None:
+        """Stop serving. Delayed responses go out at once; safe to call again."""
+        runner, self._runner = self._runner, None
+        self._state = _State.CLOSED
+        self._closing.set()
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> MockAPI:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        if getattr(self, "_state", None) is _State.RUNNING:
+            _warn(
+                f"unclosed {self!r}: use 'async with MockAPI(...)' or 'await api.close()'",
+                ResourceWarning,
+                source=self,
+            )
+
+    @property
+    def url(self) -> str:
+        """The base URL, such as ``http://127.0.0.1:40123`` (no trailing slash)."""
+        if self._state is not _State.RUNNING:
+            raise RuntimeError(
+                f"MockAPI has no url: it is {self._state.value}; "
+                "use 'async with MockAPI(...) as api' or 'await api.start()' first"
+            )
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    def __repr__(self) -> str:
+        where = self.url if self._state is _State.RUNNING else self._state.value
+        names = [entry.name for entry in self._tokens.values()]
+        shown = ", ".join(names[:_REPR_NAMES])
+        if len(names) > _REPR_NAMES:
+            shown += f", … (+{len(names) - _REPR_NAMES} more)"
+        plural = "" if len(names) == 1 else "s"
+        return f"<MockAPI {where}, {len(names)} token{plural}: [{shown}]>"
+
+    # -- tokens -----------------------------------------------------------------------
+
+    def add_token(self, token: str, limits: Limit | Sequence[Limit] | None = None) -> None:
+        """Make ``token`` known from now on, with ``limits`` (default: ``default_limit``)."""
+        item = Token(token, limits)
+        if item.value in self._tokens:
+            raise ValueError(f"MockAPI: token {item.name} is already known")
+        self._add(item.value, item.limits)
+
+    def revoke(self, token: str) -> None:
+        """Answer ``token`` with 401 from now on (an unknown token becomes known, revoked)."""
+        entry = self._tokens.get(token)
+        if entry is None:
+            entry = self._add(Token(token).value, None)
+        entry.revoked = True
+
+    def restore(self, token: str) -> None:
+        """Accept a revoked ``token`` again, with the bucket state it had."""
+        self._entry(token).revoked = False
+
+    def _add(self, value: str, limits: Sequence[Limit] | None) -> _Entry:
+        name = base = mask(value)
+        number = 1
+        while name in self._names:  # two secrets with the same masked name: keep both
+            number += 1
+            name = f"{base}#{number}"
+        entry = _Entry(name, self._default_limits if limits is None else limits)
+        self._names.add(name)
+        self._tokens[value] = entry
+        return entry
+
+    def _entry(self, token: str) -> _Entry:
+        try:
+            return self._tokens[token]
+        except KeyError:
+            raise KeyError(f"MockAPI does not know token {mask(token)}") from None
+
+    # -- books ------------------------------------------------------------------------
+
+    def stats(self, token: str) -> MockTokenStats:
+        """What the server saw for ``token`` (the secret value); ``KeyError`` if unknown."""
+        return self._entry(token).counters.snapshot()
+
+    def all_stats(self) -> dict[str, MockTokenStats]:
+        """Every known token's stats, keyed by masked name (never by secret)."""
+        return {entry.name: entry.counters.snapshot() for entry in self._tokens.values()}
+
+    @property
+    def totals(self) -> MockTokenStats:
+        """Stats summed over every request, including those with no known token."""
+        counters = [self._anonymous, *(entry.counters for entry in self._tokens.values())]
+        return MockTokenStats(
+            *(sum(getattr(c, field.name) for c in counters) for field in fields(MockTokenStats))
+        )
+
+    def admitted_times(self, token: str) -> list[float]:
+        """The loop times at which ``token``'s requests were admitted (200 or 503), in order."""
+        return list(self._entry(token).times)
+
+    def reset_stats(self) -> None:
+        """Zero every counter and forget admitted times. Limits keep their state."""
+        self._anonymous.clear()
+        for entry in self._tokens.values():
+            entry.counters.clear()
+            entry.times.clear()
+
+    # -- serving ----------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        now = asyncio.get_running_loop().time()
+        slow = self._slow_rate > 0 and self._slow_rng.random() < self._slow_rate
+        # Decide and count synchronously, then do the awaiting.
+        status, body, headers = self._decide(request, now, slow)
+        if status == 200 and request.body_exists:
+            size = 0  # counted as it streams in: no size limit, nothing kept
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+            body["body_bytes"] = size
+        delay = self._slow_latency if slow else self._latency
+        if delay:
+            # Like asyncio.sleep(delay), but close() cuts it short: answer, then go away.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._closing.wait()
+        return web.json_response(body, status=status, headers=headers)
+
+    def _decide(
+        self, request: web.Request, now: float, slow: bool
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        secret, problem = self._credentials(request)
+        entry = self._tokens.get(secret) if secret is not None else None
+        if entry is None and secret is not None:
+            if self._accept_unknown and _valid(secret):
+                entry = self._add(secret, None)
+            else:
+                problem = "unknown token"
+        counters = self._anonymous if entry is None else entry.counters
+        counters.requests += 1
+        counters.slow += slow
+        if entry is None or entry.revoked:
+            counters.unauthorized += 1
+            if entry is not None:
+                problem = f"token {entry.name} is revoked"
+            return (
+                401,
+                {"error": "invalid_token", "error_description": problem},
+                {"WWW-Authenticate": _WWW_AUTHENTICATE},
+            )
+
+        verdict = entry.bucket.take(now, self._tolerance)
+        headers = self._limit_headers(verdict)
+        if not verdict.admitted:
+            counters.rate_limited += 1
+            wait = verdict.retry_after
+            if self._retry_after == "int":
+                headers["Retry-After"] = str(max(1, math.ceil(wait - EPSILON)))
+            else:
+                headers["Retry-After"] = f"{max(0.001, _ceil_ms(wait)):.3f}"
+            return 429, {"error": "rate_limited", "token": entry.name}, headers
+
+        entry.times.append(now)
+        if self._error_rate > 0 and self._error_rng.random() < self._error_rate:
+            counters.server_errors += 1
+            return 503, {"error": "unavailable", "token": entry.name}, headers
+        counters.ok += 1
+        if request.method == "GET" and request.path == "/whoami":
+            return 200, {"token": entry.name}, headers
+        body = {"ok": True, "token": entry.name, "path": request.path, "method": request.method}
+        return 200, body, headers
+
+    def _credentials(self, request: web.Request) -> tuple[str | None, str]:
+        """The token the request carries, or ``None`` and why there is none."""
+        name = self._auth_name
+        if self._auth == "query":
+            raw = request.query.get(name)
+            where = f"query parameter {name!r}"
+        else:
+            raw = request.headers.get(name)
+            where = f"header {name!r}"
+        if not raw:
+            return None, f"missing credentials: send the token in the {where}"
+        if self._auth != "bearer":
+            return raw, ""
+        scheme, _, secret = raw.partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not (secret in self._tokens or _valid(secret)):
+            return None, f"malformed {where}: expected 'Bearer <token>'"
+        return secret, ""
+
+    def _limit_headers(self, verdict: Verdict) -> dict[str, str]:
+        if not self._rate_limit_headers:
+            return {}
+        return {
+            "X-RateLimit-Limit": _number(verdict.limit.burst),
+            "X-RateLimit-Remaining": str(verdict.remaining),
+            "X-RateLimit-Reset-After": f"{_ceil_ms(verdict.reset_after):.3f}",
+            "X-RateLimit-Reset": str(math.ceil(time.time() + verdict.reset_after)),
+        }
+
+
+def _valid(secret: str) -> bool:
+    """Whether ``secret`` could be a token at all (non-empty, no white space or controls)."""
+    return _TOKEN_SHAPE.fullmatch(secret) is not None
