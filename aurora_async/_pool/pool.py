@@ -13,7 +13,9 @@ import math
 import os
 from collections import deque
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from .. import _log
 from .._core.limits import Limit
@@ -21,10 +23,19 @@ from .._core.scheduler import EPS, INF, Scheduler, Slot, TokenState, Waiter
 from .._core.stats import PoolStats, TokenStats
 from .._core.tokens import Token, as_token
 from .._errors import LeaseTimeout, NoTokensAvailable, PoolClosed
+from .._http.options import HttpOptions
 from .lease import Lease
+from .reload import Reloader, ReloadResult
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
+    import aiohttp
+
+    from .._core.headers import RateLimitInfo
+    from .._core.policy import Outcome
     from .._core.tokenfile import ParsedTokens
+    from .._http.client import HttpClient
 
 _DEBUG = 10
 
@@ -111,13 +122,9 @@ class TokenPool:
         self._next_mark = -INF
         self._low = False
         self._next_low_check = -INF
-        self._source: str | None = None
-        self._http: Any = None
-        self._http_options = http_options
-        if http_options:
-            from .._http.options import HttpOptions
-
-            HttpOptions.from_kwargs(http_options)  # validate now, not on first request
+        self._reloader: Reloader | None = None
+        self._http: HttpClient | None = None
+        self._http_options = HttpOptions.from_kwargs(http_options)  # validated now
         self.replace_tokens(tokens)
 
     # -- construction ------------------------------------------------------------
@@ -129,21 +136,23 @@ class TokenPool:
         *,
         limits: Limit | Sequence[Limit] = DEFAULT_LIMIT,
         watch: bool = False,
+        poll_interval: float = 2.0,
         **kwargs: Any,
     ) -> TokenPool:
         """A pool of the tokens in a token file, one per line.
 
         ``path`` ``None`` means ``$AURORA_TOKENS_FILE``, else ``./access_tokens.txt``.
-        With ``watch=True`` the file is reloaded when it changes (see :meth:`reload`).
+        With ``watch=True`` the file is reloaded when it changes, from when the pool is
+        entered (``async with pool``) until it is closed; see :meth:`reload`.
         """
         from .._io.tokenfile import read_token_file
 
         parsed = read_token_file(path)
-        pool = cls([e.value for e in parsed.entries], limits=limits, **kwargs)
-        pool._source = parsed.source
+        pool = cls(parsed.values, limits=limits, **kwargs)
         pool._log_duplicates(parsed)
+        pool._reloader = Reloader(pool, parsed.source)
         if watch:
-            pool.watch()
+            pool.watch(poll_interval=poll_interval)
         return pool
 
     @classmethod
@@ -159,7 +168,7 @@ class TokenPool:
         from .._io.tokenfile import read_token_env
 
         parsed = read_token_env(var)
-        pool = cls([e.value for e in parsed.entries], limits=limits, **kwargs)
+        pool = cls(parsed.values, limits=limits, **kwargs)
         pool._log_duplicates(parsed)
         return pool
 
@@ -203,16 +212,16 @@ class TokenPool:
         now = self._now()
         names = {s.name for s in sched.slots.values()}
         tries: dict[str, int] = {}
-        for value, slot in list(sched.slots.items()):
+        for value, old in list(sched.slots.items()):
             if value not in wanted:
-                self._set_removed(slot)
+                self._set_removed(old)
         for value, token in wanted.items():
             slot = sched.slots.get(value)
             limits = token.limits or self._limits
             cap = token.max_in_flight if token.max_in_flight is not None else self._max_in_flight
             if slot is not None and tuple(w.limit for w in slot.windows) == limits:
                 slot.token = token
-                slot.full_cap = cap if cap is not None else slot.full_cap
+                sched.set_cap(slot, cap)
                 sched.restore(slot)
                 continue
             if slot is not None:  # its limits changed: start its new windows full
@@ -258,6 +267,45 @@ class TokenPool:
         self._next_low_check = -INF
         self._check_low()
         self._dispatch()
+
+    def watch(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        poll_interval: float = 2.0,
+        use_events: bool = True,
+    ) -> None:
+        """Reload the token file whenever it changes (file events where the system
+        delivers them, and a poll every ``poll_interval`` seconds for mounts where it
+        does not). ``path`` is needed for a pool not made by :meth:`from_file`.
+        Watching runs while the pool is open (``async with pool``)."""
+        if path is not None:
+            self._reloader = Reloader(self, os.fspath(path))
+        if self._reloader is None:
+            raise ValueError(
+                "this pool was not made from a file: pass the path, pool.watch('tokens.txt')"
+            )
+        self._reloader.watch(poll_interval=poll_interval, use_events=use_events)
+        if self._state is _PoolState.OPEN and self._loop is not None:
+            self._reloader.start(self._loop)
+
+    async def reload(self, path: str | os.PathLike[str] | None = None) -> ReloadResult:
+        """Read the token file again and apply it (see :meth:`replace_tokens`).
+
+        A file that is not valid raises :class:`TokenFileError` and changes nothing:
+        the last good token set stays in service."""
+        if path is not None and (self._reloader is None or Path(path) != self._reloader.path):
+            self._reloader = Reloader(self, os.fspath(path))
+        if self._reloader is None:
+            raise ValueError("this pool was not made from a file: pass the path to reload()")
+        return await self._reloader.reload()
+
+    def reload_on_sighup(self) -> None:
+        """Reload the token file when the process receives SIGHUP (opt-in: the signal
+        belongs to the application). Takes effect while the pool is open."""
+        if self._reloader is None:
+            raise ValueError("this pool was not made from a file; see watch(path)")
+        self._reloader.reload_on_sighup()
 
     # -- leasing -----------------------------------------------------------------
 
@@ -432,6 +480,9 @@ class TokenPool:
         elif outcome == "failed":
             slot.errors += 1
             more = False
+        elif outcome == "client_error":  # the server took the token; the request was bad
+            slot.errors += 1
+            more = sched.mark_proven(slot)
         else:  # rate_limited and revoked were counted when reported
             more = False
         if (sched.release(slot) or more) and sched.waiting:
@@ -487,10 +538,18 @@ class TokenPool:
         raise KeyError(f"no token named {name!r} in this pool (names are masked, see stats())")
 
     def _redact(self, text: str) -> str:
-        """Replace any token secret inside ``text`` by its masked name."""
-        for value, slot in self._sched.slots.items():
+        """Replace any token secret inside ``text`` (also percent-encoded, as in an
+        error quoting a request URL) by its masked name."""
+        slots = self._sched.slots
+        for value, slot in slots.items():
             if value in text:
                 text = text.replace(value, slot.name)
+        if "%" in text:
+            decoded = unquote(text)
+            for value, slot in slots.items():
+                if value in decoded:
+                    decoded = decoded.replace(value, slot.name)
+                    text = decoded
         return text
 
     def _check_low(self, now: float | None = None) -> None:
@@ -511,6 +570,102 @@ class TokenPool:
         elif self._low and not low:
             _log.info("aurora.pool.recovered", active=active, tokens=total)
         self._low = low
+
+    # -- HTTP ----------------------------------------------------------------------
+
+    def _client(self) -> HttpClient:
+        if self._state is _PoolState.CLOSED:
+            raise PoolClosed("the pool is closed; it sends no more requests")
+        client = self._http
+        if client is None:
+            from .._http.client import HttpClient
+
+            client = self._http = HttpClient(self, self._http_options)
+        return client
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        cost: float = 1,
+        lease_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> aiohttp.ClientResponse:
+        """Send an HTTP request with a leased token and return aiohttp's response.
+
+        The token goes out as ``Authorization: Bearer <token>`` (see ``auth``). A 429,
+        401, 5xx or connection error is retried on another token (see ``max_attempts``,
+        ``deadline`` and ``retry_unsafe``); the token is cooled, disabled or counted as
+        the outcome says. The body is read before this returns, so ``await resp.json()``
+        works and the connection is free; use :meth:`stream` for large bodies. Other
+        keyword arguments go to ``aiohttp.ClientSession.request``.
+        """
+        return await self._client().request(
+            method, url, cost=cost, lease_timeout=lease_timeout, **kwargs
+        )
+
+    def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        cost: float = 1,
+        lease_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """``async with pool.stream("GET", url) as resp:`` read the body yourself; the
+        lease is held until the block ends."""
+        return self._client().stream(method, url, cost=cost, lease_timeout=lease_timeout, **kwargs)
+
+    async def get(self, url: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("GET", url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("POST", url, **kwargs)
+
+    async def put(self, url: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("PUT", url, **kwargs)
+
+    async def patch(self, url: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("PATCH", url, **kwargs)
+
+    async def delete(self, url: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("DELETE", url, **kwargs)
+
+    async def head(self, url: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("HEAD", url, **kwargs)
+
+    async def options(self, url: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("OPTIONS", url, **kwargs)
+
+    def _account_response(
+        self, lease: Lease, outcome: Outcome, info: RateLimitInfo, slack: float
+    ) -> None:
+        """What a response means for its token (the HTTP layer's report)."""
+        from .._core.policy import Verdict
+
+        slot = lease._held()
+        if info.limit is not None or info.remaining is not None or info.reset_after is not None:
+            slot.info = info
+        verdict = outcome.verdict
+        if verdict is Verdict.OK:
+            lease.succeeded()
+            if outcome.cooldown:
+                # The server says nothing is left until a reset. The token's own limiter
+                # may already hold it that long; cool it only if the reset is later.
+                now = self._now()
+                own = slot.ready(slot.key_cost)
+                if now + outcome.cooldown > own + slack:
+                    self._cool(slot, outcome.cooldown, "exhausted")
+        elif verdict is Verdict.RATE_LIMITED:
+            lease.rate_limited(outcome.cooldown)
+        elif verdict is Verdict.REVOKED:
+            lease.revoked(outcome.reason or "revoked by the server")
+        elif verdict is Verdict.CLIENT_ERROR:
+            lease._outcome = "client_error"
+        else:
+            lease.failed()
 
     # -- accounting --------------------------------------------------------------
 
@@ -569,8 +724,10 @@ class TokenPool:
     async def __aenter__(self) -> TokenPool:
         if self._state is _PoolState.CLOSED:
             raise PoolClosed("this pool was closed; create a new one")
-        self._bind()
+        loop = self._bind()
         self._state = _PoolState.OPEN
+        if self._reloader is not None:
+            self._reloader.start(loop)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -588,6 +745,8 @@ class TokenPool:
         for waiter in list(sched.waiters()):
             sched.cancel(waiter)
             _resolve(waiter, PoolClosed("the pool was closed while this lease was waiting"))
+        if self._reloader is not None:
+            await self._reloader.stop()
         if self._http is not None:
             await self._http.aclose()
 

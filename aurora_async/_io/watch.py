@@ -1,0 +1,93 @@
+"""Watching the token file: reload when it changes, however it changes.
+
+Operators edit ``access_tokens.txt`` in place, editors replace it by rename, Kubernetes
+swaps a ``..data`` symlink beside it, and network or bind mounts may deliver no file
+events at all. So the watcher listens to the file's *directory* with ``watchfiles``
+(inotify and friends; an optional extra) and also polls the file every
+``poll_interval`` seconds, and reloads only when the file's bytes actually changed.
+Both run as tasks of one anyio task group, stopped together when the pool closes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import anyio
+
+from .. import _log
+
+#: How often the file is polled when no file event arrives (seconds).
+DEFAULT_POLL_INTERVAL = 2.0
+
+
+def fingerprint(path: Path) -> str | None:
+    """A digest of the file's bytes, following symlinks; ``None`` if unreadable."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+class FileWatcher:
+    """Calls ``on_change()`` whenever the bytes of ``path`` differ from the last time."""
+
+    def __init__(
+        self,
+        path: Path,
+        on_change: Callable[[], Awaitable[object]],
+        *,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        use_events: bool = True,
+    ) -> None:
+        self.path = path
+        self._on_change = on_change
+        self.poll_interval = poll_interval
+        self.use_events = use_events
+        self._seen: str | None = None
+        self._lock = anyio.Lock()
+
+
+    def mark_seen(self, digest: str | None) -> None:
+        """Record the content the pool already has (so it is not reloaded again)."""
+        self._seen = digest
+
+    async def check(self) -> bool:
+        """Reload if the file changed since last seen; returns whether it did."""
+        async with self._lock:
+            digest = await anyio.to_thread.run_sync(fingerprint, self.path)
+            if digest == self._seen:
+                return False
+            self._seen = digest
+        await self._on_change()
+        return True
+
+    async def run(self) -> None:
+        """Watch until cancelled."""
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._poll)
+            if self.use_events:
+                group.start_soon(self._events)
+
+    async def _poll(self) -> None:
+        while True:
+            await anyio.sleep(self.poll_interval)
+            await self.check()
+
+    async def _events(self) -> None:
+        try:
+            from watchfiles import awatch
+        except ImportError:
+            _log.info(
+                "aurora.tokens.watch_polling",
+                path=str(self.path),
+                why="watchfiles is not installed (pip install 'aurora_async[watch]'); "
+                f"polling every {self.poll_interval:g}s",
+            )
+            return
+        # The directory, not the file: editors replace files by rename and Kubernetes
+        # swaps a ..data symlink beside them. Any change there may be ours; the digest
+        # decides (a change elsewhere in the directory costs one read and hash).
+        async for _changes in awatch(self.path.parent, recursive=True, debounce=50, step=25):
+            await self.check()

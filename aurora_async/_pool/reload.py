@@ -1,0 +1,127 @@
+"""Reloading a pool's token file: by hand, on SIGHUP, or when the file changes.
+
+A reload validates the whole new file before touching the pool: a bad version (a bad
+line, an empty or missing file) is rejected with a logged error naming the file and
+line, and the last good token set stays in service. A good version goes through
+``TokenPool.replace_tokens``: new tokens join, removed ones finish their in-flight calls,
+unchanged ones keep their limiter state and cooldowns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .. import _log
+from .._errors import TokenFileError
+from .._io.tokenfile import read_token_file
+from .._io.watch import DEFAULT_POLL_INTERVAL, FileWatcher, fingerprint
+
+if TYPE_CHECKING:
+    from .pool import TokenPool
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    """What a reload changed, by masked name."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    kept: int
+
+
+class Reloader:
+    """The token file behind a pool, and the task that watches it."""
+
+    def __init__(self, pool: TokenPool, path: str) -> None:
+        self._pool = pool
+        self.path = Path(path)
+        self._watcher: FileWatcher | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._digest = fingerprint(self.path)
+        self._sighup = False
+        self._reloads: set[asyncio.Task[None]] = set()  # SIGHUP reloads under way
+
+    async def reload(self) -> ReloadResult:
+        """Read the file again and apply it; raise :class:`TokenFileError` (after logging
+        ``aurora.tokens.reload_failed``) and change nothing if it is not valid."""
+        try:
+            parsed = await anyio.to_thread.run_sync(read_token_file, self.path)
+        except TokenFileError as exc:
+            _log.error(
+                "aurora.tokens.reload_failed",
+                path=exc.path,
+                line=exc.line,
+                error=exc.reason,
+                kept=len(self._pool._sched.slots),
+            )
+            raise
+        pool = self._pool
+        before = {v: s.name for v, s in pool._sched.slots.items() if not s.removed}
+        pool._log_duplicates(parsed)
+        pool.replace_tokens(parsed.values)
+        after = {v: s.name for v, s in pool._sched.slots.items() if not s.removed}
+        result = ReloadResult(
+            added=tuple(after[v] for v in after if v not in before),
+            removed=tuple(before[v] for v in before if v not in after),
+            kept=sum(1 for v in after if v in before),
+        )
+        self._digest = fingerprint(self.path)
+        if self._watcher is not None:
+            self._watcher.mark_seen(self._digest)
+        _log.info(
+            "aurora.tokens.reloaded",
+            path=str(self.path),
+            added=list(result.added),
+            removed=list(result.removed),
+            kept=result.kept,
+        )
+        return result
+
+    async def _reload_logged(self) -> None:
+        with contextlib.suppress(TokenFileError):  # logged by reload(); last good set stays
+            await self.reload()
+
+    def watch(
+        self, *, poll_interval: float = DEFAULT_POLL_INTERVAL, use_events: bool = True
+    ) -> None:
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval must be positive seconds, got {poll_interval!r}")
+        self._watcher = FileWatcher(
+            self.path, self._reload_logged, poll_interval=poll_interval, use_events=use_events
+        )
+        self._watcher.mark_seen(self._digest)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start watching (when the pool is entered), if asked to."""
+        if self._watcher is not None and self._task is None:
+            self._task = loop.create_task(self._watcher.run(), name="aurora-token-watch")
+        if self._sighup:
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup, loop)
+
+    def reload_on_sighup(self) -> None:
+        self._sighup = True
+        loop = self._pool._loop
+        if loop is not None and self._pool._state.value == "open":
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup, loop)
+
+    def _on_sighup(self, loop: asyncio.AbstractEventLoop) -> None:
+        _log.info("aurora.tokens.sighup", path=str(self.path))
+        task = loop.create_task(self._reload_logged(), name="aurora-token-reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._sighup and self._pool._loop is not None:
+            self._pool._loop.remove_signal_handler(signal.SIGHUP)
