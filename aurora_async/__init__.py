@@ -1,6 +1,8 @@
 """aurora_async: share a pool of rate-limited API tokens across many coroutines."""
 
+from ._core.headers import RateLimitInfo
 from ._core.limits import Limit
+from ._core.policy import Outcome, Verdict
 from ._core.scheduler import TokenState
 from ._core.stats import PoolStats, TokenStats
 from ._core.tokens import Token
@@ -13,22 +15,34 @@ from ._errors import (
     RequestFailed,
     TokenFileError,
 )
+from ._http.auth import Auth, BearerAuth, HeaderAuth, QueryAuth
+from ._http.options import HttpOptions
 from ._pool.lease import Lease
 from ._pool.pool import TokenPool
+from ._pool.reload import ReloadResult
 
 __all__ = [
     "AuroraError",
+    "Auth",
     "BackendUnavailable",
+    "BearerAuth",
+    "HeaderAuth",
+    "HttpOptions",
     "Lease",
     "LeaseTimeout",
     "Limit",
     "NoTokensAvailable",
+    "Outcome",
     "PoolClosed",
     "PoolStats",
+    "QueryAuth",
+    "RateLimitInfo",
+    "ReloadResult",
     "RequestFailed",
     "Token",
     "TokenFileError",
     "TokenPool",
     "TokenState",
     "TokenStats",
+    "Verdict",
 ]

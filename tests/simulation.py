@@ -150,9 +150,8 @@ def simulate(
                 run.outcomes[rid] = Outcome(rid, "cancelled", now)
                 if sched.cancel(waiter):
                     dispatch(now)
-        elif kind == "release":
-            if sched.release(held.pop(rid)) and sched.waiting:
-                dispatch(now)
+        elif kind == "release" and sched.release(held.pop(rid)) and sched.waiting:
+            dispatch(now)
         # After everything due at this instant: the queue's head and its reservation.
         if events and events[0][0] == now:
             continue

@@ -38,7 +38,8 @@ def test_window_is_a_real_aiolimiter_bucket() -> None:
     assert window.max_rate == 6  # the bucket's size is the burst
     assert window._rate_per_sec == 2  # it drains rate / per a second
     assert window.time_period == 3  # aiolimiter's own reading: 6 units per 3 s
-    assert window._last_check == 10.0 and window._level == 0
+    assert window._last_check == 10.0
+    assert window._level == 0
 
 
 @settings(max_examples=300, deadline=None)
@@ -127,4 +128,5 @@ async def test_a_window_still_works_as_a_plain_async_limiter() -> None:
         await a.acquire()
         times.append(loop.time() - start)
     assert times == [0.0, 0.5, 1.0]
-    assert b._waiters == [] and a._waiters is not b._waiters
+    assert b._waiters == []
+    assert a._waiters is not b._waiters

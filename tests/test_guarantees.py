@@ -32,7 +32,9 @@ specs = st.lists(
 
 
 @st.composite
-def workloads(draw: st.DrawFn, *, costs: list[float], cancels: bool, timeouts: bool) -> list[Request]:
+def workloads(
+    draw: st.DrawFn, *, costs: list[float], cancels: bool, timeouts: bool
+) -> list[Request]:
     n = draw(st.integers(1, 40))
     requests = []
     for _ in range(n):

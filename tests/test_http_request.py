@@ -205,6 +205,7 @@ async def test_other_aiohttp_keyword_arguments_pass_through() -> None:
     assert seen["body"] == "raw-bytes"
 
 
+@pytest.mark.looptime
 async def test_cost_is_charged_to_the_token() -> None:
     async with MockAPI({A: Limit(10)}) as api, TokenPool([A]) as pool:
         await pool.get(f"{api.url}/x", cost=3)

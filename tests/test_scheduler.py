@@ -106,13 +106,15 @@ def test_disable_enable_remove_restore_and_the_largest_cost() -> None:
     sched, (small, big) = make(Limit(2, burst=2), Limit(8, burst=8))
     assert sched.max_cost == 8
     assert sched.disable(big, "HTTP 401") is True
-    assert big.state(0.0) is TokenState.DISABLED and big.reason == "HTTP 401"
+    assert big.state(0.0) is TokenState.DISABLED
+    assert big.reason == "HTTP 401"
     assert sched.max_cost == 2
     with pytest.raises(NoTokensAvailable, match="no usable token can take cost 5"):
         sched.check_cost(5)
     with pytest.raises(ValueError, match="exceeds the burst of every token"):
         sched.check_cost(9)
-    assert sched.enable(big) is True and big.reason is None
+    assert sched.enable(big) is True
+    assert big.reason is None
     sched.remove(small)
     assert small.state(0.0) is TokenState.REMOVED
     assert "secret-value-number-0" not in sched.slots  # idle: forgotten at once
@@ -123,8 +125,14 @@ def test_disable_enable_remove_restore_and_the_largest_cost() -> None:
 
 @pytest.mark.parametrize(
     ("cost", "error"),
-    [(0, ValueError), (-1, ValueError), (math.nan, ValueError), (math.inf, ValueError),
-     ("1", TypeError), (True, TypeError)],
+    [
+        (0, ValueError),
+        (-1, ValueError),
+        (math.nan, ValueError),
+        (math.inf, ValueError),
+        ("1", TypeError),
+        (True, TypeError),
+    ],
 )
 def test_invalid_costs(cost: object, error: type[Exception]) -> None:
     sched, _ = make(Limit(2))
@@ -136,7 +144,8 @@ def test_removed_token_finishes_in_flight_then_disappears() -> None:
     sched, (a, b) = make(Limit(4), Limit(4))
     assert sched.try_take(1, 0.0) is a
     sched.remove(a)
-    assert a.state(0.0) is TokenState.REMOVED and a.in_flight == 1
+    assert a.state(0.0) is TokenState.REMOVED
+    assert a.in_flight == 1
     assert sched.try_take(1, 0.0) is b  # a takes no new leases
     assert sched.try_take(1, 0.0) is b
     assert sched.release(a) is False
@@ -166,15 +175,19 @@ def test_fifo_head_waits_and_cheaper_waiters_backfill_other_tokens() -> None:
     assert (granted, expired, wake) == ([], [], 0.75)
     assert sched.enqueue(cheap) is True  # cheaper than the head: may backfill
     granted, _, wake = sched.dispatch(0.0)
-    assert granted == [] and wake == 0.25  # y fits one unit at 0.25
+    assert granted == []
+    assert wake == 0.25
     granted, _, wake = sched.dispatch(0.25)
-    assert granted == [cheap] and cheap.slot is y and wake == 0.75
+    assert granted == [cheap]
+    assert cheap.slot is y
+    assert wake == 0.75
     granted, _, _ = sched.dispatch(0.75)
-    assert granted == [head] and head.slot is x
+    assert granted == [head]
+    assert head.slot is x
 
 
 def test_deadlines_expire_waiters_and_wake_the_timer() -> None:
-    sched, (a,) = make(Limit(1, per=1, burst=1))
+    sched, (_a,) = make(Limit(1, per=1, burst=1))
     sched.try_take(1, 0.0)
     early = Waiter(1, 0.5, 0.0)
     later = Waiter(1, 0.25, 0.0)
@@ -183,23 +196,26 @@ def test_deadlines_expire_waiters_and_wake_the_timer() -> None:
     granted, expired, wake = sched.dispatch(0.0)
     assert (granted, expired, wake) == ([], [], 0.25)
     granted, expired, wake = sched.dispatch(0.25)
-    assert expired == [later] and wake == 0.5
+    assert expired == [later]
+    assert wake == 0.5
     granted, expired, wake = sched.dispatch(0.5)
-    assert expired == [early] and wake == INF
+    assert expired == [early]
+    assert wake == INF
     assert sched.waiting == 0
 
 
 def test_a_waiter_due_exactly_at_its_deadline_is_granted() -> None:
-    sched, (a,) = make(Limit(4, per=1, burst=1))
+    sched, (_a,) = make(Limit(4, per=1, burst=1))
     sched.try_take(1, 0.0)
     w = Waiter(1, 0.25, 0.0)
     sched.enqueue(w)
     granted, expired, _ = sched.dispatch(0.25)
-    assert granted == [w] and expired == []
+    assert granted == [w]
+    assert expired == []
 
 
 def test_cancelling_the_head_asks_for_a_dispatch_and_others_do_not() -> None:
-    sched, (a,) = make(Limit(1, burst=1))
+    sched, (_a,) = make(Limit(1, burst=1))
     sched.try_take(1, 0.0)
     first, second, third = Waiter(1, INF, 0.0), Waiter(1, INF, 0.0), Waiter(1, INF, 0.0)
     for w in (first, second, third):
@@ -218,14 +234,15 @@ def test_refund_gives_capacity_back_to_the_next_waiter_at_once() -> None:
     sched.enqueue(w1)
     sched.enqueue(w2)
     granted, _, wake = sched.dispatch(1.0)
-    assert granted == [w1] and wake == 2.0
+    assert granted == [w1]
+    assert wake == 2.0
     assert sched.refund(a, 1, 1.0, 1.0) is True  # w1 was cancelled before it resumed
     granted, _, _ = sched.dispatch(1.0)
     assert granted == [w2]
 
 
 def test_unservable_waiters_fail_when_their_tokens_go() -> None:
-    sched, (small, big) = make(Limit(2, burst=2), Limit(8, burst=8))
+    sched, (_small, big) = make(Limit(2, burst=2), Limit(8, burst=8))
     assert sched.try_take(8, 0.0) is big
     w = Waiter(5, INF, 0.0)
     sched.enqueue(w)

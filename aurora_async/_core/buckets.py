@@ -20,6 +20,7 @@ scheduler above it stays pure and testable on any clock.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from functools import partial
 from itertools import count
@@ -54,7 +55,7 @@ check_aiolimiter()
 #: own the moment anyone calls ``acquire()`` on a window. That saves about 300 bytes per
 #: token, a third of an idle token's footprint.
 _SHARED_COUNT = partial(next, count())
-_NO_WAITERS: list[tuple[float, int, object]] = []
+_NO_WAITERS: list[tuple[float, int, asyncio.Future[None]]] = []
 
 
 class Window(AsyncLimiter):

@@ -112,9 +112,9 @@ def in_key_order(lanes: Sequence[Lane]) -> Iterator[Entry]:
     frontier: list[tuple[float, int, Entry, Iterator[Entry] | None, list[Entry], int]] = []
     for lane in lanes:
         if lane.fifo:
-            walk = iter(lane.fifo)
-            first = next(walk)
-            frontier.append((first[0], next(tie), first, walk, lane.heap, -1))
+            fifo_walk = iter(lane.fifo)
+            first = next(fifo_walk)
+            frontier.append((first[0], next(tie), first, fifo_walk, lane.heap, -1))
         if lane.heap:
             root = lane.heap[0]
             frontier.append((root[0], next(tie), root, None, lane.heap, 0))

@@ -31,18 +31,19 @@ class Limit:
     """
 
     rate: float
-    per: float = 1.0
-    burst: float = None  # type: ignore[assignment]  # None means "same as rate"
+    per: float
+    burst: float  #: the bucket's size; ``rate`` unless given
     #: How many units the bucket drains per second (computed once: every window of this
     #: limit shares the one float, which keeps the scheduler's hot loop in cache).
-    per_second: float = field(init=False, repr=False, compare=False)
+    per_second: float = field(repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "rate", _positive("rate", self.rate))
-        object.__setattr__(self, "per", _positive("per", self.per))
-        burst = self.rate if self.burst is None else _positive("burst", self.burst)
-        object.__setattr__(self, "burst", burst)
-        object.__setattr__(self, "per_second", self.rate / self.per)
+    def __init__(self, rate: float, per: float = 1.0, burst: float | None = None) -> None:
+        rate = _positive("rate", rate)
+        per = _positive("per", per)
+        object.__setattr__(self, "rate", rate)
+        object.__setattr__(self, "per", per)
+        object.__setattr__(self, "burst", rate if burst is None else _positive("burst", burst))
+        object.__setattr__(self, "per_second", rate / per)
 
     @classmethod
     def sliding_window(cls, count: float, per: float = 1.0, *, burst: float = 2) -> Limit:

@@ -32,7 +32,7 @@ from itertools import count
 
 from .._errors import NoTokensAvailable
 from .buckets import Window
-from .lanes import Lane, in_key_order, top_of
+from .lanes import Entry, Lane, in_key_order, top_of
 from .limits import Limit
 from .tokens import Token
 
@@ -148,7 +148,21 @@ class Slot:
         the slot's new key: when it can next fire its key cost."""
         key = self.cool_until
         key_cost = self.key_cost
-        for w in self.windows:
+        windows = self.windows
+        if len(windows) == 1:  # the usual single window, without the loop
+            w = windows[0]
+            rate = w.rate
+            elapsed = now - w._last_check
+            if elapsed > 0.0:
+                level = w._level - elapsed * rate
+                level = (level if level > 0.0 else 0.0) + cost
+                w._last_check = now
+            else:
+                level = w._level + cost
+            w._level = level
+            r = w._last_check + (level + key_cost - w.burst) / rate
+            return r if r > key else key
+        for w in windows:
             rate = w.rate
             elapsed = now - w._last_check
             if elapsed > 0.0:
@@ -222,18 +236,42 @@ class Scheduler:
         now: float,
     ) -> Slot:
         slot = Slot(token, name, limits, max_in_flight, self.trial_in_flight, now)
+        self._file(slot)
+        self.slots[token.value] = slot
+        _inc(self._all_costs, slot.max_cost)
+        self._became_usable(slot)
+        return slot
+
+    def _file(self, slot: Slot) -> None:
+        """Put ``slot`` in the lane of its tier (tokens with the same windows)."""
         tier = tuple((w.burst, w.rate) for w in slot.windows)
         lane = self._lanes.get(tier)
         if lane is None:
             lane = self._lanes[tier] = Lane()
             self._lane_list.append(lane)
         slot.lane = lane
-        self.slots[token.value] = slot
         for w in slot.windows:
             self._min_rate = min(self._min_rate, w.rate)
-        _inc(self._all_costs, slot.max_cost)
-        self._became_usable(slot)
-        return slot
+
+    def relimit(self, slot: Slot, limits: tuple[Limit, ...], now: float) -> None:
+        """Give ``slot`` new limit windows. They start full (as if just used to the
+        brim), since nothing is known of how the new limits were spent; everything else
+        (name, counters, cooldown, disabled, in-flight leases) stays."""
+        usable = slot.usable
+        if usable:
+            self._became_unusable(slot)
+        if not slot.removed:
+            _dec(self._all_costs, slot.max_cost)
+        slot.windows = tuple(Window(limit, now) for limit in limits)
+        for w in slot.windows:
+            w.take(w.burst, now)
+        slot.max_cost = min(w.burst for w in slot.windows)
+        slot.key_cost = min(1.0, slot.max_cost)
+        self._file(slot)
+        if not slot.removed:
+            _inc(self._all_costs, slot.max_cost)
+        if usable:
+            self._became_usable(slot)
 
     def remove(self, slot: Slot) -> None:
         """Take no new leases on ``slot``; it stays visible until its calls finish."""
@@ -486,13 +524,23 @@ class Scheduler:
         """Queue ``waiter``. Returns whether the shell must dispatch now (the waiter is
         the new head, or may be served out of turn)."""
         queue = self._queue
-        head_cost = self._head_cost()
+        cost = waiter.cost
+        if self.waiting:
+            head = queue[0]
+            if not head.live:
+                head_cost = self._head_cost()
+                dispatch = head_cost is None or cost < head_cost
+            else:
+                dispatch = cost < head.cost
+        else:
+            dispatch = True
         queue.append(waiter)
         self.waiting += 1
-        _inc(self._costs, waiter.cost)
+        costs = self._costs
+        costs[cost] = costs.get(cost, 0) + 1
         if waiter.deadline < INF:
             heappush(self._deadlines, (waiter.deadline, self._next_seq(), waiter))
-        return head_cost is None or waiter.cost < head_cost
+        return dispatch
 
     def _head_cost(self) -> float | None:
         queue = self._queue
@@ -530,16 +578,75 @@ class Scheduler:
         expired: list[Waiter] = []
         limit = now + EPS
         queue = self._queue
+        costs = self._costs
+        lanes = self._lane_list
+        single = lanes[0] if len(lanes) == 1 else None
         wake = INF
         while queue:
             head = queue[0]
             if not head.live:
                 queue.popleft()
                 continue
-            slot, t = self.best(head.cost, now)
+            cost = head.cost
+            top: Entry | None
+            if single is not None:
+                fifo = single.fifo
+                if fifo and not single.heap and fifo[0][2].seq == fifo[0][1]:
+                    top = fifo[0]  # Lane.top(), inlined for its usual case
+                else:
+                    top = single.top()
+            else:
+                top = top_of(lanes)
+            if top is not None and top[0] <= limit and cost == top[2].key_cost:
+                # The usual grant, inlined: the top of the index fires the head's cost
+                # now (its key is exactly when it can fire its key cost).
+                slot = top[2]
+                queue.popleft()
+                head.live = False
+                self.waiting -= 1
+                left = costs[cost] - 1
+                if left:
+                    costs[cost] = left
+                else:
+                    del costs[cost]
+                head.slot = slot
+                head.granted_at = now
+                windows = slot.windows
+                if len(windows) == 1 and slot.cool_until < now:
+                    # Slot.take for one window, inlined (the bucket leaks, then takes).
+                    w = windows[0]
+                    rate = w.rate
+                    level = w._level - (now - w._last_check) * rate
+                    level = (level if level > 0.0 else 0.0) + cost
+                    w._level = level
+                    w._last_check = now
+                    key = now + (level + slot.key_cost - w.burst) / rate
+                else:
+                    key = slot.take(cost, now)
+                slot.in_flight += 1
+                slot.leases += 1
+                slot.units += cost
+                lane = slot.lane
+                fifo = lane.fifo
+                if fifo and fifo[0] is top:  # Lane.retire and Lane.push, inlined
+                    fifo.popleft()
+                else:
+                    lane.retire(top[1])
+                if slot.in_flight < slot.cap:
+                    seq = slot.seq = self._next_seq()
+                    if not fifo or key >= fifo[-1][0]:
+                        fifo.append((key, seq, slot))
+                    else:
+                        lane.push((key, seq, slot))
+                else:
+                    slot.seq = -1
+                    slot.indexed = False
+                granted.append(head)
+                continue
+            found, t = self.best(cost, now)
             if t <= limit:
                 queue.popleft()
-                self._give(slot, head, now)  # type: ignore[arg-type]  # t finite: slot set
+                self._give(found, head, now)  # type: ignore[arg-type]  # t finite: found set
                 granted.append(head)
                 continue
             if head.deadline <= now:
@@ -548,8 +655,8 @@ class Scheduler:
                 expired.append(head)
                 continue
             wake = t
-            if self._costs and min(self._costs) < head.cost:
-                wake = min(wake, self._backfill(head, slot, now, granted))
+            if costs and min(costs) < cost:
+                wake = min(wake, self._backfill(head, found, now, granted))
             break
         deadlines = self._deadlines
         while deadlines and (deadlines[0][0] <= now or not deadlines[0][2].live):

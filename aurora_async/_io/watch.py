@@ -48,7 +48,6 @@ class FileWatcher:
         self._seen: str | None = None
         self._lock = anyio.Lock()
 
-
     def mark_seen(self, digest: str | None) -> None:
         """Record the content the pool already has (so it is not reloaded again)."""
         self._seen = digest

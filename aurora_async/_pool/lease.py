@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+from asyncio import get_running_loop
 from types import TracebackType
 from typing import TYPE_CHECKING
+
+from .._core.scheduler import Waiter
 
 if TYPE_CHECKING:
     from .._core.scheduler import Slot
     from .pool import TokenPool
 
+_Future = asyncio.Future  # the C class, without loop.create_future()'s Python frame
 _PENDING, _HELD, _DONE = 0, 1, 2
+_INF = float("inf")
 
 
-class Lease:
+class Lease(Waiter):
     """A granted token, from ``pool.lease()`` (``async with``) or ``await pool.acquire()``.
 
     Report what happened with :meth:`rate_limited`, :meth:`revoked` or :meth:`failed`;
@@ -21,26 +27,21 @@ class Lease:
     ended with :meth:`release`.
     """
 
-    __slots__ = ("_outcome", "_pool", "_slot", "_state", "cost", "granted_at", "timeout", "waited")
+    # A lease is also its own entry in the pool's queue (the scheduler's Waiter), so a
+    # lease that has to wait costs no second object.
+    __slots__ = ("_outcome", "_pool", "_state", "fut", "timeout")
 
     def __init__(self, pool: TokenPool, cost: float, timeout: float | None) -> None:
         self._pool = pool
         self.cost = cost
         self.timeout = timeout
-        self._slot: Slot | None = None
+        self.slot: Slot | None = None
         self._state = _PENDING
         self._outcome: str | None = None
-        self.granted_at = 0.0  #: loop time of the grant
-        self.waited = 0.0  #: seconds spent waiting for it
-
-    def _granted(self, slot: Slot, granted_at: float, waited: float) -> None:
-        self._slot = slot
-        self.granted_at = granted_at
-        self.waited = waited
-        self._state = _HELD
+        self.granted_at = self.enqueued_at = 0.0  #: loop times of the grant and request
 
     def _held(self) -> Slot:
-        slot = self._slot
+        slot = self.slot
         if slot is None:
             raise RuntimeError("this lease has not been granted yet: use it inside `async with`")
         return slot
@@ -49,6 +50,11 @@ class Lease:
     def token(self) -> str:
         """The secret, to hand to your own client or SDK. Never log it: log :attr:`name`."""
         return self._held().token.value
+
+    @property
+    def waited(self) -> float:
+        """Seconds this lease waited in the queue before it was granted."""
+        return self.granted_at - self.enqueued_at
 
     @property
     def name(self) -> str:
@@ -68,8 +74,9 @@ class Lease:
         if retry_after is not None and not retry_after >= 0:
             raise ValueError(f"retry_after must be a non-negative number, got {retry_after!r}")
         slot = self._held()
-        if self._outcome is None:
-            self._outcome = "rate_limited"
+        if self._outcome == "rate_limited":
+            return  # one lease, one 429: a second report counts nothing
+        self._outcome = "rate_limited"
         self._pool._report_rate_limited(slot, retry_after)
 
     def revoked(self, reason: str | None = None) -> None:
@@ -98,20 +105,56 @@ class Lease:
         if self._state != _PENDING:
             raise RuntimeError("a Lease can be entered only once; call pool.lease() again")
         pool = self._pool
+        sched = pool._sched
         loop = pool._loop
-        if loop is not None and pool._accepting:
-            # The fast path, inlined (a token can fire now and nobody waits).
-            now = loop.time()
-            slot = pool._sched.try_take(self.cost, now)
-            if slot is not None:
-                self._slot = slot
-                self.granted_at = now
-                self._state = _HELD
-                pool._granted += 1
-                if now >= pool._next_mark:
-                    pool._mark(now)
+        try:
+            usual = (
+                loop is get_running_loop()
+                and pool._accepting
+                and self.timeout is None
+                and 0 < self.cost <= sched.max_cost
+            )
+        except TypeError:
+            usual = False
+        if usual:
+            now = loop.time()  # type: ignore[union-attr]
+            deadline = _INF
+            if not sched.waiting:
+                # The fast path, inlined: a token can fire now and nobody waits.
+                slot = sched.try_take(self.cost, now)
+                if slot is not None:
+                    self.slot = slot
+                    self.granted_at = self.enqueued_at = now
+                    self._state = _HELD
+                    pool._granted += 1
+                    if now >= pool._next_mark:
+                        pool._mark(now)
+                    return self
+        else:
+            # First use, a timeout, an odd cost, a closed pool: the careful path, which
+            # may grant at once (None) or say until when to wait.
+            ready = pool._prepare(self)
+            if ready is None:
                 return self
-        await pool._acquire(self)
+            now, deadline = ready
+            loop = pool._loop
+        # Wait in the pool's queue (this lease is its own queue entry) until the
+        # dispatcher resolves the future with a token, an error, or a timeout.
+        fut: asyncio.Future[None] = _Future(loop=loop)
+        self.deadline = deadline
+        self.enqueued_at = now
+        self.live = True
+        self.fut = fut
+        if sched.enqueue(self):
+            pool._dispatch()
+        if deadline < pool._timer_at:
+            pool._arm(deadline)
+        try:
+            await fut
+        except BaseException:
+            pool._abandon(self)
+            raise
+        self._state = _HELD
         return self
 
     async def __aexit__(
@@ -122,18 +165,18 @@ class Lease:
     ) -> None:
         if self._state == _HELD:
             self._state = _DONE
-            slot = self._slot
+            slot = self.slot
             outcome = self._outcome
             if outcome is None and exc_type is None and slot.proven and slot.indexed:  # type: ignore[union-attr]
                 # The common case, inlined: fine, and the token stays schedulable.
                 slot.ok += 1  # type: ignore[union-attr]
                 slot.backoff = 0.0  # type: ignore[union-attr]
                 slot.in_flight -= 1  # type: ignore[union-attr]
-                return
-            outcome = outcome or ("failed" if exc_type is not None else "ok")
-            self._pool._release(self._held(), outcome)
+            else:
+                outcome = outcome or ("failed" if exc_type is not None else "ok")
+                self._pool._release(self._held(), outcome)
 
     def __repr__(self) -> str:
         state = ("pending", "held", "done")[self._state]
-        who = f" {self._slot.name}" if self._slot is not None else ""
+        who = f" {self.slot.name}" if self.slot is not None else ""
         return f"<Lease{who} cost={self.cost:g} {state}>"

@@ -49,15 +49,6 @@ class _PoolState(enum.Enum):
     CLOSED = "closed"
 
 
-class _AsyncWaiter(Waiter):
-    __slots__ = ("fut", "refunded")
-
-    def __init__(self, cost: float, deadline: float, now: float, fut: asyncio.Future[None]):
-        super().__init__(cost, deadline, now)
-        self.fut = fut
-        self.refunded = False
-
-
 def _limits_tuple(limits: Limit | Sequence[Limit]) -> tuple[Limit, ...]:
     if isinstance(limits, Limit):
         return (limits,)
@@ -122,6 +113,7 @@ class TokenPool:
         self._next_mark = -INF
         self._low = False
         self._next_low_check = -INF
+        self._low_timer: asyncio.TimerHandle | None = None
         self._reloader: Reloader | None = None
         self._http: HttpClient | None = None
         self._http_options = HttpOptions.from_kwargs(http_options)  # validated now
@@ -203,9 +195,23 @@ class TokenPool:
         before changing anything, so a bad set leaves the pool as it was.
         """
         wanted: dict[str, Token] = {}
-        for item in tokens:
+        duplicates: dict[str, list[int]] = {}
+        for position, item in enumerate(tokens, 1):
             token = as_token(item)
-            wanted.setdefault(token.value, token)
+            if token.value in wanted:
+                duplicates.setdefault(token.value, [])
+            else:
+                wanted[token.value] = token
+            if token.value in duplicates:
+                duplicates[token.value].append(position)
+        for value, positions in duplicates.items():
+            _log.warning(
+                "aurora.tokens.duplicate",
+                source="tokens given",
+                token=wanted[value].name,
+                positions=positions,
+                kept="the first",
+            )
         for token in wanted.values():
             _check_positive_int(f"Token {token.name} max_in_flight", token.max_in_flight)
         sched = self._sched
@@ -216,29 +222,19 @@ class TokenPool:
             if value not in wanted:
                 self._set_removed(old)
         for value, token in wanted.items():
-            slot = sched.slots.get(value)
             limits = token.limits or self._limits
             cap = token.max_in_flight if token.max_in_flight is not None else self._max_in_flight
-            if slot is not None and tuple(w.limit for w in slot.windows) == limits:
-                slot.token = token
-                sched.set_cap(slot, cap)
-                sched.restore(slot)
+            slot = sched.slots.get(value)
+            if slot is None:
+                name = _unique_name(token.name, names, tries)
+                names.add(name)
+                sched.add(token, name, limits, cap, now)
                 continue
-            if slot is not None:  # its limits changed: start its new windows full
-                self._set_removed(slot, quiet=True)
-                sched.forget_if_idle(slot)
-                if sched.slots.get(value) is slot:
-                    del sched.slots[value]
-            name = _unique_name(token.name, names, tries)
-            names.add(name)
-            new = sched.add(token, name, limits, cap, now)
-            if slot is not None:
-                for window in new.windows:
-                    window.take(window.burst, now)
-                new.cool_until = slot.cool_until
-                new.proven = slot.proven
-                if slot.disabled:
-                    sched.disable(new, slot.reason or "disabled")
+            slot.token = token
+            sched.restore(slot)
+            if tuple(w.limit for w in slot.windows) != limits:
+                sched.relimit(slot, limits, now)
+            sched.set_cap(slot, cap)
         self._after_token_change()
 
     def _set_removed(self, slot: Slot, *, quiet: bool = False) -> None:
@@ -315,13 +311,13 @@ class TokenPool:
         Waits (first come, first served) until one can. ``timeout`` in seconds raises
         :class:`LeaseTimeout`; ``timeout=0`` takes a token only if one is free now.
         """
+        if cost is True or cost is False:
+            raise TypeError("cost must be a number, not bool")
         return Lease(self, cost, timeout)
 
     async def acquire(self, cost: float = 1, timeout: float | None = None) -> Lease:
         """Like :meth:`lease`, for callers who release by hand with ``lease.release()``."""
-        lease = Lease(self, cost, timeout)
-        await self._acquire(lease)
-        return lease
+        return await self.lease(cost, timeout).__aenter__()
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
@@ -333,7 +329,10 @@ class TokenPool:
             )
         return loop
 
-    async def _acquire(self, lease: Lease) -> None:
+    def _prepare(self, lease: Lease) -> tuple[float, float] | None:
+        """Check a lease the careful way: bind the loop, validate cost and timeout, and
+        grant it at once if a token is free and nobody waits (returns ``None``).
+        Otherwise returns ``(now, deadline)`` for it to wait in the queue."""
         if self._state is _PoolState.CLOSED:
             raise PoolClosed("the pool is closed; it takes no new leases")
         loop = self._loop
@@ -347,48 +346,36 @@ class TokenPool:
             valid = False
         if not valid:
             sched.check_cost(cost)
+        timeout = lease.timeout
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+                raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+            if not timeout >= 0:
+                raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
         now = loop.time()
         taken = sched.try_take(cost, now)
         if taken is not None:
-            lease._granted(taken, now, 0.0)
+            lease.slot = taken
+            lease.granted_at = lease.enqueued_at = now
+            lease._state = 1  # held
             self._count_grant(now)
-            return
-        timeout = lease.timeout
-        if timeout is None:
-            deadline = INF
-        elif timeout > 0:
-            deadline = now + timeout
-        elif timeout == 0:
+            return None
+        if timeout == 0:
             raise LeaseTimeout(
                 f"no token can take a lease of cost {cost:g} now (timeout=0: only if free now)"
             )
-        else:
-            raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
-        fut: asyncio.Future[None] = loop.create_future()
-        waiter = _AsyncWaiter(cost, deadline, now, fut)
-        if sched.enqueue(waiter):
-            self._dispatch()
-        if deadline < self._timer_at:
-            self._arm(deadline)
-        try:
-            await fut
-        except BaseException:
-            self._abandon(waiter)
-            raise
-        slot = waiter.slot
-        assert slot is not None
-        lease._granted(slot, waiter.granted_at, waiter.granted_at - now)
+        return now, (INF if timeout is None else now + timeout)
 
-    def _abandon(self, waiter: _AsyncWaiter) -> None:
+    def _abandon(self, lease: Lease) -> None:
         """The waiting task left (cancelled, or its future failed)."""
         sched = self._sched
-        if waiter.live:
-            if sched.cancel(waiter):
+        if lease.live:
+            if sched.cancel(lease):
                 self._dispatch()
-        elif waiter.slot is not None and not waiter.refunded:
+        elif lease.slot is not None:
             # Granted, but cancelled before it could resume: give the token back.
-            waiter.refunded = True
-            if sched.refund(waiter.slot, waiter.cost, waiter.granted_at, self._now()):
+            slot, lease.slot = lease.slot, None
+            if sched.refund(slot, lease.cost, lease.granted_at, self._now()):
                 self._granted -= 1
                 self._dispatch()
 
@@ -400,36 +387,37 @@ class TokenPool:
         while True:
             now = loop.time()
             granted, expired, wake = sched.dispatch(now)
-            refunded = False
-            for waiter in granted:
-                fut = waiter.fut  # type: ignore[attr-defined]
+            refunded = 0
+            for lease in granted:
+                fut = lease.fut  # type: ignore[attr-defined]
                 if fut.done():  # cancelled while queued; its task has not run yet
-                    waiter.refunded = True  # type: ignore[attr-defined]
-                    sched.refund(waiter.slot, waiter.cost, now, now)  # type: ignore[arg-type]
-                    refunded = True
+                    sched.refund(lease.slot, lease.cost, now, now)  # type: ignore[arg-type]
+                    lease.slot = None  # given back: nothing for _abandon to refund
+                    refunded += 1
                 else:
                     fut.set_result(None)
             if granted:
-                self._count_grants(now, granted)
-            for waiter in expired:
-                _resolve(waiter, self._timeout_error(waiter, now))
+                self._granted += len(granted) - refunded
+                if now >= self._next_mark:
+                    self._mark(now)
+                if _log.enabled(_DEBUG):
+                    self._log_waited(now, granted)
+            for lease in expired:
+                _resolve(lease, self._timeout_error(lease, now))
             if not refunded:
                 break
         self._arm(wake)
 
-    def _count_grants(self, now: float, granted: list[Waiter]) -> None:
-        self._granted += len(granted)
-        if now >= self._next_mark:
-            self._mark(now)
-        if _log.enabled(_DEBUG):
-            for waiter in granted:
-                if waiter.slot is not None and not waiter.refunded:  # type: ignore[attr-defined]
-                    _log.debug(
-                        "aurora.lease.waited",
-                        token=waiter.slot.name,
-                        cost=waiter.cost,
-                        waited=round(now - waiter.enqueued_at, 6),
-                    )
+    @staticmethod
+    def _log_waited(now: float, granted: list[Waiter]) -> None:
+        for lease in granted:
+            if lease.slot is not None:
+                _log.debug(
+                    "aurora.lease.waited",
+                    token=lease.slot.name,
+                    cost=lease.cost,
+                    waited=round(now - lease.enqueued_at, 6),
+                )
 
     def _count_grant(self, now: float) -> None:
         self._granted += 1
@@ -483,7 +471,10 @@ class TokenPool:
         elif outcome == "client_error":  # the server took the token; the request was bad
             slot.errors += 1
             more = sched.mark_proven(slot)
-        else:  # rate_limited and revoked were counted when reported
+        elif outcome == "revoked":  # counted as an error; the token is disabled already
+            slot.errors += 1
+            more = False
+        else:  # rate_limited was counted when reported
             more = False
         if (sched.release(slot) or more) and sched.waiting:
             self._dispatch()
@@ -535,41 +526,69 @@ class TokenPool:
         for slot in self._sched.slots.values():
             if slot.name == name:
                 return slot
-        raise KeyError(f"no token named {name!r} in this pool (names are masked, see stats())")
+        raise KeyError(
+            f"no token named {self._redact(name)!r} in this pool "
+            "(tokens are named by their masked names: see pool.stats())"
+        )
 
     def _redact(self, text: str) -> str:
         """Replace any token secret inside ``text`` (also percent-encoded, as in an
-        error quoting a request URL) by its masked name."""
-        slots = self._sched.slots
-        for value, slot in slots.items():
+        error quoting a request URL) by its masked name. Longest secrets first, so a
+        secret that is the prefix of another cannot leave the other's tail behind."""
+        slots = sorted(self._sched.slots.items(), key=lambda item: -len(item[0]))
+        for value, slot in slots:
             if value in text:
                 text = text.replace(value, slot.name)
         if "%" in text:
             decoded = unquote(text)
-            for value, slot in slots.items():
+            for value, slot in slots:
                 if value in decoded:
                     decoded = decoded.replace(value, slot.name)
                     text = decoded
         return text
 
     def _check_low(self, now: float | None = None) -> None:
-        """Log when the share of active tokens crosses ``low_water`` (at most every
-        half second: it scans every token)."""
+        """Log ``aurora.pool.low`` / ``aurora.pool.recovered`` when the share of active
+        tokens crosses ``low_water``. It scans every token, so it runs at most every
+        half second; a check that is skipped, and the end of the earliest cooldown while
+        the pool is low, are each caught up by one timer."""
         now = self._now() if now is None else now
+        loop = self._loop
         if now < self._next_low_check:
+            if loop is not None and self._low_timer is None:
+                self._low_timer = loop.call_at(self._next_low_check, self._low_recheck)
             return
         self._next_low_check = now + 0.5
         slots = self._sched.slots.values()
-        total = sum(1 for s in slots if not s.removed)
+        total = 0
+        active = 0
+        cooling_ends = INF
+        for s in slots:
+            if s.removed:
+                continue
+            total += 1
+            if s.disabled:
+                continue
+            if s.cool_until <= now:
+                active += 1
+            elif s.cool_until < cooling_ends:
+                cooling_ends = s.cool_until
         if not total:
             return
-        active = sum(1 for s in slots if s.usable and s.cool_until <= now)
         low = active / total < self._low_water
         if low and not self._low:
             _log.warning("aurora.pool.low", active=active, tokens=total, low_water=self._low_water)
         elif self._low and not low:
             _log.info("aurora.pool.recovered", active=active, tokens=total)
         self._low = low
+        if low and cooling_ends < INF and loop is not None and self._low_timer is None:
+            when = max(cooling_ends, self._next_low_check)
+            self._low_timer = loop.call_at(when, self._low_recheck)
+
+    def _low_recheck(self) -> None:
+        self._low_timer = None
+        if self._state is not _PoolState.CLOSED:
+            self._check_low()
 
     # -- HTTP ----------------------------------------------------------------------
 
@@ -741,6 +760,9 @@ class TokenPool:
         self._state = _PoolState.CLOSED
         self._accepting = False
         self._arm(INF)
+        if self._low_timer is not None:
+            self._low_timer.cancel()
+            self._low_timer = None
         sched = self._sched
         for waiter in list(sched.waiters()):
             sched.cancel(waiter)

@@ -1,0 +1,170 @@
+"""Saturated: 1,000 tokens, thousands of coroutines, every token busy all the time.
+
+    python benchmarks/bench_saturated.py [--quick]
+
+Figures (same process, same coroutines, real time):
+- ``CPU per grant``: process CPU seconds per lease granted, for the pool and for the
+  *floor*: a bare asyncio future hand-off in batches from one timer (the cheapest way
+  any scheduler could wake the same coroutines at the same moments). Target: pool at
+  most 2x the floor.
+- ``grant rate / sum of token rates``: leases granted per second against what the
+  tokens allow together. Target: the full rate (at least 98%), not capped by the loop's
+  timer granularity (one wake grants every token that is due).
+- For context, strict round robin over one ``aiolimiter.AsyncLimiter`` per token (each
+  coroutine takes the next limiter in turn and awaits it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import itertools
+import sys
+import time
+from collections import deque
+
+from _common import Figure, Report, finish, quick, secrets
+from aiolimiter import AsyncLimiter
+
+from aurora_async import Limit, PoolClosed, TokenPool
+
+TOKENS = 1000
+RATE = 20.0  # per token per second: 20,000 grants a second in all
+COROUTINES = 4000
+
+
+class Meter:
+    """Counts grants; measures wall time and CPU over a window after a warm-up."""
+
+    def __init__(self) -> None:
+        self.grants = 0
+
+    async def window(self, warmup: float, seconds: float) -> tuple[float, float, int]:
+        await asyncio.sleep(warmup)
+        g0, c0, t0 = self.grants, time.process_time(), time.perf_counter()
+        await asyncio.sleep(seconds)
+        g1, c1, t1 = self.grants, time.process_time(), time.perf_counter()
+        return (c1 - c0), (t1 - t0), (g1 - g0)
+
+
+async def run_pool(seconds: float) -> tuple[float, float, int]:
+    pool = TokenPool(secrets(TOKENS), limits=Limit(RATE, per=1.0), trial_in_flight=None)
+    meter = Meter()
+
+    async def worker() -> None:
+        with contextlib.suppress(PoolClosed):
+            while True:
+                async with pool.lease():
+                    meter.grants += 1
+
+    tasks = [asyncio.create_task(worker()) for _ in range(COROUTINES)]
+    result = await meter.window(1.5, seconds)
+    await pool.aclose()
+    await asyncio.gather(*tasks)
+    return result
+
+
+async def run_floor(seconds: float) -> tuple[float, float, int]:
+    """The same coroutines woken in the same batches by one timer, with nothing else:
+    each tick (every 1/RATE s) hands out one grant per token, as the pool does."""
+    loop = asyncio.get_running_loop()
+    waiters: deque[asyncio.Future[None]] = deque()
+    meter = Meter()
+    stop = False
+    start = loop.time()
+    burst = TOKENS * int(RATE)  # a fresh bucket of `rate` units per token, as in the pool
+
+    def tick(k: int, budget: int) -> None:
+        while budget and waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                budget -= 1
+        if not stop:
+            loop.call_at(start + (k + 1) / RATE, tick, k + 1, TOKENS)
+
+    async def worker() -> None:
+        while not stop:
+            fut = loop.create_future()
+            waiters.append(fut)
+            await fut
+            meter.grants += 1
+
+    tasks = [asyncio.create_task(worker()) for _ in range(COROUTINES)]
+    loop.call_soon(tick, 0, burst)
+    result = await meter.window(1.5, seconds)
+    stop = True
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return result
+
+
+async def run_round_robin(seconds: float) -> tuple[float, float, int]:
+    limiters = [AsyncLimiter(RATE, 1.0) for _ in range(TOKENS)]
+    turn = itertools.count()
+    meter = Meter()
+
+    async def worker() -> None:
+        while True:
+            await limiters[next(turn) % TOKENS].acquire()
+            meter.grants += 1
+
+    tasks = [asyncio.create_task(worker()) for _ in range(COROUTINES)]
+    result = await meter.window(1.5, seconds)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return result
+
+
+def main() -> int:
+    seconds = 2.0 if quick() else 5.0
+    repeats = 1 if quick() else 3
+    runs: dict[str, list[tuple[float, float, int]]] = {"floor": [], "pool": [], "rr": []}
+    for _ in range(repeats):  # interleaved, so drift hits all alike
+        for name, fn in (("floor", run_floor), ("pool", run_pool), ("rr", run_round_robin)):
+            gc.collect()
+            runs[name].append(asyncio.run(fn(seconds)))
+
+    def per_grant(name: str) -> float:
+        return sorted(cpu / grants for cpu, _, grants in runs[name])[len(runs[name]) // 2]
+
+    def rate(name: str) -> float:
+        return sorted(grants / wall for _, wall, grants in runs[name])[len(runs[name]) // 2]
+
+    capacity = TOKENS * RATE
+    floor, pool, rr = per_grant("floor"), per_grant("pool"), per_grant("rr")
+    report = Report("saturated")
+    report.add(Figure("floor: CPU per grant", floor * 1e6, "µs", detail="future hand-off"))
+    report.add(Figure("pool: CPU per grant", pool * 1e6, "µs"))
+    report.add(Figure("pool / floor", pool / floor, "x", "<= 2x", pool / floor <= 2))
+    share = rate("pool") / capacity
+    report.add(
+        Figure(
+            "pool: grant rate / sum of token rates",
+            share * 100,
+            "%",
+            ">= 98%",
+            share >= 0.98,
+            f"{rate('pool'):,.0f} of {capacity:,.0f} per s",
+        )
+    )
+    report.add(
+        Figure(
+            "round robin over aiolimiter: CPU per grant",
+            rr * 1e6,
+            "µs",
+            detail=f"{rate('rr') / capacity:.0%} of the rate",
+        )
+    )
+    report.notes.append(
+        f"{TOKENS:,} tokens at {RATE:g}/s, {COROUTINES:,} coroutines, {seconds:g} s measured "
+        f"after 1.5 s of warm-up, median of {repeats} interleaved runs."
+    )
+    return finish(report)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""``aurora_async.__all__`` is the public surface: sorted, importable, and complete."""
+
+from __future__ import annotations
+
+import collections.abc
+import contextlib
+import dataclasses
+import enum
+import importlib
+import inspect
+import os
+import pkgutil
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import aiohttp
+import pytest
+
+import aurora_async
+import aurora_async.testing
+
+#: The names DESIGN.md fixes, plus the types they hand out (leases, token states).
+DESIGNED = {
+    "AuroraError",
+    "Lease",
+    "LeaseTimeout",
+    "Limit",
+    "NoTokensAvailable",
+    "PoolClosed",
+    "PoolStats",
+    "Token",
+    "TokenFileError",
+    "TokenPool",
+    "TokenState",
+    "TokenStats",
+}
+
+#: Classes users construct to configure ``pool.request`` (see ``HttpOptions``).
+HTTP_CONFIG = {"BearerAuth", "HeaderAuth", "Outcome", "QueryAuth", "Verdict"}
+
+
+def all_modules() -> Iterator[ModuleType]:
+    yield aurora_async
+    for info in pkgutil.walk_packages(aurora_async.__path__, "aurora_async."):
+        yield importlib.import_module(info.name)
+
+
+def classes_defined_in_the_package() -> dict[str, type]:
+    found: dict[str, type] = {}
+    for module in all_modules():
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and obj.__module__ == module.__name__:
+                found.setdefault(name, obj)
+    return found
+
+
+def exported() -> set[str]:
+    return set(aurora_async.__all__) | set(aurora_async.testing.__all__)
+
+
+# -- the list itself -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", [aurora_async, aurora_async.testing])
+def test_all_is_sorted_without_duplicates(module: ModuleType) -> None:
+    assert module.__all__ == sorted(set(module.__all__))
+
+
+@pytest.mark.parametrize("module", [aurora_async, aurora_async.testing])
+def test_every_name_in_all_is_public_and_importable(module: ModuleType) -> None:
+    namespace: dict[str, object] = {}
+    exec(f"from {module.__name__} import *", namespace)
+    del namespace["__builtins__"]
+    assert sorted(namespace) == module.__all__
+    assert [name for name in module.__all__ if name.startswith("_")] == []
+
+
+def test_every_public_attribute_of_the_package_is_in_all() -> None:
+    public = {
+        name
+        for name, value in vars(aurora_async).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+    }
+    assert sorted(public) == aurora_async.__all__
+
+
+def test_the_designed_names_are_exported() -> None:
+    assert DESIGNED - set(aurora_async.__all__) == set()
+
+
+def test_redis_backend_is_exported_once_it_exists() -> None:
+    if "RedisBackend" not in classes_defined_in_the_package():
+        pytest.skip("RedisBackend is not written yet")
+    assert "RedisBackend" in aurora_async.__all__
+
+
+def test_the_http_configuration_classes_are_exported() -> None:
+    assert HTTP_CONFIG - set(aurora_async.__all__) == set()
+
+
+def test_py_typed_ships_with_the_package() -> None:
+    assert (Path(aurora_async.__file__).parent / "py.typed").is_file()
+
+
+# -- exceptions ----------------------------------------------------------------------------
+
+
+def test_every_exception_defined_in_the_package_is_exported() -> None:
+    errors = {
+        name
+        for name, cls in classes_defined_in_the_package().items()
+        if issubclass(cls, BaseException) and not name.startswith("_")
+    }
+    assert errors - exported() == set()
+
+
+def test_every_exported_exception_derives_from_aurora_error() -> None:
+    errors = [getattr(aurora_async, name) for name in aurora_async.__all__]
+    errors = [e for e in errors if inspect.isclass(e) and issubclass(e, BaseException)]
+    assert sorted(e.__name__ for e in errors if not issubclass(e, aurora_async.AuroraError)) == []
+    assert len(errors) >= 6
+
+
+@pytest.mark.parametrize(
+    ("error", "base"),
+    [
+        ("LeaseTimeout", TimeoutError),
+        ("TokenFileError", ValueError),
+        ("PoolClosed", RuntimeError),
+        ("BackendUnavailable", ConnectionError),
+    ],
+)
+def test_errors_are_also_the_builtin_error_callers_expect(error: str, base: type) -> None:
+    assert issubclass(getattr(aurora_async, error), base)
+
+
+# -- every class a public signature mentions is exported ---------------------------------
+
+
+def _classes_in(hint: object) -> Iterator[type]:
+    if inspect.isclass(hint) and typing.get_origin(hint) is None:
+        yield hint
+    for arg in typing.get_args(hint):
+        yield from _classes_in(arg)
+
+
+def _public_hints(cls: type) -> Iterator[tuple[str, object]]:
+    # Names the modules import only under TYPE_CHECKING, then the module's own.
+    namespace = {**vars(contextlib), **vars(collections.abc), "aiohttp": aiohttp, "os": os}
+    for module in (aurora_async, inspect.getmodule(cls)):
+        namespace.update(vars(module))
+    if dataclasses.is_dataclass(cls):
+        for name, hint in typing.get_type_hints(cls, globalns=namespace).items():
+            yield f"{cls.__name__}.{name}", hint
+    for name, member in vars(cls).items():
+        if name.startswith("_") and name != "__init__":
+            continue
+        function = member.__func__ if isinstance(member, classmethod | staticmethod) else member
+        if isinstance(function, property):
+            function = function.fget
+        if not inspect.isfunction(function) or (name == "__init__" and cls is aurora_async.Lease):
+            continue
+        for arg, hint in typing.get_type_hints(function, globalns=namespace).items():
+            yield f"{cls.__name__}.{name}({arg})", hint
+
+
+def classes_missing_from_all() -> dict[str, str]:
+    """Classes of the package that an exported class's public signature mentions but
+    ``__all__`` leaves out, each with where it was seen first."""
+    missing: dict[str, str] = {}
+    for name in aurora_async.__all__:
+        cls = getattr(aurora_async, name)
+        if not inspect.isclass(cls) or issubclass(cls, BaseException | enum.Enum):
+            continue
+        for where, hint in _public_hints(cls):
+            for used in _classes_in(hint):
+                in_package = used.__module__.startswith("aurora_async")
+                if in_package and used.__name__ not in exported():
+                    missing.setdefault(used.__name__, where)
+    return missing
+
+
+def test_classes_in_public_signatures_are_exported() -> None:
+    assert classes_missing_from_all() == {}
+
+
+def test_reload_result_is_exported() -> None:
+    assert "ReloadResult" in aurora_async.__all__
