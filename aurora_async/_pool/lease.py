@@ -105,6 +105,10 @@ class Lease(Waiter):
         if self._state != _PENDING:
             raise RuntimeError("a Lease can be entered only once; call pool.lease() again")
         pool = self._pool
+        if pool._backend is not None:
+            await pool._backend.acquire(self)  # shared state: the backend decides
+            self._state = _HELD
+            return self
         sched = pool._sched
         loop = pool._loop
         try:

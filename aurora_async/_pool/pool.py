@@ -22,6 +22,7 @@ from .._core.limits import Limit
 from .._core.scheduler import EPS, INF, Scheduler, Slot, TokenState, Waiter
 from .._core.stats import PoolStats, TokenStats
 from .._core.tokens import Token, as_token
+from .._backend import Backend
 from .._errors import LeaseTimeout, NoTokensAvailable, PoolClosed
 from .._http.options import HttpOptions
 from .lease import Lease
@@ -89,6 +90,7 @@ class TokenPool:
         trial_in_flight: int | None = 1,
         low_water: float = 0.25,
         backoff: tuple[float, float] = (1.0, 60.0),
+        backend: Backend | None = None,
         **http_options: Any,
     ) -> None:
         _check_positive_int("max_in_flight", max_in_flight)
@@ -117,7 +119,13 @@ class TokenPool:
         self._reloader: Reloader | None = None
         self._http: HttpClient | None = None
         self._http_options = HttpOptions.from_kwargs(http_options)  # validated now
+        self._backend: Backend | None = None
         self.replace_tokens(tokens)
+        if backend is not None:
+            if not isinstance(backend, Backend):
+                raise TypeError(f"backend must be a Backend (RedisBackend), not {backend!r}")
+            self._backend = backend
+            backend.bind(self)
 
     # -- construction ------------------------------------------------------------
 
@@ -246,6 +254,8 @@ class TokenPool:
 
     def _after_token_change(self) -> None:
         """Fail waiters no token can serve any more; wake the queue for new tokens."""
+        if self._backend is not None:
+            self._backend.tokens_changed()
         sched = self._sched
         if not sched.waiting:
             self._next_low_check = -INF
@@ -476,7 +486,11 @@ class TokenPool:
             more = False
         else:  # rate_limited was counted when reported
             more = False
-        if (sched.release(slot) or more) and sched.waiting:
+        if self._backend is not None:
+            slot.in_flight -= 1
+            sched.forget_if_idle(slot)
+            self._backend.released(slot, outcome)
+        elif (sched.release(slot) or more) and sched.waiting:
             self._dispatch()
 
     def _report_rate_limited(self, slot: Slot, retry_after: float | None) -> None:
@@ -500,6 +514,8 @@ class TokenPool:
     def _cool(self, slot: Slot, seconds: float, why: str) -> None:
         now = self._now()
         self._sched.cool(slot, now + seconds)
+        if self._backend is not None:
+            self._backend.cooled(slot, seconds)
         _log.info("aurora.token.cooling", token=slot.name, seconds=round(seconds, 6), why=why)
         self._check_low(now)
         if self._sched.waiting:
@@ -513,6 +529,8 @@ class TokenPool:
         reason = self._redact(reason)
         if self._sched.disable(slot, reason):
             _log.warning("aurora.token.disabled", token=slot.name, reason=reason)
+            if self._backend is not None:
+                self._backend.disabled(slot, reason)
             self._after_token_change()
 
     def enable(self, name: str) -> None:
@@ -520,6 +538,8 @@ class TokenPool:
         slot = self._slot(name)
         if self._sched.enable(slot):
             _log.info("aurora.token.enabled", token=slot.name)
+            if self._backend is not None:
+                self._backend.enabled(slot)
             self._after_token_change()
 
     def _slot(self, name: str) -> Slot:
@@ -769,6 +789,8 @@ class TokenPool:
             _resolve(waiter, PoolClosed("the pool was closed while this lease was waiting"))
         if self._reloader is not None:
             await self._reloader.stop()
+        if self._backend is not None:
+            await self._backend.aclose()
         if self._http is not None:
             await self._http.aclose()
 
