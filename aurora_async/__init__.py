@@ -1,5 +1,6 @@
 """aurora_async: share a pool of rate-limited API tokens across many coroutines."""
 
+from ._backend import Backend
 from ._core.headers import RateLimitInfo
 from ._core.limits import Limit
 from ._core.policy import Outcome, Verdict
@@ -24,6 +25,7 @@ from ._pool.reload import ReloadResult
 __all__ = [
     "AuroraError",
     "Auth",
+    "Backend",
     "BackendUnavailable",
     "BearerAuth",
     "HeaderAuth",
