@@ -9,12 +9,15 @@ served, woken by one timer).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from ._core.scheduler import Slot
     from ._pool.lease import Lease
     from ._pool.pool import TokenPool
+
+#: The pool's record of one token (``aurora_async._core.scheduler.Slot``): its masked
+#: ``name``, ``token``, counters and local state. Internal: backends ship with the package.
+Slot = Any
 
 
 @runtime_checkable
