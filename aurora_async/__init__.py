@@ -18,6 +18,15 @@ from ._errors import (
 )
 from ._http.auth import Auth, BearerAuth, HeaderAuth, QueryAuth
 from ._http.options import HttpOptions
+from ._io.statefile import StateFile
+from ._pool.health import (
+    HealthChecker,
+    MonitorReport,
+    Probe,
+    ProbeAction,
+    ProbeReport,
+    TokenMonitor,
+)
 from ._pool.lease import Lease
 from ._pool.pool import TokenPool
 from ._pool.reload import ReloadResult
@@ -29,20 +38,27 @@ __all__ = [
     "BackendUnavailable",
     "BearerAuth",
     "HeaderAuth",
+    "HealthChecker",
     "HttpOptions",
     "Lease",
     "LeaseTimeout",
     "Limit",
+    "MonitorReport",
     "NoTokensAvailable",
     "Outcome",
     "PoolClosed",
     "PoolStats",
+    "Probe",
+    "ProbeAction",
+    "ProbeReport",
     "QueryAuth",
     "RateLimitInfo",
     "ReloadResult",
     "RequestFailed",
+    "StateFile",
     "Token",
     "TokenFileError",
+    "TokenMonitor",
     "TokenPool",
     "TokenState",
     "TokenStats",

@@ -32,6 +32,7 @@ from itertools import count
 
 from .._errors import NoTokensAvailable
 from .buckets import Window
+from .expiry import jwt_expiry
 from .lanes import Entry, Lane, in_key_order, top_of
 from .limits import Limit
 from .tokens import Token
@@ -58,10 +59,12 @@ class Slot:
 
     __slots__ = (
         "backoff",
+        "by_hand",
         "cap",
         "cool_until",
         "disabled",
         "errors",
+        "expires_at",
         "full_cap",
         "in_flight",
         "indexed",
@@ -113,6 +116,8 @@ class Slot:
         self.rate_limited = 0
         self.errors = 0
         self.info: object = None  # the HTTP layer's last rate-limit reading
+        self.by_hand = False  # disabled by pool.disable(): probes leave it alone
+        self.expires_at = jwt_expiry(token.value)  # Unix time, for JWTs; else None
         self.lane: Lane = _NO_LANE
 
     @property
@@ -213,6 +218,7 @@ class Scheduler:
     def __init__(self, *, trial_in_flight: int | None = 1) -> None:
         self.trial_in_flight = trial_in_flight
         self.slots: dict[str, Slot] = {}  # by token value, in insertion order
+        self._retired: dict[str, Slot] = {}  # removed and idle, buckets not yet drained
         self.waiting = 0  # live waiters in the queue
         self._lanes: dict[tuple[tuple[float, float], ...], Lane] = {}
         self._lane_list: list[Lane] = []
@@ -294,10 +300,25 @@ class Scheduler:
             self._became_usable(slot)
 
     def forget_if_idle(self, slot: Slot) -> bool:
-        if slot.removed and slot.in_flight == 0 and self.slots.get(slot.token.value) is slot:
-            del self.slots[slot.token.value]
+        """Drop a removed slot once its last lease ended. Its limiter state is kept
+        aside until its buckets have drained, so a token that comes back (a reload that
+        briefly left it out) does not start with a fresh bucket."""
+        value = slot.token.value
+        if slot.removed and slot.in_flight == 0 and self.slots.get(value) is slot:
+            del self.slots[value]
+            self._retired[value] = slot
             return True
         return False
+
+    def revive(self, value: str, now: float) -> Slot | None:
+        """The retired slot of the token ``value``, back among the slots (still marked
+        removed: ``restore`` it), or ``None``. Retired slots that have drained go."""
+        for old in [v for v, s in self._retired.items() if _drained(s, now)]:
+            del self._retired[old]
+        slot = self._retired.pop(value, None)
+        if slot is not None:
+            self.slots[value] = slot
+        return slot
 
     def disable(self, slot: Slot, reason: str) -> bool:
         """Disable ``slot``; returns whether it was usable before."""
@@ -699,6 +720,15 @@ class Scheduler:
 
     def waiters(self) -> Iterable[Waiter]:
         return (w for w in self._queue if w.live)
+
+
+def _drained(slot: Slot, now: float) -> bool:
+    """Nothing left of the slot's past: empty buckets, no cooldown, not disabled."""
+    return (
+        not slot.disabled
+        and slot.cool_until <= now
+        and all(w.level_at(now) == 0.0 for w in slot.windows)
+    )
 
 
 def _inc(counter: dict[float, int], key: float) -> None:

@@ -47,6 +47,12 @@ class FileWatcher:
         self.use_events = use_events
         self._seen: str | None = None
         self._lock = anyio.Lock()
+        self._stop_events: anyio.Event | None = None
+
+    def stop(self) -> None:
+        """Ask the file-event watcher to end (its thread wakes up at once)."""
+        if self._stop_events is not None:
+            self._stop_events.set()
 
     def mark_seen(self, digest: str | None) -> None:
         """Record the content the pool already has (so it is not reloaded again)."""
@@ -86,7 +92,20 @@ class FileWatcher:
             )
             return
         # The directory, not the file: editors replace files by rename and Kubernetes
-        # swaps a ..data symlink beside them. Any change there may be ours; the digest
-        # decides (a change elsewhere in the directory costs one read and hash).
-        async for _changes in awatch(self.path.parent, recursive=True, debounce=50, step=25):
-            await self.check()
+        # swaps a ..data symlink beside them (at the top of the volume, so not
+        # recursively). Any change there may be ours; the digest decides (a change
+        # elsewhere in the directory costs one read and hash).
+        stop = anyio.Event()
+        self._stop_events = stop
+        try:
+            async for _changes in awatch(
+                self.path.parent,
+                recursive=False,
+                watch_filter=None,
+                debounce=50,
+                step=25,
+                stop_event=stop,
+            ):
+                await self.check()
+        finally:
+            stop.set()

@@ -8,9 +8,11 @@ is ``loop.time()``, so tests run on virtual time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import math
 import os
+import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,13 +20,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from .. import _log
+from .._backend import Backend
 from .._core.limits import Limit
 from .._core.scheduler import EPS, INF, Scheduler, Slot, TokenState, Waiter
 from .._core.stats import PoolStats, TokenStats
 from .._core.tokens import Token, as_token
-from .._backend import Backend
 from .._errors import LeaseTimeout, NoTokensAvailable, PoolClosed
 from .._http.options import HttpOptions
+from .._io.statefile import StateFile
+from .health import HealthChecker, Probe, TokenMonitor
 from .lease import Lease
 from .reload import Reloader, ReloadResult
 
@@ -79,6 +83,17 @@ class TokenPool:
     :param low_water: log ``aurora.pool.low`` when the share of active tokens falls below.
     :param backoff: (first, cap) seconds a token cools after a 429 without Retry-After;
         doubles each time in a row.
+    :param backend: shared state for many processes (``RedisBackend``).
+    :param probe: ``async def probe(token) -> bool | Outcome``, run every ``probe_every``
+        seconds (each within ``probe_timeout``) to revive disabled tokens that work again
+        and disable those that fail; see :class:`HealthChecker`.
+    :param expiring_within: log ``aurora.token.expiring`` for tokens (JWTs) that expire
+        within this many seconds (``None``: no monitor); see :class:`TokenMonitor`.
+    :param state_file: keep disabled tokens, cooldowns and long windows across restarts in
+        this file (saved every ``state_every`` seconds and on close); see
+        :class:`StateFile`.
+
+    Other keyword arguments are :class:`HttpOptions` for :meth:`request`.
     """
 
     def __init__(
@@ -91,6 +106,12 @@ class TokenPool:
         low_water: float = 0.25,
         backoff: tuple[float, float] = (1.0, 60.0),
         backend: Backend | None = None,
+        probe: Probe | None = None,
+        probe_every: float = 60.0,
+        probe_timeout: float = 10.0,
+        expiring_within: float | None = 86400.0,
+        state_file: str | os.PathLike[str] | None = None,
+        state_every: float = 60.0,
         **http_options: Any,
     ) -> None:
         _check_positive_int("max_in_flight", max_in_flight)
@@ -120,6 +141,21 @@ class TokenPool:
         self._http: HttpClient | None = None
         self._http_options = HttpOptions.from_kwargs(http_options)  # validated now
         self._backend: Backend | None = None
+        self._health = (
+            HealthChecker(self, probe, every=probe_every, timeout=probe_timeout)
+            if probe is not None
+            else None
+        )
+        self._monitor = (
+            TokenMonitor(self, expiring_within=expiring_within)
+            if expiring_within is not None
+            else None
+        )
+        self._state_file = StateFile(state_file) if state_file is not None else None
+        if not state_every > 0:
+            raise ValueError(f"state_every must be positive seconds, got {state_every!r}")
+        self._state_every = state_every
+        self._autosave: asyncio.Task[None] | None = None
         self.replace_tokens(tokens)
         if backend is not None:
             if not isinstance(backend, Backend):
@@ -233,6 +269,12 @@ class TokenPool:
             limits = token.limits or self._limits
             cap = token.max_in_flight if token.max_in_flight is not None else self._max_in_flight
             slot = sched.slots.get(value)
+            if slot is None:
+                slot = sched.revive(value, now)  # left out a moment ago: keep its state
+                if slot is not None and slot.name in names:
+                    slot.name = _unique_name(token.name, names, tries)
+                if slot is not None:
+                    names.add(slot.name)
             if slot is None:
                 name = _unique_name(token.name, names, tries)
                 names.add(name)
@@ -522,8 +564,12 @@ class TokenPool:
             self._dispatch()
 
     def disable(self, name: str, reason: str = "disabled by hand") -> None:
-        """Take the token ``name`` (its masked name) out of service for every caller."""
-        self._disable(self._slot(name), reason)
+        """Take the token ``name`` (its masked name) out of service for every caller.
+        Health probes leave a token disabled by hand alone; :meth:`enable` brings it
+        back."""
+        slot = self._slot(name)
+        slot.by_hand = True
+        self._disable(slot, reason)
 
     def _disable(self, slot: Slot, reason: str) -> None:
         reason = self._redact(reason)
@@ -536,6 +582,7 @@ class TokenPool:
     def enable(self, name: str) -> None:
         """Put a disabled token back in service."""
         slot = self._slot(name)
+        slot.by_hand = False
         if self._sched.enable(slot):
             _log.info("aurora.token.enabled", token=slot.name)
             if self._backend is not None:
@@ -711,7 +758,8 @@ class TokenPool:
     def stats(self) -> PoolStats:
         """A snapshot of every token and of the pool."""
         now = self._now()
-        tokens = tuple(self._token_stats(slot, now) for slot in self._sched.slots.values())
+        wall = time.time()
+        tokens = tuple(self._token_stats(slot, now, wall) for slot in self._sched.slots.values())
         counts = dict.fromkeys(TokenState, 0)
         for t in tokens:
             counts[t.state] += 1
@@ -733,7 +781,7 @@ class TokenPool:
         )
 
     @staticmethod
-    def _token_stats(slot: Slot, now: float) -> TokenStats:
+    def _token_stats(slot: Slot, now: float, wall: float) -> TokenStats:
         info = slot.info
         return TokenStats(
             name=slot.name,
@@ -752,6 +800,7 @@ class TokenPool:
             last_limit=getattr(info, "limit", None),
             last_remaining=getattr(info, "remaining", None),
             last_reset=getattr(info, "reset_after", None),
+            expires_in=None if slot.expires_at is None else slot.expires_at - wall,
         )
 
     # -- lifecycle ---------------------------------------------------------------
@@ -767,6 +816,15 @@ class TokenPool:
         self._state = _PoolState.OPEN
         if self._reloader is not None:
             self._reloader.start(loop)
+        if self._state_file is not None:
+            self._state_file.load_into(self)
+            self._autosave = loop.create_task(
+                self._state_file.autosave(self, self._state_every), name="aurora-state-save"
+            )
+        if self._health is not None:
+            self._health.start()
+        if self._monitor is not None:
+            self._monitor.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -789,6 +847,21 @@ class TokenPool:
             _resolve(waiter, PoolClosed("the pool was closed while this lease was waiting"))
         if self._reloader is not None:
             await self._reloader.stop()
+        if self._health is not None:
+            await self._health.stop()
+        if self._monitor is not None:
+            await self._monitor.stop()
+        if self._autosave is not None:
+            self._autosave.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._autosave
+        if self._state_file is not None:
+            try:
+                await self._state_file.save(self)
+            except OSError as exc:
+                _log.error(
+                    "aurora.state.save_failed", path=str(self._state_file.path), error=str(exc)
+                )
         if self._backend is not None:
             await self._backend.aclose()
         if self._http is not None:

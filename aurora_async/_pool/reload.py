@@ -119,6 +119,8 @@ class Reloader:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
+        if self._watcher is not None:
+            self._watcher.stop()  # wakes watchfiles' thread, or cancelling waits for it
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,392 @@
+"""``StateFile``: what a restart must not forget, kept in a small JSON file.
+
+Saved per token: whether it is disabled and why, the cooldown still to run, the backoff
+step, and the level of each limit window, so a daily quota (``Limit(1000, per=86400)``)
+does not start afresh because the process restarted.
+
+Times are stored as durations from one wall-clock moment, ``saved_at`` (Unix seconds),
+never as loop times: a loop's clock means nothing to the next process. On load, the time
+that has passed since ``saved_at`` is taken off: windows leak by it and cooldowns run
+down by it. A wall clock that went backwards counts as no time passed (the safe side).
+
+No secret goes into the file. Tokens are keyed by HMAC-SHA256 of the secret under a
+random salt drawn for each save and stored beside the keys, so the keys cannot be looked
+up in a precomputed table nor linked between two saves; the masked name is kept only for
+people reading the file. Writes are atomic (a temporary file in the same directory,
+flushed and fsynced, then ``os.replace``), with mode 0600. A file that cannot be read or
+understood is reported (``aurora.state.corrupt``) and ignored: state is a convenience,
+never a reason not to start.
+
+File format (version 1)::
+
+    {"format": "aurora_async.state", "version": 1, "saved_at": 1718000000.0,
+     "salt": "<32 hex digits>",
+     "tokens": {"<hmac hex>": {"name": "sk-a…9f2c", "disabled": "HTTP 401 Unauthorized",
+                               "cooldown": 42.5, "backoff": 4.0,
+                               "windows": [{"rate": 1000.0, "per": 86400.0,
+                                            "burst": 1000.0, "level": 512.0}]}}}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import math
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .. import _log
+from .._core.limits import Limit
+
+if TYPE_CHECKING:
+    from .._core.scheduler import Slot
+    from .._pool.pool import TokenPool
+
+__all__ = ["FORMAT", "VERSION", "StateFile"]
+
+FORMAT = "aurora_async.state"
+VERSION = 1
+
+_SALT_BYTES = 16
+
+
+class _Corrupt(Exception):
+    """The file is not a state file we can use (the message says why; no secret)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    disabled: str | None
+    cooldown: float
+    backoff: float
+    windows: tuple[tuple[Limit, float], ...]  # (limit, level at saved_at)
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    saved_at: float
+    salt: bytes
+    tokens: dict[str, _Entry]
+
+
+def _key(salt: bytes, secret: str) -> str:
+    return hmac.new(salt, secret.encode(), hashlib.sha256).hexdigest()
+
+
+class StateFile:
+    """A pool's disabled tokens, cooldowns and window levels, saved across restarts.
+
+    ``clock`` is the wall clock (Unix seconds; tests pass a fake one). Typical use::
+
+        state = StateFile("/var/lib/crawler/aurora-state.json")
+        async with pool:
+            state.load_into(pool)            # before the first lease
+            saver = asyncio.create_task(state.autosave(pool, every=60))
+            try:
+                ...
+            finally:
+                saver.cancel()
+                await state.save(pool)
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.path = Path(path)
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"StateFile({str(self.path)!r})"
+
+    # -- saving --------------------------------------------------------------------
+
+    def _snapshot(self, pool: TokenPool) -> tuple[bytes, int]:
+        """The file's bytes for ``pool`` as it stands now, and how many tokens they hold
+        (synchronous, no I/O). Tokens with nothing to remember (enabled, not cooling, all
+        windows empty) and removed tokens are left out."""
+        now = pool._now()
+        wall = self._clock()
+        salt = secrets.token_bytes(_SALT_BYTES)
+        tokens: dict[str, dict[str, Any]] = {}
+        for value, slot in pool._sched.slots.items():
+            if slot.removed:
+                continue
+            entry = _describe(slot, now)
+            if entry:
+                tokens[_key(salt, value)] = {"name": slot.name, **entry}
+        document = {
+            "format": FORMAT,
+            "version": VERSION,
+            "saved_at": wall,
+            "salt": salt.hex(),
+            "tokens": tokens,
+        }
+        data = (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode()
+        return data, len(tokens)
+
+    def save_from(self, pool: TokenPool) -> int:
+        """Write ``pool``'s state now, atomically; returns how many tokens were saved.
+        Raises :class:`OSError` if the file cannot be written."""
+        data, count = self._snapshot(pool)
+        self._write(data, count)
+        return count
+
+    async def save(self, pool: TokenPool) -> int:
+        """Like :meth:`save_from`, with the disk work in a worker thread (the snapshot is
+        taken at once, on the loop)."""
+        data, count = self._snapshot(pool)
+        await anyio.to_thread.run_sync(self._write, data, count)
+        return count
+
+    async def autosave(self, pool: TokenPool, every: float = 60.0) -> None:
+        """Save every ``every`` seconds until cancelled. A failed save is logged
+        (``aurora.state.save_failed``) and tried again next time; it never stops the
+        task, so a full disk does not take the application down."""
+        if not (every > 0 and math.isfinite(every)):
+            raise ValueError(f"every must be a positive number of seconds, got {every!r}")
+        while True:
+            await anyio.sleep(every)
+            try:
+                await self.save(pool)
+            except OSError as exc:
+                _log.error(
+                    "aurora.state.save_failed",
+                    path=str(self.path),
+                    error=exc.strerror or type(exc).__name__,
+                )
+
+    def _write(self, data: bytes, count: int) -> None:
+        path = self.path
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as file:  # mkstemp made it 0600
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(path.parent)
+        _log.debug("aurora.state.saved", path=str(path), tokens=count)
+
+    # -- loading -------------------------------------------------------------------
+
+    def load_into(self, pool: TokenPool) -> int:
+        """Restore the saved state into ``pool``'s tokens; returns how many were restored.
+
+        Call it inside the event loop that runs the pool, before the first lease (window
+        levels are restored as the larger of the saved level, run down by the time since
+        it was saved, and the level the window has now). Tokens in the file but not in
+        the pool are ignored. A missing file restores nothing; a file that cannot be read
+        or understood is reported (``aurora.state.corrupt``) and ignored."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "StateFile.load_into() must run inside the event loop that runs the pool "
+                "(e.g. right after `async with pool:`): window levels are kept in loop time"
+            ) from None
+        path = str(self.path)
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            _log.info("aurora.state.missing", path=path, hint="starting with no saved state")
+            return 0
+        except OSError as exc:
+            _corrupt(path, f"cannot read it: {exc.strerror or type(exc).__name__}")
+            return 0
+        try:
+            state = _parse(data)
+        except _Corrupt as exc:
+            _corrupt(path, str(exc))
+            return 0
+        return self._apply(pool, state)
+
+    def _apply(self, pool: TokenPool, state: _State) -> int:
+        """Decide from the file and the pool, then change the pool through its methods."""
+        wall = self._clock()
+        elapsed = max(0.0, wall - state.saved_at)
+        now = pool._now()
+        sched = pool._sched
+        salt = state.salt
+        restored = 0
+        for value, slot in list(sched.slots.items()):
+            if slot.removed:
+                continue
+            entry = state.tokens.get(_key(salt, value))
+            if entry is None:
+                continue
+            restored += 1
+            if _restore_windows(slot, entry.windows, elapsed, now) and slot.indexed:
+                sched._place(slot)  # its key moved later
+            slot.backoff = max(slot.backoff, entry.backoff)
+            if entry.disabled is not None:
+                pool._disable(slot, entry.disabled)
+            left = entry.cooldown - elapsed
+            if left > 0:
+                pool._cool(slot, left, "restored")
+        if sched.waiting:
+            pool._dispatch()
+        _log.info(
+            "aurora.state.loaded",
+            path=str(self.path),
+            restored=restored,
+            unknown=len(state.tokens) - restored,
+            age=round(elapsed, 3),
+        )
+        return restored
+
+
+def _describe(slot: Slot, now: float) -> dict[str, Any]:
+    entry: dict[str, Any] = {}
+    if slot.disabled:
+        entry["disabled"] = slot.reason or "disabled"
+    if slot.cool_until > now:
+        entry["cooldown"] = slot.cool_until - now
+    if slot.backoff:
+        entry["backoff"] = slot.backoff
+    windows = []
+    for window in slot.windows:
+        level = window.level_at(now)
+        if level > 0:
+            limit = window.limit
+            windows.append(
+                {"rate": limit.rate, "per": limit.per, "burst": limit.burst, "level": level}
+            )
+    if windows:
+        entry["windows"] = windows
+    return entry
+
+
+def _restore_windows(
+    slot: Slot, saved: tuple[tuple[Limit, float], ...], elapsed: float, now: float
+) -> bool:
+    """Raise each window to its saved level, leaked by ``elapsed``; windows are matched
+    by their limit (a limit that changed since starts as it is). Returns whether any
+    window changed."""
+    changed = False
+    free = list(slot.windows)
+    for limit, level in saved:
+        window = next((w for w in free if w.limit == limit), None)
+        if window is None:
+            continue
+        free.remove(window)
+        level = min(window.burst, level - elapsed * window.rate)
+        if level > window.level_at(now):
+            window._level = level
+            window._last_check = max(now, window._last_check)
+            changed = True
+    return changed
+
+
+def _corrupt(path: str, reason: str) -> None:
+    _log.warning(
+        "aurora.state.corrupt",
+        path=path,
+        reason=reason,
+        hint="ignored: the pool starts without saved state; the next save replaces it",
+    )
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (best effort: not every system can)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows cannot open a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+# -- parsing: every check before anything is used ------------------------------------
+
+
+def _parse(data: bytes) -> _State:
+    try:
+        document = json.loads(data)
+    except UnicodeDecodeError:
+        raise _Corrupt("it is not UTF-8 text") from None
+    except ValueError as exc:
+        raise _Corrupt(f"it is not valid JSON ({_json_where(exc)})") from None
+    if not isinstance(document, dict):
+        raise _Corrupt("it is not a JSON object")
+    if document.get("format") != FORMAT:
+        raise _Corrupt(f'it is not an aurora_async state file (no "format": "{FORMAT}")')
+    version = document.get("version")
+    if version != VERSION:
+        raise _Corrupt(f"it has version {version!r}; this aurora_async reads version {VERSION}")
+    saved_at = _number(document, "saved_at", "the file")
+    salt_hex = document.get("salt")
+    try:
+        salt = bytes.fromhex(salt_hex) if isinstance(salt_hex, str) else b""
+    except ValueError:
+        salt = b""
+    if len(salt) < _SALT_BYTES:
+        raise _Corrupt(f'"salt" must be at least {_SALT_BYTES} bytes in hex')
+    tokens = document.get("tokens")
+    if not isinstance(tokens, dict):
+        raise _Corrupt('"tokens" must be an object')
+    parsed = {}
+    for number, (key, raw) in enumerate(tokens.items(), 1):
+        if not isinstance(key, str) or len(key) != 64:
+            raise _Corrupt(f"token entry {number}: the key is not an HMAC-SHA256 in hex")
+        parsed[key] = _entry(raw, f"token entry {number}")
+    return _State(saved_at=saved_at, salt=salt, tokens=parsed)
+
+
+def _entry(raw: object, where: str) -> _Entry:
+    if not isinstance(raw, dict):
+        raise _Corrupt(f"{where} is not an object")
+    disabled = raw.get("disabled")
+    if disabled is not None and not isinstance(disabled, str):
+        raise _Corrupt(f'{where}: "disabled" must be a reason (a string)')
+    cooldown = _number(raw, "cooldown", where, default=0.0)
+    backoff = _number(raw, "backoff", where, default=0.0)
+    windows_raw = raw.get("windows", [])
+    if not isinstance(windows_raw, list):
+        raise _Corrupt(f'{where}: "windows" must be a list')
+    windows = []
+    for index, window in enumerate(windows_raw, 1):
+        here = f"{where}, window {index}"
+        if not isinstance(window, dict):
+            raise _Corrupt(f"{here} is not an object")
+        try:
+            limit = Limit(window.get("rate"), window.get("per"), window.get("burst"))  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            raise _Corrupt(f"{here}: {exc}") from None
+        windows.append((limit, _number(window, "level", here)))
+    return _Entry(disabled, cooldown, backoff, tuple(windows))
+
+
+def _number(
+    mapping: dict[str, Any], name: str, where: str, *, default: float | None = None
+) -> float:
+    value = mapping.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Corrupt(f'{where}: "{name}" must be a number')
+    if not math.isfinite(value) or value < 0:
+        raise _Corrupt(f'{where}: "{name}" must be finite and >= 0, got {value!r}')
+    return float(value)
+
+
+def _json_where(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    return str(exc)  # pragma: no cover - json raises JSONDecodeError for bad text
