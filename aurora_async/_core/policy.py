@@ -128,11 +128,14 @@ def classify(status: int, info: RateLimitInfo) -> Outcome:
     return Outcome.server_error(_describe(status))
 
 
+_OK = Outcome(Verdict.OK)  # the usual verdict, made once (Outcome is immutable)
+
+
 def _success(info: RateLimitInfo) -> Outcome:
     """Fine; when nothing remains and the reset is known, rest the token until then."""
     if info.exhausted and info.reset_after is not None:
         return Outcome.ok(cooldown=info.reset_after)
-    return Outcome.ok()
+    return _OK
 
 
 def _rate_limit_cooldown(info: RateLimitInfo) -> float | None:

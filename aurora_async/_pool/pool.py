@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -22,6 +22,7 @@ from urllib.parse import unquote
 from .. import _log
 from .._backend import Backend
 from .._core.limits import Limit
+from .._core.policy import Verdict
 from .._core.scheduler import EPS, INF, Scheduler, Slot, TokenState, Waiter
 from .._core.stats import PoolStats, TokenStats
 from .._core.tokens import Token, as_token
@@ -669,7 +670,7 @@ class TokenPool:
             client = self._http = HttpClient(self, self._http_options)
         return client
 
-    async def request(
+    def request(
         self,
         method: str,
         url: str,
@@ -677,19 +678,22 @@ class TokenPool:
         cost: float = 1,
         lease_timeout: float | None = None,
         **kwargs: Any,
-    ) -> aiohttp.ClientResponse:
-        """Send an HTTP request with a leased token and return aiohttp's response.
+    ) -> Coroutine[Any, Any, aiohttp.ClientResponse]:
+        """``await pool.request(method, url, ...)``: an HTTP request with a leased token;
+        returns aiohttp's response.
 
         The token goes out as ``Authorization: Bearer <token>`` (see ``auth``). A 429,
         401, 5xx or connection error is retried on another token (see ``max_attempts``,
         ``deadline`` and ``retry_unsafe``); the token is cooled, disabled or counted as
         the outcome says. The body is read before this returns, so ``await resp.json()``
         works and the connection is free; use :meth:`stream` for large bodies. Other
-        keyword arguments go to ``aiohttp.ClientSession.request``.
+        keyword arguments go to ``aiohttp.ClientSession.request``. (Arguments are checked
+        when it is called, a closed pool too: ``PoolClosed`` is raised then.)
         """
-        return await self._client().request(
-            method, url, cost=cost, lease_timeout=lease_timeout, **kwargs
-        )
+        client = self._http
+        if client is None or self._state is _PoolState.CLOSED:
+            client = self._client()
+        return client.request(method, url, cost=cost, lease_timeout=lease_timeout, **kwargs)
 
     def stream(
         self,
@@ -704,33 +708,38 @@ class TokenPool:
         lease is held until the block ends."""
         return self._client().stream(method, url, cost=cost, lease_timeout=lease_timeout, **kwargs)
 
-    async def get(self, url: str, **kwargs: Any) -> aiohttp.ClientResponse:
-        return await self.request("GET", url, **kwargs)
+    def get(self, url: str, **kwargs: Any) -> Coroutine[Any, Any, aiohttp.ClientResponse]:
+        """``await pool.get(url, ...)``: :meth:`request` with ``GET``."""
+        return self.request("GET", url, **kwargs)
 
-    async def post(self, url: str, **kwargs: Any) -> aiohttp.ClientResponse:
-        return await self.request("POST", url, **kwargs)
+    def post(self, url: str, **kwargs: Any) -> Coroutine[Any, Any, aiohttp.ClientResponse]:
+        """``await pool.post(url, ...)``: :meth:`request` with ``POST``."""
+        return self.request("POST", url, **kwargs)
 
-    async def put(self, url: str, **kwargs: Any) -> aiohttp.ClientResponse:
-        return await self.request("PUT", url, **kwargs)
+    def put(self, url: str, **kwargs: Any) -> Coroutine[Any, Any, aiohttp.ClientResponse]:
+        """``await pool.put(url, ...)``: :meth:`request` with ``PUT``."""
+        return self.request("PUT", url, **kwargs)
 
-    async def patch(self, url: str, **kwargs: Any) -> aiohttp.ClientResponse:
-        return await self.request("PATCH", url, **kwargs)
+    def patch(self, url: str, **kwargs: Any) -> Coroutine[Any, Any, aiohttp.ClientResponse]:
+        """``await pool.patch(url, ...)``: :meth:`request` with ``PATCH``."""
+        return self.request("PATCH", url, **kwargs)
 
-    async def delete(self, url: str, **kwargs: Any) -> aiohttp.ClientResponse:
-        return await self.request("DELETE", url, **kwargs)
+    def delete(self, url: str, **kwargs: Any) -> Coroutine[Any, Any, aiohttp.ClientResponse]:
+        """``await pool.delete(url, ...)``: :meth:`request` with ``DELETE``."""
+        return self.request("DELETE", url, **kwargs)
 
-    async def head(self, url: str, **kwargs: Any) -> aiohttp.ClientResponse:
-        return await self.request("HEAD", url, **kwargs)
+    def head(self, url: str, **kwargs: Any) -> Coroutine[Any, Any, aiohttp.ClientResponse]:
+        """``await pool.head(url, ...)``: :meth:`request` with ``HEAD``."""
+        return self.request("HEAD", url, **kwargs)
 
-    async def options(self, url: str, **kwargs: Any) -> aiohttp.ClientResponse:
-        return await self.request("OPTIONS", url, **kwargs)
+    def options(self, url: str, **kwargs: Any) -> Coroutine[Any, Any, aiohttp.ClientResponse]:
+        """``await pool.options(url, ...)``: :meth:`request` with ``OPTIONS``."""
+        return self.request("OPTIONS", url, **kwargs)
 
     def _account_response(
         self, lease: Lease, outcome: Outcome, info: RateLimitInfo, slack: float
     ) -> None:
         """What a response means for its token (the HTTP layer's report)."""
-        from .._core.policy import Verdict
-
         slot = lease._held()
         if info.limit is not None or info.remaining is not None or info.reset_after is not None:
             slot.info = info
