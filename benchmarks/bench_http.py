@@ -13,6 +13,10 @@ an unlimited one.
    - round robin with no limiter at all.
    MockAPI runs in this process with a 20 ms tolerance (GCRA's delay-variation
    tolerance: requests reach a server later than they were sent, by varying amounts).
+   The pool starts its tokens full (``start_full=True``, no opening burst): with 400
+   coroutines opening fresh connections at once, a burst arrives bunched and late, and
+   the paced requests behind it then look early to the server (about 0.7% of a 10 s
+   run answered 429, all in the first two seconds, without it; none with it).
 2. ``pool.request`` against plain ``aiohttp`` on an unlimited local server (in its own
    process), same concurrency, same number of requests: target at least 90% of plain
    aiohttp's throughput.
@@ -80,7 +84,7 @@ async def drive(
 async def tiers_pool(warmup: float, seconds: float) -> dict[str, float]:
     good, revoked = tier_tokens()
     async with MockAPI(good, revoked=revoked, tolerance=TOLERANCE) as api:
-        pool = TokenPool([*good, *revoked], base_url=api.url)
+        pool = TokenPool([*good, *revoked], base_url=api.url, start_full=True)
         async with pool:
 
             async def one() -> int:

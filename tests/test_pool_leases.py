@@ -420,3 +420,17 @@ async def test_a_lease_can_be_entered_only_once() -> None:
         async with lease:
             pass
     assert pool.stats().token(NAME_A).leases == 1
+
+
+@pytest.mark.looptime
+async def test_start_full_means_no_opening_burst(clock) -> None:
+    now = clock()
+    pool = TokenPool([A], limits=Limit(4, per=1.0), start_full=True, trial_in_flight=None)
+    times = []
+    for _ in range(3):
+        async with pool.lease():
+            times.append(now())
+    assert times == [0.25, 0.5, 0.75]
+    pool.replace_tokens([A, B])  # a token that joins later starts full too
+    async with pool.lease() as lease:
+        assert (lease.name, now()) == (NAME_A, 1.0)

@@ -240,8 +240,15 @@ class Scheduler:
         limits: tuple[Limit, ...],
         max_in_flight: int | None,
         now: float,
+        *,
+        full: bool = False,
     ) -> Slot:
+        """A new token. Its buckets start empty (a full burst available), or ``full``
+        (as if just used to the brim: it fires at its steady rate from the start)."""
         slot = Slot(token, name, limits, max_in_flight, self.trial_in_flight, now)
+        if full:
+            for w in slot.windows:
+                w.take(w.burst, now)
         self._file(slot)
         self.slots[token.value] = slot
         _inc(self._all_costs, slot.max_cost)

@@ -84,6 +84,10 @@ class TokenPool:
     :param low_water: log ``aurora.pool.low`` when the share of active tokens falls below.
     :param backoff: (first, cap) seconds a token cools after a 429 without Retry-After;
         doubles each time in a row.
+    :param start_full: start every new token's buckets full, as if just used to the
+        brim, instead of empty: no opening burst. Safer when the server may remember
+        recent use (a restart) or sees requests bunch up on the way (fresh connections):
+        each token fires at its steady rate from the start.
     :param backend: shared state for many processes (``RedisBackend``).
     :param probe: ``async def probe(token) -> bool | Outcome``, run every ``probe_every``
         seconds (each within ``probe_timeout``) to revive disabled tokens that work again
@@ -113,6 +117,7 @@ class TokenPool:
         expiring_within: float | None = 86400.0,
         state_file: str | os.PathLike[str] | None = None,
         state_every: float = 60.0,
+        start_full: bool = False,
         **http_options: Any,
     ) -> None:
         _check_positive_int("max_in_flight", max_in_flight)
@@ -142,6 +147,7 @@ class TokenPool:
         self._http: HttpClient | None = None
         self._http_options = HttpOptions.from_kwargs(http_options)  # validated now
         self._backend: Backend | None = None
+        self._start_full = bool(start_full)
         self._health = (
             HealthChecker(self, probe, every=probe_every, timeout=probe_timeout)
             if probe is not None
@@ -279,7 +285,7 @@ class TokenPool:
             if slot is None:
                 name = _unique_name(token.name, names, tries)
                 names.add(name)
-                sched.add(token, name, limits, cap, now)
+                sched.add(token, name, limits, cap, now, full=self._start_full)
                 continue
             slot.token = token
             sched.restore(slot)
