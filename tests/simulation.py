@@ -99,7 +99,7 @@ def simulate(
             if requests[rid].abandon:
                 # the shell's _abandon: the token goes back at once
                 run.outcomes[rid] = Outcome(rid, "cancelled", now)
-                refunded = sched.refund(w.slot, w.cost, w.granted_at, now) or refunded
+                refunded = sched.refund(w.slot, w.cost, w.granted_at, now, w) or refunded
             else:
                 record_grant(rid, w.slot, now)
         for w in expired:

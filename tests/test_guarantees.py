@@ -99,8 +99,14 @@ def test_served_in_order_overtaken_only_by_cheaper(
             assert outcome.at <= first_t + 1e-9, (rid, outcome.at, first_t)
 
 
-same_tier = st.tuples(limits, st.integers(1, 5), st.none() | st.integers(1, 3)).map(
-    lambda t: [TokenSpec(limits=(t[0],), max_in_flight=t[2]) for _ in range(t[1])]
+# Identical tokens without in-flight caps: which of two equal tokens serves a waiter then
+# changes nothing later. (With caps it can: a lease cancelled in the very loop turn it is
+# granted gives its token back at once, but the other waiters granted in that same turn
+# already took the other tokens, so which token each holds -- and so when each cap frees
+# -- may differ from a run without the cancelled lease. Nobody is served later at that
+# instant; the property below is only exact without caps.)
+same_tier = st.tuples(limits, st.integers(1, 5)).map(
+    lambda t: [TokenSpec(limits=(t[0],)) for _ in range(t[1])]
 )
 
 

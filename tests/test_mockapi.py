@@ -735,3 +735,16 @@ def test_bucket_rejections_charge_nothing_and_retry_after_is_exact(
             assert bucket.take(at + verdict.retry_after).admitted
             assert twin.take(at + verdict.retry_after).admitted
             at += verdict.retry_after
+
+
+@pytest.mark.looptime
+async def test_an_exhausted_token_is_answered_429_until_its_time_is_up() -> None:
+    async with serve({TOKEN: Limit(5, per=1)}, tolerance=0) as (api, session):
+        api.exhaust(TOKEN, 3.0)
+        first = await call(session)
+        assert (first.status, first.headers["Retry-After"]) == (429, "3.000")
+        await asyncio.sleep(2.5)
+        assert (await call(session)).headers["Retry-After"] == "0.500"
+        await asyncio.sleep(0.5)
+        assert (await call(session)).status == 200  # and the bucket was never charged
+        assert api.stats(TOKEN) == MockTokenStats(requests=3, ok=1, rate_limited=2)

@@ -352,3 +352,18 @@ async def test_negative_or_nan_timeout_is_rejected(clock, busy: bool, timeout: f
 
 async def test_lease_timeout_is_a_timeout_error() -> None:
     assert issubclass(LeaseTimeout, TimeoutError)
+
+
+@pytest.mark.looptime
+async def test_after_a_429_the_token_resumes_at_its_steady_rate_not_with_a_burst(clock) -> None:
+    """The server's bucket is full when it says 429: one call may go when Retry-After
+    ends, then one per interval (not a fresh burst it would refuse again)."""
+    now = clock()
+    pool = TokenPool([A], limits=Limit(20, per=1.0), trial_in_flight=None)
+    async with pool.lease() as lease:
+        lease.rate_limited(retry_after=2)
+    times = []
+    for _ in range(4):
+        async with pool.lease():
+            times.append(now())
+    assert times == [2.0, 2.05, 2.1, 2.15]

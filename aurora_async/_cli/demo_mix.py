@@ -1,15 +1,10 @@
 """The demo's tokens and its local API: tiers of different rates, two revoked tokens and
 one that starts cooling down, served by :class:`~aurora_async.testing.MockAPI`.
 
-The cooling token: another client (say a nightly job on the same token) has just run
-ahead of its quota, so the server answers it ``429`` with a ``Retry-After`` of a few
-seconds at first and accepts it normally afterwards. A leaky bucket can only be that far
-ahead if the server let requests through early, which is what GCRA's *tolerance* does:
-while the server is set up, its tolerance is raised to those seconds and the token's
-bucket is filled through the front door (plain HTTP requests), then the tolerance goes
-back to the demo's 20 ms. ``MockAPI`` has no public switch for this yet, so
-:func:`start_cooling` sets that one attribute; it checks the outcome with a probe and
-the demo reports what the server really answered.
+The cooling token: another client (say a nightly job on the same token) has just used
+up its quota, so the server answers it ``429`` with a ``Retry-After`` of a few seconds at
+first and accepts it normally afterwards (``MockAPI.exhaust``); :func:`start_cooling`
+checks what the server answers with a probe, and the demo reports it.
 """
 
 from __future__ import annotations
@@ -135,23 +130,13 @@ async def start_server(mix: Mix) -> tuple[MockAPI, float]:
 
 
 async def start_cooling(api: MockAPI, secret: str, seconds: float) -> float:
-    """Run ``secret``'s bucket ``seconds`` ahead on the server (see the module), and
-    return the Retry-After the server then answers it with."""
+    """Spend ``secret``'s quota on the server for ``seconds`` (another client used it up),
+    and return the Retry-After the server then answers it with."""
+    api.exhaust(secret, seconds)
     headers = {"Authorization": f"Bearer {secret}"}
-    saved = api._tolerance
-    api._tolerance = seconds  # admit requests that fit up to `seconds` later
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(10_000):  # far more than any bucket here needs
-                async with session.get(f"{api.url}/warm-up", headers=headers) as resp:
-                    await resp.read()
-                    if resp.status != 200:
-                        break
-            api._tolerance = saved
-            async with session.get(f"{api.url}/probe", headers=headers) as resp:
-                await resp.read()
-                if resp.status != 429:
-                    return 0.0
-                return float(resp.headers.get("Retry-After", "0"))
-    finally:
-        api._tolerance = saved
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{api.url}/probe", headers=headers) as resp,
+    ):
+        await resp.read()
+        return float(resp.headers.get("Retry-After", "0")) if resp.status == 429 else 0.0

@@ -63,6 +63,7 @@ class Slot:
         "cap",
         "cool_until",
         "disabled",
+        "epoch",
         "errors",
         "expires_at",
         "full_cap",
@@ -116,6 +117,7 @@ class Slot:
         self.rate_limited = 0
         self.errors = 0
         self.info: object = None  # the HTTP layer's last rate-limit reading
+        self.epoch = 0  # counts changes to the windows (see Scheduler.refund)
         self.by_hand = False  # disabled by pool.disable(): probes leave it alone
         self.expires_at = jwt_expiry(token.value)  # Unix time, for JWTs; else None
         self.lane: Lane = _NO_LANE
@@ -151,6 +153,7 @@ class Slot:
     def take(self, cost: float, now: float) -> float:
         """Put ``cost`` in every window at ``now`` (``Window.take`` inlined) and return
         the slot's new key: when it can next fire its key cost."""
+        self.epoch += 1
         key = self.cool_until
         key_cost = self.key_cost
         windows = self.windows
@@ -201,7 +204,7 @@ _NO_LANE = Lane()  # a slot's lane until the scheduler files it
 class Waiter:
     """One lease request waiting in the queue."""
 
-    __slots__ = ("cost", "deadline", "enqueued_at", "granted_at", "live", "slot")
+    __slots__ = ("cost", "deadline", "enqueued_at", "epoch", "granted_at", "live", "slot", "undo")
 
     def __init__(self, cost: float, deadline: float, enqueued_at: float) -> None:
         self.cost = cost
@@ -210,6 +213,8 @@ class Waiter:
         self.live = True  # still waiting: neither granted, expired, failed nor cancelled
         self.slot: Slot | None = None
         self.granted_at = 0.0
+        self.epoch = -1  # the token's epoch right after this grant (see Scheduler.refund)
+        self.undo: tuple[float, ...] = ()  # its windows' state right before it
 
 
 class Scheduler:
@@ -275,6 +280,7 @@ class Scheduler:
             self._became_unusable(slot)
         if not slot.removed:
             _dec(self._all_costs, slot.max_cost)
+        slot.epoch += 1
         slot.windows = tuple(Window(limit, now) for limit in limits)
         for w in slot.windows:
             w.take(w.burst, now)
@@ -348,10 +354,25 @@ class Scheduler:
             self._became_usable(slot)
         return True
 
-    def cool(self, slot: Slot, until: float) -> None:
-        """Keep ``slot`` from firing before ``until``."""
-        if until > slot.cool_until:
-            slot.cool_until = until
+    def cool(self, slot: Slot, until: float, now: float | None = None) -> None:
+        """Keep ``slot`` from firing before ``until``.
+
+        With ``now`` (the server said the token's quota is spent), its windows are also
+        filled as of ``until`` -- those whose period is no longer than the cooldown, or
+        the shortest one -- to all but one unit: one call may go when the cooldown ends
+        (as Retry-After says), and then the token fires at its steady rate instead of a
+        fresh burst the server would refuse again."""
+        if now is not None:
+            longest = max(until - now, min(w.limit.per for w in slot.windows))
+            for w in slot.windows:
+                if w.limit.per <= longest:
+                    spent = w.burst - slot.key_cost + (until - now) * w.rate
+                    if w.level_at(now) < spent:
+                        w._level = spent
+                        w._last_check = now
+                        slot.epoch += 1
+        if until > slot.cool_until or now is not None:
+            slot.cool_until = max(until, slot.cool_until)
             if slot.indexed:
                 self._place(slot)
 
@@ -393,9 +414,9 @@ class Scheduler:
 
     # -- choosing a token --------------------------------------------------------
 
-    def _place(self, slot: Slot, key: float | None = None) -> None:
-        """(Re)index ``slot`` at its current key, or take it out if it may not take
-        another lease."""
+    def _place(self, slot: Slot, key: float | None = None, seq: int | None = None) -> None:
+        """(Re)index ``slot`` at its current key (with a fresh number, or ``seq``), or
+        take it out if it may not take another lease."""
         lane = slot.lane
         if slot.indexed:
             lane.retire(slot.seq)
@@ -405,7 +426,9 @@ class Scheduler:
             return
         if key is None:
             key = slot.ready(slot.key_cost)
-        seq = slot.seq = self._next_seq()
+        if seq is None:
+            seq = self._next_seq()
+        slot.seq = seq
         slot.indexed = True
         lane.push((key, seq, slot))
 
@@ -506,18 +529,33 @@ class Scheduler:
             return False
         return self._reinstate(slot)
 
-    def refund(self, slot: Slot, cost: float, granted_at: float, now: float) -> bool:
+    def refund(
+        self, slot: Slot, cost: float, granted_at: float, now: float, waiter: Waiter | None = None
+    ) -> bool:
         """A granted lease was never used (its waiter was cancelled before it resumed):
-        give its capacity back. Returns whether waiters may now be served."""
-        for w in slot.windows:
-            w.give_back(cost, granted_at, now)
+        give its capacity back. Returns whether waiters may now be served.
+
+        When nothing touched the token's windows since this grant (the usual case: the
+        waiter is cancelled in the same loop turn), their state before the grant comes
+        back exactly, down to how long each bucket had been empty, so the choice between
+        tokens later on is the same as if the lease had never been asked for."""
+        seq = None
+        if waiter is not None and waiter.epoch == slot.epoch:
+            undo = waiter.undo
+            for i, w in enumerate(slot.windows):
+                w._level, w._last_check = undo[2 * i], undo[2 * i + 1]
+            seq = int(undo[-1])  # and its old place among equals in the index
+        else:
+            for w in slot.windows:
+                w.give_back(cost, granted_at, now)
+        slot.epoch += 1
         slot.in_flight -= 1
         slot.leases -= 1
         slot.units -= cost
         if slot.removed:
             self.forget_if_idle(slot)
             return False
-        self._place(slot)
+        self._place(slot, seq=seq if seq is not None and seq >= 0 else None)
         return True
 
     # -- waiters -----------------------------------------------------------------
@@ -594,7 +632,9 @@ class Scheduler:
         self._drop(waiter)
         waiter.slot = slot
         waiter.granted_at = now
+        waiter.undo = _state_of(slot)
         self._consume(slot, waiter.cost, now)
+        waiter.epoch = slot.epoch
 
     def dispatch(self, now: float) -> tuple[list[Waiter], list[Waiter], float]:
         """Serve every waiter that is due at ``now``.
@@ -643,14 +683,18 @@ class Scheduler:
                 if len(windows) == 1 and slot.cool_until < now:
                     # Slot.take for one window, inlined (the bucket leaks, then takes).
                     w = windows[0]
+                    head.undo = (w._level, w._last_check, top[1])
                     rate = w.rate
                     level = w._level - (now - w._last_check) * rate
                     level = (level if level > 0.0 else 0.0) + cost
                     w._level = level
                     w._last_check = now
                     key = now + (level + slot.key_cost - w.burst) / rate
+                    slot.epoch += 1
                 else:
+                    head.undo = _state_of(slot)
                     key = slot.take(cost, now)
+                head.epoch = slot.epoch
                 slot.in_flight += 1
                 slot.leases += 1
                 slot.units += cost
@@ -727,6 +771,16 @@ class Scheduler:
 
     def waiters(self) -> Iterable[Waiter]:
         return (w for w in self._queue if w.live)
+
+
+def _state_of(slot: Slot) -> tuple[float, ...]:
+    """Every window's (level, last check), flat, then the slot's index number: what a
+    refund may restore."""
+    state: list[float] = []
+    for w in slot.windows:
+        state += (w._level, w._last_check)
+    state.append(slot.seq)
+    return tuple(state)
 
 
 def _drained(slot: Slot, now: float) -> bool:

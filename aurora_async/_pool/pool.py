@@ -434,7 +434,7 @@ class TokenPool:
         elif lease.slot is not None:
             # Granted, but cancelled before it could resume: give the token back.
             slot, lease.slot = lease.slot, None
-            if sched.refund(slot, lease.cost, lease.granted_at, self._now()):
+            if sched.refund(slot, lease.cost, lease.granted_at, self._now(), lease):
                 self._granted -= 1
                 self._dispatch()
 
@@ -450,7 +450,7 @@ class TokenPool:
             for lease in granted:
                 fut = lease.fut  # type: ignore[attr-defined]
                 if fut.done():  # cancelled while queued; its task has not run yet
-                    sched.refund(lease.slot, lease.cost, now, now)  # type: ignore[arg-type]
+                    sched.refund(lease.slot, lease.cost, now, now, lease)  # type: ignore[arg-type]
                     lease.slot = None  # given back: nothing for _abandon to refund
                     refunded += 1
                 else:
@@ -547,9 +547,9 @@ class TokenPool:
         first, cap = self._backoff
         if retry_after is None:
             seconds = slot.backoff = min(cap, slot.backoff * 2 if slot.backoff else first)
-            self._cool(slot, seconds, "backoff")
+            self._cool(slot, seconds, "backoff", spent=True)
         else:
-            self._cool(slot, float(retry_after), "retry_after")
+            self._cool(slot, float(retry_after), "retry_after", spent=True)
 
     def _report_revoked(self, slot: Slot, reason: str) -> None:
         self._disable(slot, reason)
@@ -560,9 +560,11 @@ class TokenPool:
             raise ValueError(f"seconds must be a non-negative finite number, got {seconds!r}")
         self._cool(self._slot(name), seconds, "by_hand")
 
-    def _cool(self, slot: Slot, seconds: float, why: str) -> None:
+    def _cool(self, slot: Slot, seconds: float, why: str, *, spent: bool = False) -> None:
         now = self._now()
-        self._sched.cool(slot, now + seconds)
+        # A cooldown the server asked for (``spent``) means the token's quota is used up
+        # there: its buckets are full when the cooldown ends. Others leave them be.
+        self._sched.cool(slot, now + seconds, now if spent else None)
         if self._backend is not None:
             self._backend.cooled(slot, seconds)
         _log.info("aurora.token.cooling", token=slot.name, seconds=round(seconds, 6), why=why)
@@ -758,7 +760,7 @@ class TokenPool:
                 now = self._now()
                 own = slot.ready(slot.key_cost)
                 if now + outcome.cooldown > own + slack:
-                    self._cool(slot, outcome.cooldown, "exhausted")
+                    self._cool(slot, outcome.cooldown, "exhausted", spent=True)
         elif verdict is Verdict.RATE_LIMITED:
             lease.rate_limited(outcome.cooldown)
         elif verdict is Verdict.REVOKED:
@@ -806,11 +808,11 @@ class TokenPool:
             rate_limited=slot.rate_limited,
             errors=slot.errors,
             in_flight=slot.in_flight,
-            cooldown_left=max(0.0, slot.cool_until - now),
+            cooldown_left=round(max(0.0, slot.cool_until - now), 9),
             reason=slot.reason,
             limits=tuple(str(w.limit) for w in slot.windows),
             units=slot.units,
-            headroom=slot.headroom(now),
+            headroom=round(max(0.0, slot.headroom(now)), 9),
             proven=slot.proven,
             last_limit=getattr(info, "limit", None),
             last_remaining=getattr(info, "remaining", None),

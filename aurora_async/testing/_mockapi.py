@@ -150,12 +150,13 @@ class _Counters:
 class _Entry:
     """One known token: its masked name, bucket, state and books."""
 
-    __slots__ = ("bucket", "counters", "name", "revoked", "times")
+    __slots__ = ("bucket", "counters", "exhausted_until", "name", "revoked", "times")
 
     def __init__(self, name: str, limits: Sequence[Limit]) -> None:
         self.name = name
         self.bucket = Bucket(limits)
         self.revoked = False
+        self.exhausted_until = -math.inf  # loop time
         self.counters = _Counters()
         self.times: list[float] = []
 
@@ -374,6 +375,14 @@ class MockAPI:
         """Accept a revoked ``token`` again, with the bucket state it had."""
         self._entry(token).revoked = False
 
+    def exhaust(self, token: str, seconds: float) -> None:
+        """Spend ``token``'s quota for the next ``seconds``, as if another client had
+        used it up: until then every request with it is answered 429, with a
+        ``Retry-After`` of the time left (and nothing is charged to its bucket)."""
+        seconds = _seconds("seconds", seconds)
+        entry = self._entry(token)
+        entry.exhausted_until = asyncio.get_running_loop().time() + seconds
+
     def _add(self, value: str, limits: Sequence[Limit] | None) -> _Entry:
         name = base = mask(value)
         number = 1
@@ -463,7 +472,11 @@ class MockAPI:
                 {"WWW-Authenticate": _WWW_AUTHENTICATE},
             )
 
-        verdict = entry.bucket.take(now, self._tolerance)
+        if now < entry.exhausted_until:
+            wait = entry.exhausted_until - now
+            verdict = Verdict(False, entry.bucket.limits[0], 0, wait, wait)
+        else:
+            verdict = entry.bucket.take(now, self._tolerance)
         headers = self._limit_headers(verdict)
         if not verdict.admitted:
             counters.rate_limited += 1
