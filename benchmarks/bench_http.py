@@ -135,7 +135,13 @@ async def ok(request):
     return web.json_response({"ok": True})
 app = web.Application()
 app.router.add_route("*", "/{tail:.*}", ok)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=lambda *a: print("ready", flush=True), access_log=None)
+web.run_app(
+    app,
+    host="127.0.0.1",
+    port=int(sys.argv[1]),
+    print=lambda *a: print("ready", flush=True),
+    access_log=None,
+)
 """
 
 
