@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from pathlib import Path
@@ -350,3 +351,34 @@ async def test_no_token_exceeds_its_limit_across_reloads(
     assert set(grants) == {NAME[t] for t in (A, B, C, D)}
     for name, times in grants.items():
         assert over_the_limit(times, limit) is None, name
+
+
+async def test_sighup_reloads_the_file_while_the_pool_is_open(
+    tmp_path: Path, events: Events
+) -> None:
+    path = tmp_path / "access_tokens.txt"
+    write(path, A, B)
+    pool = TokenPool.from_file(path)
+    pool.reload_on_sighup()
+    async with pool:
+        write(path, A, C)
+        os.kill(os.getpid(), signal.SIGHUP)
+        await events.until(lambda: serving(A, C)(pool), "the SIGHUP reload")
+    loop = asyncio.get_running_loop()
+    assert not loop.remove_signal_handler(signal.SIGHUP)  # closing took the handler away
+
+
+async def test_reload_and_watch_need_a_file(tmp_path: Path) -> None:
+    pool = TokenPool([A])
+    with pytest.raises(ValueError, match="not made from a file"):
+        pool.watch()
+    with pytest.raises(ValueError, match="not made from a file"):
+        await pool.reload()
+    with pytest.raises(ValueError, match="not made from a file"):
+        pool.reload_on_sighup()
+    path = tmp_path / "tokens.txt"
+    write(path, A, B)
+    result = await pool.reload(path)  # a pool made from a list can adopt a file
+    assert (result.added, result.removed, result.kept) == ((mask(B),), (), 1)
+    with pytest.raises(ValueError, match="poll_interval must be positive"):
+        pool.watch(path, poll_interval=0)
