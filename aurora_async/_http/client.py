@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import AsyncIterator, Coroutine, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Coroutine, MutableMapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, overload
 
@@ -206,9 +206,8 @@ class HttpClient:
         backoff = options.retry_backoff[0]
         for attempt in range(1, options.max_attempts + 1):
             try:
-                lease = await pool.acquire(
-                    cost, timeout=_remaining(lease_timeout, deadline, loop.time())
-                )
+                lease = pool.lease(cost, _remaining(lease_timeout, deadline, loop.time()))
+                await lease.__aenter__()  # released by hand below, on every path
             except LeaseTimeout:
                 if not attempts:
                     raise
@@ -256,7 +255,9 @@ class HttpClient:
                 lease.release()
                 raise
             try:
-                outcome = await self._judge(resp, lease)
+                outcome = self._judge(resp, lease)
+                if not isinstance(outcome, Outcome):  # a policy that must be awaited
+                    outcome = await self._judged(outcome, resp, lease)
             except BaseException:
                 resp.release()
                 lease.failed()
@@ -295,8 +296,27 @@ class HttpClient:
             text = text[:157] + "..."
         return f"{type(exc).__name__}({text})" if text else type(exc).__name__
 
-    async def _judge(self, resp: aiohttp.ClientResponse, lease: Lease) -> Outcome:
-        """Classify a response and account for it on the lease's token."""
+    def _judge(
+        self, resp: aiohttp.ClientResponse, lease: Lease
+    ) -> Outcome | Awaitable[Outcome | None]:
+        """Classify a response and account for it on the lease's token, or hand back
+        the awaitable of an async policy (see :meth:`_judged`)."""
+        policy = self.options.policy
+        if policy is not None:
+            result = policy(resp)
+            if inspect.isawaitable(result):
+                return result
+            return self._account(resp, lease, _checked(result))
+        return self._account(resp, lease, None)
+
+    async def _judged(
+        self, pending: Awaitable[Outcome | None], resp: aiohttp.ClientResponse, lease: Lease
+    ) -> Outcome:
+        return self._account(resp, lease, _checked(await pending))
+
+    def _account(
+        self, resp: aiohttp.ClientResponse, lease: Lease, outcome: Outcome | None
+    ) -> Outcome:
         info, problems = parse_rate_limit_headers(resp.headers, now=time.time())
         for problem in problems:
             _log.debug(
@@ -305,20 +325,18 @@ class HttpClient:
                 header=problem.header,
                 reason=problem.reason,
             )
-        outcome: Outcome | None = None
-        policy = self.options.policy
-        if policy is not None:
-            result = policy(resp)
-            outcome = await result if inspect.isawaitable(result) else result
-            if outcome is not None and not isinstance(outcome, Outcome):
-                raise TypeError(
-                    f"the policy returned {type(outcome).__name__}; it must return an "
-                    "Outcome or None"
-                )
         if outcome is None:
             outcome = classify(resp.status, info)
         self._pool._account_response(lease, outcome, info, self.options.header_slack)
         return outcome
+
+
+def _checked(outcome: object) -> Outcome | None:
+    if outcome is not None and not isinstance(outcome, Outcome):
+        raise TypeError(
+            f"the policy returned {type(outcome).__name__}; it must return an Outcome or None"
+        )
+    return outcome
 
 
 def _params(params: Any) -> Any:

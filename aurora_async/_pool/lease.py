@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 _Future = asyncio.Future  # the C class, without loop.create_future()'s Python frame
 _PENDING, _HELD, _DONE = 0, 1, 2
 _INF = float("inf")
+_FINE = (None, "ok")
 
 
 class Lease(Waiter):
@@ -99,7 +100,19 @@ class Lease(Waiter):
         """End the lease (for leases from ``acquire()``; ``async with`` does it for you)."""
         if self._state == _HELD:
             self._state = _DONE
-            self._pool._release(self._held(), self._outcome or "ok")
+            slot = self.slot
+            outcome = self._outcome
+            if (
+                outcome in _FINE
+                and slot.proven  # type: ignore[union-attr]
+                and slot.indexed  # type: ignore[union-attr]
+                and self._pool._backend is None
+            ):
+                slot.ok += 1  # type: ignore[union-attr]  # the common case, as in __aexit__
+                slot.backoff = 0.0  # type: ignore[union-attr]
+                slot.in_flight -= 1  # type: ignore[union-attr]
+                return
+            self._pool._release(self._held(), outcome or "ok")
 
     async def __aenter__(self) -> Lease:
         if self._state != _PENDING:
@@ -171,7 +184,13 @@ class Lease(Waiter):
             self._state = _DONE
             slot = self.slot
             outcome = self._outcome
-            if outcome is None and exc_type is None and slot.proven and slot.indexed:  # type: ignore[union-attr]
+            if (
+                outcome is None
+                and exc_type is None
+                and slot.proven  # type: ignore[union-attr]
+                and slot.indexed  # type: ignore[union-attr]
+                and self._pool._backend is None
+            ):
                 # The common case, inlined: fine, and the token stays schedulable.
                 slot.ok += 1  # type: ignore[union-attr]
                 slot.backoff = 0.0  # type: ignore[union-attr]
