@@ -30,6 +30,7 @@ from ._pool.health import (
 from ._pool.lease import Lease
 from ._pool.pool import TokenPool
 from ._pool.reload import ReloadResult
+from ._redis import RedisBackend, RedisTokenState, Reservation
 
 __all__ = [
     "AuroraError",
@@ -53,8 +54,11 @@ __all__ = [
     "ProbeReport",
     "QueryAuth",
     "RateLimitInfo",
+    "RedisBackend",
+    "RedisTokenState",
     "ReloadResult",
     "RequestFailed",
+    "Reservation",
     "StateFile",
     "Token",
     "TokenFileError",

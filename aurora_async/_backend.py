@@ -37,8 +37,15 @@ class Backend(Protocol):
         """A lease of ``slot`` ended with ``outcome`` ("ok", "failed", "client_error",
         "rate_limited", "revoked"); the pool has updated the slot's counters."""
 
-    def cooled(self, slot: Slot, seconds: float) -> None:
-        """Every process should keep ``slot`` from firing for ``seconds``."""
+    def cooled(self, slot: Slot, seconds: float, spent: bool = False) -> None:
+        """Every process should keep ``slot`` from firing for ``seconds``. ``spent``: the
+        server said the token's quota is used up (the pool filled the windows whose
+        period is no longer than the cooldown, or the shortest one, to all but one unit
+        as of the cooldown's end); do the same to the shared state."""
+
+    @property
+    def waiting(self) -> int:
+        """Leases of this process waiting for the backend."""
 
     def disabled(self, slot: Slot, reason: str) -> None:
         """Every process should stop using ``slot``."""

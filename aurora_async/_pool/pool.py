@@ -566,7 +566,7 @@ class TokenPool:
         # there: its buckets are full when the cooldown ends. Others leave them be.
         self._sched.cool(slot, now + seconds, now if spent else None)
         if self._backend is not None:
-            self._backend.cooled(slot, seconds)
+            self._backend.cooled(slot, seconds, spent)
         _log.info("aurora.token.cooling", token=slot.name, seconds=round(seconds, 6), why=why)
         self._check_low(now)
         if self._sched.waiting:
@@ -787,7 +787,7 @@ class TokenPool:
                 rate = (self._granted - g0) / (now - t0)
         return PoolStats(
             tokens=tokens,
-            waiting=self._sched.waiting,
+            waiting=self._sched.waiting + (self._backend.waiting if self._backend else 0),
             active=counts[TokenState.ACTIVE],
             cooling=counts[TokenState.COOLING],
             disabled=counts[TokenState.DISABLED],

@@ -1,0 +1,118 @@
+"""The local limiter a worker falls back on while Redis is unreachable (``degrade``).
+
+Pure arithmetic on the loop's clock: the same GCRA the Lua scripts run on the server's,
+one theoretical arrival time (``tat``) per window, each window scaled to ``share`` of
+its limit:
+
+* rate' = ``share * rate``;
+* burst' = ``max(share * burst, min(burst, 1))``, so a unit lease still fits a window
+  whose burst share falls below one unit.
+
+A lease whose cost exceeds burst' (but not the real burst) fits once the local bucket
+is empty, and is then charged in full: over any interval ``t`` one worker leases at
+most ``max(burst', cost) + rate' * t`` units of a window. With ``n`` workers and
+``share <= 1 / n`` (and ``share * burst >= 1``), the namespace stays within
+``burst + rate * t``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+INF = float("inf")
+
+
+class _Window(Protocol):
+    burst: float
+    rate: float
+
+
+class LocalWindow:
+    """One window of one token at ``share`` of its limit."""
+
+    __slots__ = ("burst", "rate", "tat")
+
+    def __init__(self, burst: float, rate: float, share: float) -> None:
+        self.burst = max(burst * share, min(burst, 1.0))
+        self.rate = rate * share
+        self.tat = -INF
+
+    def ready(self, cost: float) -> float:
+        """When ``cost`` fits (with the empty-bucket rule for costs above burst')."""
+        if cost > self.burst:
+            return self.tat
+        return self.tat + (cost - self.burst) / self.rate
+
+    def take(self, cost: float, at: float) -> tuple[float, float]:
+        """Charge ``cost`` at ``at``; returns (tat before, tat after) for a give-back."""
+        before = self.tat
+        self.tat = max(before, at) + cost / self.rate
+        return before, self.tat
+
+    def units(self, now: float) -> float:
+        """Units still in the bucket at ``now``."""
+        return max(0.0, (self.tat - now) * self.rate)
+
+    def __repr__(self) -> str:
+        return f"<LocalWindow burst={self.burst:g} rate={self.rate:g}/s tat={self.tat:.6f}>"
+
+
+Undo = list[tuple[float, float]]
+
+
+class LocalLimiter:
+    """Every token's local windows while degraded, by token id, created on first use."""
+
+    __slots__ = ("_buckets", "share")
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self._buckets: dict[str, tuple[LocalWindow, ...]] = {}
+
+    def windows(self, tid: str, limits: Iterable[_Window]) -> tuple[LocalWindow, ...]:
+        found = self._buckets.get(tid)
+        if found is None:
+            found = self._buckets[tid] = tuple(
+                LocalWindow(w.burst, w.rate, self.share) for w in limits
+            )
+        return found
+
+    def ready(self, tid: str, limits: Iterable[_Window], cost: float) -> float:
+        """The earliest loop time the token's local windows take ``cost``."""
+        return max(w.ready(cost) for w in self.windows(tid, limits))
+
+    def take(self, tid: str, limits: Iterable[_Window], cost: float, at: float) -> Undo:
+        return [w.take(cost, at) for w in self.windows(tid, limits)]
+
+    def fill(
+        self, tid: str, limits: Iterable[_Window], flags: Iterable[bool], until: float, kc: float
+    ) -> None:
+        """Leave the flagged windows full as of ``until`` (all but ``kc`` units): after a
+        cooldown because the quota was spent, the token resumes at its steady rate."""
+        for w, flag in zip(self.windows(tid, limits), flags, strict=False):
+            if flag:
+                w.tat = max(w.tat, until + (w.burst - min(kc, w.burst)) / w.rate)
+
+    def give_back(self, tid: str, undo: Undo) -> bool:
+        """Undo a ``take`` exactly if nothing was taken on the token since."""
+        windows = self._buckets.get(tid)
+        if windows is None or len(windows) != len(undo):
+            return False
+        if any(w.tat != after for w, (_, after) in zip(windows, undo, strict=True)):
+            return False
+        for w, (before, _) in zip(windows, undo, strict=True):
+            w.tat = before
+        return True
+
+    def outstanding(self, now: float) -> dict[str, list[float]]:
+        """Units still in each window of each token (what reconciling charges to Redis)."""
+        result: dict[str, list[float]] = {}
+        for tid, windows in self._buckets.items():
+            units = [w.units(now) for w in windows]
+            if any(units):
+                result[tid] = units
+        return result
+
+    def __len__(self) -> int:
+        return len(self._buckets)

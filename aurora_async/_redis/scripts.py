@@ -1,0 +1,554 @@
+"""The Lua scripts of the Redis backend, and the little that runs them.
+
+Every script reads the server's clock (``TIME``, microseconds) itself, so no worker's
+clock ever enters the shared state: workers send durations (a caller's longest wait)
+and receive durations (how long to wait for a reservation). Times in Redis are whole
+microseconds of the server's clock, stored as integers (``%.0f``: exact up to 2^53);
+every rounding is upwards, so it can only make a token slower, never faster.
+
+State of one token (``{aurora:ns}:t:<id>``: one ``GET`` and one ``SET`` a lease)
+    A MessagePack array (Redis's bundled ``cmsgpack``: C, and exact for the 64-bit
+    integers of microsecond times, which its ``cjson`` is not)
+    ``[n, kc, cool, b1, e1, t1, b2, e2, t2, ...]``: ``n`` windows; ``kc`` the key cost
+    (``min(1, smallest burst)``); ``cool`` cooled until; for window ``k``: ``bk`` burst
+    (units), ``ek`` microseconds per unit (``1e6 / rate``) and ``tk`` its GCRA theoretical
+    arrival time (when the bucket is empty). A lease of cost ``c`` fits window ``k`` at
+    time ``s`` iff ``tk + (c - bk) * ek <= s``; taking it sets ``tk = max(tk, s) + c * ek``.
+    That is exactly the pool's leaky bucket (aiolimiter's), as one number per window.
+
+The index (sorted set ``{aurora:ns}:ready``)
+    Every enabled token by the time it can fire its key cost, so the soonest token is
+    the lowest score; disabled tokens are not in it (their reasons are in the hash
+    ``{aurora:ns}:disabled``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+_PRELUDE = r"""
+local INF = math.huge
+
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function fmt(x)
+  return string.format('%.0f', x)
+end
+
+-- The namespace's version: "<epoch>.<counter>", bumped on every change of disabled
+-- states or membership. The epoch (the server time the namespace's meta was created)
+-- keeps versions from repeating after Redis lost its data.
+local function version_of(meta)
+  local x = redis.call('HMGET', meta, 'e', 'v')
+  return (x[1] or '0') .. '.' .. (x[2] or '0')
+end
+
+local function bump(meta, now, ttl)
+  redis.call('HSETNX', meta, 'e', fmt(now))
+  redis.call('HINCRBY', meta, 'v', 1)
+  redis.call('PEXPIRE', meta, ttl)
+end
+
+-- A token's shared state, or nil when it has none.
+local function load(key)
+  local raw = redis.call('GET', key)
+  if not raw then return nil end
+  local f = cmsgpack.unpack(raw)
+  local n = f[1]
+  local st = {key = key, n = n, kc = f[2], cool = f[3], b = {}, e = {}, t = {}}
+  for k = 1, n do
+    local j = 1 + 3 * k
+    st.b[k] = f[j]
+    st.e[k] = f[j + 1]
+    st.t[k] = f[j + 2]
+  end
+  return st
+end
+
+-- The earliest server time (us) at which the token can fire cost c.
+local function ready(st, c)
+  local r = st.cool
+  for k = 1, st.n do
+    local b = st.b[k]
+    if c > b then return INF end
+    local x = st.t[k] + (c - b) * st.e[k]
+    if x > r then r = x end
+  end
+  return r
+end
+
+local function key_of(st)
+  return math.ceil(ready(st, st.kc))
+end
+
+-- Write a token's state back; it expires after ttl ms idle, never while it matters.
+local function save(st, now, ttl)
+  local f = {st.n, st.kc, st.cool}
+  local last = st.cool
+  for k = 1, st.n do
+    f[#f + 1] = st.b[k]
+    f[#f + 1] = st.e[k]
+    f[#f + 1] = st.t[k]
+    if st.t[k] > last then last = st.t[k] end
+  end
+  local ms = math.ceil((last - now) / 1000) + 1000
+  if ms < ttl then ms = ttl end
+  redis.call('SET', st.key, cmsgpack.pack(f), 'PX', ms)
+end
+
+"""
+
+_COMPARE = r"""
+-- How many other live workers there are, and how many of them hold a different token set.
+local function compare(procs, digests, worker, digest)
+  local others, differ = 0, 0
+  for _, p in ipairs(redis.call('ZRANGE', procs, 0, -1)) do
+    if p ~= worker then
+      others = others + 1
+      local d = redis.call('HGET', digests, p)
+      if d and d ~= digest then differ = differ + 1 end
+    end
+  end
+  return others, differ
+end
+"""
+
+# Give back the reservations of waiters that left, then reserve leases for a batch of
+# waiters, in order (one script call per batch; a batch is whatever queued up locally
+# while the previous call was in flight). A reservation is given back exactly when no
+# later reservation of that token followed it (every window still ends with it);
+# otherwise it stays spent, which is safe: it can only make the token slower.
+# KEYS: ready, worker set (the other keys of the namespace are named from their tag)
+# ARGV: one JSON array (every argument costs the client to pack and the server to
+#   parse; cjson decodes in C), [ttl ms, worker id, emax, flags, gives, caps, leases]:
+#   flags 1 for a heartbeat plus 2 to audit; emax the most us per unit of any window;
+#   gives [[id, at, cost, [before, after, ...]], ...] (reservations to give back);
+#   caps [id, budget, ...] (this worker's in-flight budgets that a batch this size
+#   could use up); leases [cost, longest wait us or -1, ...] in queue order.
+# Returns one string (one bulk reply parses far faster than an array):
+#   "version resync given|status delay id at undo...|..." with, per lease, the status
+#   0 reserved (at: server us of the reservation; undo: "before after" per window),
+#   1 too late for its wait (nothing written; delay: the soonest it could be),
+#   2 blocked by this worker's in-flight caps, 3 no token of this worker at all;
+#   resync is 1 when some token had lost its state (register again).
+RESERVE = (
+    _PRELUDE
+    + r"""
+local now = now_us()
+local zkey, pset = KEYS[1], KEYS[2]
+local tag = string.sub(zkey, 1, -7)  -- less ':ready'
+local prefix = tag .. ':t:'
+local p = cjson.decode(ARGV[1])
+local ttl, worker, emax, flags = p[1], p[2], p[3], p[4]
+local touch, audit = flags % 2 == 1, flags >= 2
+local given = 0
+for _, g in ipairs(p[5]) do
+  local id, at, c, u = g[1], g[2], g[3], g[4]
+  local st = load(prefix .. id)
+  local latest = st ~= nil and st.n * 2 == #u
+  if latest then
+    for k = 1, st.n do
+      if st.t[k] ~= u[2 * k] then latest = false end
+    end
+  end
+  if latest then
+    for k = 1, st.n do st.t[k] = u[2 * k - 1] end
+    save(st, now, ttl)
+    redis.call('ZADD', zkey, 'XX', key_of(st), id)
+    if audit then
+      local entry = fmt(at) .. ' ' .. id .. ' -' .. tostring(c) .. ' ' .. worker
+      redis.call('RPUSH', tag .. ':audit', entry)
+    end
+    given = given + 1
+  end
+end
+local budget = {}
+local caps = p[6]
+for j = 1, #caps, 2 do budget[caps[j]] = caps[j + 1] end
+local leases = p[7]
+local cache, member = {}, {}
+local version = version_of(tag .. ':meta')
+local resync = 0
+local out = {''}
+for L = 1, #leases, 2 do
+  local c, w = leases[L], leases[L + 1]
+  local slack = 0
+  if c < 1 then slack = (1 - c) * emax end
+  local best, best_t, capped_t = nil, INF, INF
+  local stale = {}
+  local start, size, more = 0, 1, true
+  while more do
+    local items = redis.call('ZRANGE', zkey, start, start + size - 1, 'WITHSCORES')
+    local m = #items
+    for j = 1, m, 2 do
+      if best_t <= now or tonumber(items[j + 1]) - slack >= best_t then
+        more = false
+        break
+      end
+      local id = items[j]
+      local mine = member[id]
+      if mine == nil then
+        mine = redis.call('SISMEMBER', pset, id) == 1
+        member[id] = mine
+      end
+      if mine then
+        local st = cache[id]
+        if st == nil then
+          st = load(prefix .. id) or false
+          cache[id] = st
+          if not st then
+            stale[#stale + 1] = id
+            resync = 1
+          end
+        end
+        if st then
+          local t = ready(st, c)
+          if t < best_t then
+            local left = budget[id]
+            if left ~= nil and left <= 0 then
+              if t < capped_t then capped_t = t end
+            else
+              best, best_t = id, t
+            end
+          end
+        end
+      end
+    end
+    if m < 2 * size then more = false end
+    start = start + size
+    size = size * 4
+  end
+  for _, id in ipairs(stale) do redis.call('ZREM', zkey, id) end
+  if best == nil then
+    if capped_t < INF then out[#out + 1] = '2 0' else out[#out + 1] = '3 0' end
+  else
+    local s = math.ceil(best_t)
+    if s < now then s = now end
+    local delay = s - now
+    if w >= 0 and delay > w then
+      if capped_t - now <= w then out[#out + 1] = '2 0' else out[#out + 1] = '1 ' .. delay end
+    else
+      local st = cache[best]
+      local undo = {'0', fmt(delay), best, fmt(s)}
+      for k = 1, st.n do
+        local before = st.t[k]
+        local base = before
+        if s > base then base = s end
+        local after = math.ceil(base + c * st.e[k])
+        st.t[k] = after
+        undo[#undo + 1] = fmt(before)
+        undo[#undo + 1] = fmt(after)
+      end
+      save(st, now, ttl)
+      redis.call('ZADD', zkey, key_of(st), best)
+      local left = budget[best]
+      if left ~= nil then budget[best] = left - 1 end
+      if audit then
+        local entry = fmt(s) .. ' ' .. best .. ' ' .. tostring(c) .. ' ' .. worker
+        redis.call('RPUSH', tag .. ':audit', entry)
+      end
+      out[#out + 1] = table.concat(undo, ' ')
+    end
+  end
+end
+if touch then
+  redis.call('ZADD', tag .. ':procs', math.floor(now / 1000), worker)
+  for _, key in ipairs({zkey, pset, ':meta', ':procs', ':digests', ':disabled', ':ids'}) do
+    if string.sub(key, 1, 1) == ':' then key = tag .. key end
+    redis.call('PEXPIRE', key, ttl)
+  end
+end
+if audit then redis.call('PEXPIRE', tag .. ':audit', ttl) end
+out[1] = version .. ' ' .. resync .. ' ' .. given
+return table.concat(out, '|')
+"""
+)
+
+# Shared token states: cool (for a duration, from the server's now), disable, enable.
+# A cooldown may also fill some windows (flags "1 0 ..."), as the pool does locally when
+# the API said the quota is spent: to all but one key cost as of the cooldown's end, so
+# the token resumes at its steady rate, not with a burst the API would refuse again.
+# KEYS: ready, meta, disabled; ARGV: token prefix, id, op, argument, ttl ms, fill flags
+# Returns 1 when something changed.
+TOKEN_OP = (
+    _PRELUDE
+    + r"""
+local now = now_us()
+local id, op = ARGV[2], ARGV[3]
+local ttl = tonumber(ARGV[5])
+local st = load(ARGV[1] .. id)
+if op == 'cool' then
+  if st == nil then return 0 end
+  local cool = math.ceil(now + tonumber(ARGV[4]))
+  local changed = false
+  if cool > st.cool then
+    st.cool = cool
+    changed = true
+  end
+  local k = 0
+  for flag in string.gmatch(ARGV[6] or '', '%S+') do
+    k = k + 1
+    if flag == '1' and k <= st.n then
+      local full = math.ceil(cool + (st.b[k] - st.kc) * st.e[k])
+      if full > st.t[k] then
+        st.t[k] = full
+        changed = true
+      end
+    end
+  end
+  if not changed then return 0 end
+  save(st, now, ttl)
+  redis.call('ZADD', KEYS[1], 'XX', key_of(st), id)
+  return 1
+end
+local changed = 0
+if op == 'disable' then
+  if redis.call('HSET', KEYS[3], id, ARGV[4]) == 1 then changed = 1 end
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('PEXPIRE', KEYS[3], ttl)
+else
+  changed = redis.call('HDEL', KEYS[3], id)
+  if changed == 1 and st ~= nil then redis.call('ZADD', KEYS[1], key_of(st), id) end
+end
+if changed == 1 then bump(KEYS[2], now, ttl) end
+return changed
+"""
+)
+
+# Register tokens (one chunk of a worker's set): create missing state, keep the state of
+# tokens whose limits are unchanged, restart from full those whose limits changed.
+# KEYS: ready, staging set, ids, disabled
+# ARGV: token prefix, ttl ms, then per token: id, key cost, n, (burst, us per unit) * n
+# Returns how many tokens had different limits in Redis.
+SYNC_CHUNK = (
+    _PRELUDE
+    + r"""
+local now = now_us()
+local prefix = ARGV[1]
+local ttl = tonumber(ARGV[2])
+local changed = 0
+local i = 3
+while i <= #ARGV do
+  local id, kc, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  i = i + 3
+  local key = prefix .. id
+  local st = load(key)
+  local same = st ~= nil and st.n == n
+  if same then
+    for k = 1, n do
+      local j = i + 2 * (k - 1)
+      if st.b[k] ~= tonumber(ARGV[j]) or st.e[k] ~= tonumber(ARGV[j + 1]) then same = false end
+    end
+  end
+  if not same then
+    -- New, or other limits than before: a fresh token starts with empty buckets, one
+    -- whose limits changed with full ones (nothing is known of how they were spent).
+    local fresh = st == nil
+    if not fresh then changed = changed + 1 end
+    st = {key = key, n = n, kc = tonumber(kc), cool = fresh and 0 or st.cool,
+          b = {}, e = {}, t = {}}
+    for k = 1, n do
+      local j = i + 2 * (k - 1)
+      st.b[k] = tonumber(ARGV[j])
+      st.e[k] = tonumber(ARGV[j + 1])
+      st.t[k] = 0
+      if not fresh then st.t[k] = math.ceil(now + st.b[k] * st.e[k]) end
+    end
+  end
+  save(st, now, ttl)
+  i = i + 2 * n
+  redis.call('SADD', KEYS[2], id)
+  redis.call('SADD', KEYS[3], id)
+  if redis.call('HEXISTS', KEYS[4], id) == 0 then
+    redis.call('ZADD', KEYS[1], key_of(st), id)
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('PEXPIRE', KEYS[3], ttl)
+return changed
+"""
+)
+
+# Finish a worker's sync: its staged token set becomes its set; forget workers not seen
+# for a while; drop tokens no live worker holds from the index; compare token sets.
+# KEYS: staging, worker set, procs, digests, ready, meta, disabled, ids
+# ARGV: worker id, digest, ttl ms, liveness ms, worker prefix
+# Returns: version, other live workers, how many of them differ, 1 (registered), then
+#   (id, reason) * disabled
+SYNC_DONE = (
+    _PRELUDE
+    + _COMPARE
+    + r"""
+local now = now_us()
+local now_ms = math.floor(now / 1000)
+local worker, digest = ARGV[1], ARGV[2]
+local ttl, live = tonumber(ARGV[3]), tonumber(ARGV[4])
+local pprefix = ARGV[5]
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+else
+  redis.call('DEL', KEYS[2])
+end
+local old = redis.call('HGET', KEYS[4], worker)
+redis.call('ZADD', KEYS[3], now_ms, worker)
+redis.call('HSET', KEYS[4], worker, digest)
+local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now_ms - live))
+for _, d in ipairs(dead) do
+  redis.call('ZREM', KEYS[3], d)
+  redis.call('HDEL', KEYS[4], d)
+  redis.call('DEL', pprefix .. d, pprefix .. d .. ':next')
+end
+if #dead > 0 or (old and old ~= digest) then
+  local alive = redis.call('ZRANGE', KEYS[3], 0, -1)
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
+    local held = false
+    for _, p in ipairs(alive) do
+      if redis.call('SISMEMBER', pprefix .. p, id) == 1
+          or redis.call('SISMEMBER', pprefix .. p .. ':next', id) == 1 then
+        held = true
+        break
+      end
+    end
+    if not held then redis.call('ZREM', KEYS[5], id) end
+  end
+end
+if old ~= digest then bump(KEYS[6], now, ttl) end
+for k = 2, 8 do
+  if k ~= 5 then redis.call('PEXPIRE', KEYS[k], ttl) end
+end
+local others, differ = compare(KEYS[3], KEYS[4], worker, digest)
+local out = {version_of(KEYS[6]), others, differ, 1}
+for _, x in ipairs(redis.call('HGETALL', KEYS[7])) do out[#out + 1] = x end
+return out
+"""
+)
+
+# What a worker needs to catch up with: the version, membership and disabled tokens.
+# KEYS: meta, procs, digests, disabled, worker set; ARGV: worker id, digest
+# Returns: version, other live workers, how many differ, registered (0/1), then
+#   (id, reason) * disabled
+STATE = (
+    _PRELUDE
+    + _COMPARE
+    + r"""
+local others, differ = compare(KEYS[2], KEYS[3], ARGV[1], ARGV[2])
+local out = {version_of(KEYS[1]), others, differ, redis.call('EXISTS', KEYS[5])}
+for _, x in ipairs(redis.call('HGETALL', KEYS[4])) do out[#out + 1] = x end
+return out
+"""
+)
+
+# After an outage: charge what each worker leased on its local limiter to the shared
+# buckets (units still in the local bucket, per window), so the limit holds across it.
+# KEYS: ready; ARGV: token prefix, ttl ms, then per token: id, n, units * n
+RECONCILE = (
+    _PRELUDE
+    + r"""
+local now = now_us()
+local ttl = tonumber(ARGV[2])
+local done = 0
+local i = 3
+while i <= #ARGV do
+  local id, n = ARGV[i], tonumber(ARGV[i + 1])
+  i = i + 2
+  local st = load(ARGV[1] .. id)
+  if st ~= nil then
+    local charged = false
+    for k = 1, math.min(n, st.n) do
+      local u = tonumber(ARGV[i + k - 1])
+      if u > 0 then
+        local base = st.t[k]
+        if now > base then base = now end
+        st.t[k] = math.ceil(base + u * st.e[k])
+        charged = true
+      end
+    end
+    if charged then
+      save(st, now, ttl)
+      redis.call('ZADD', KEYS[1], 'XX', key_of(st), id)
+      done = done + 1
+    end
+  end
+  i = i + n
+end
+return done
+"""
+)
+
+# Every key of the namespace, gone. KEYS: the namespace's fixed keys (ids at 6, procs
+# at 4); ARGV: token prefix, worker prefix. Returns how many keys were deleted.
+RESET = (
+    _PRELUDE
+    + r"""
+local n = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[6])) do
+  n = n + redis.call('DEL', ARGV[1] .. id)
+end
+for _, p in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  n = n + redis.call('DEL', ARGV[2] .. p, ARGV[2] .. p .. ':next')
+end
+return n + redis.call('DEL', unpack(KEYS))
+"""
+)
+
+# The shared state of every registered token, for inspection.
+# KEYS: ready, ids, disabled; ARGV: token prefix
+# Returns: server now, then per token: id, cool, score, reason, limits ("b/e;b/e")
+INSPECT = (
+    _PRELUDE
+    + r"""
+local now = now_us()
+local out = {fmt(now)}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local st = load(ARGV[1] .. id)
+  local limits, cool = {}, ''
+  if st ~= nil then
+    cool = fmt(st.cool)
+    for k = 1, st.n do limits[#limits + 1] = tostring(st.b[k]) .. '/' .. tostring(st.e[k]) end
+  end
+  out[#out + 1] = id
+  out[#out + 1] = cool
+  out[#out + 1] = redis.call('ZSCORE', KEYS[1], id) or ''
+  out[#out + 1] = redis.call('HGET', KEYS[3], id) or ''
+  out[#out + 1] = table.concat(limits, ';')
+end
+return out
+"""
+)
+
+#: A trivial script, for the benchmark's raw round trips.
+ECHO = "return ARGV[1]"
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A Lua script and its SHA1 (what ``EVALSHA`` names it by)."""
+
+    name: str
+    source: str
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
+
+
+SCRIPTS = {
+    name: Script(name, source)
+    for name, source in {
+        "reserve": RESERVE,
+        "token_op": TOKEN_OP,
+        "sync_chunk": SYNC_CHUNK,
+        "sync_done": SYNC_DONE,
+        "state": STATE,
+        "reconcile": RECONCILE,
+        "reset": RESET,
+        "inspect": INSPECT,
+    }.items()
+}
