@@ -212,9 +212,7 @@ def main() -> int:
     bare = asyncio.run(tiers_round_robin(warmup, seconds, limited=False))
     report = Report("http")
     share = pool["rate"] / capacity
-    report.add(
-        Figure("pool.request / summed rate", share * 100, "%", ">= 97%", share >= 0.97)
-    )
+    report.add(Figure("pool.request / summed rate", share * 100, "%", ">= 97%", share >= 0.97))
     report.add(
         Figure(
             "pool.request: answered 429",

@@ -42,9 +42,7 @@ async def test_half_of_ten_thousand_waiters_cancelled_at_random(clock) -> None:
     doomed = rng.sample(ids, 5_000)
     # Half of the cancels fall exactly on grant instants (every 10 ms): some then land
     # after the lease was handed over but before its task resumed, and must give it back.
-    cancels = {
-        i: round(rng.uniform(0.0, 6.0), 2 if k % 2 else 9) for k, i in enumerate(doomed)
-    }
+    cancels = {i: round(rng.uniform(0.0, 6.0), 2 if k % 2 else 9) for k, i in enumerate(doomed)}
 
     now = clock()
     mixed, pool = await serve(ids, cancels, now)
