@@ -260,6 +260,18 @@ class Scheduler:
         self._became_usable(slot)
         return slot
 
+    def shift(self, offset: float) -> None:
+        """Move every time the scheduler holds by ``offset`` seconds (the pool was built
+        before its event loop ran, on a clock starting at 0) and re-index everything."""
+        for slot in [*self.slots.values(), *self._retired.values()]:
+            for w in slot.windows:
+                w._last_check += offset
+            if slot.cool_until > -INF:
+                slot.cool_until += offset
+            slot.epoch += 1
+            if slot.indexed:
+                self._place(slot)
+
     def _file(self, slot: Slot) -> None:
         """Put ``slot`` in the lane of its tier (tokens with the same windows)."""
         tier = tuple((w.burst, w.rate) for w in slot.windows)
@@ -325,13 +337,23 @@ class Scheduler:
 
     def revive(self, value: str, now: float) -> Slot | None:
         """The retired slot of the token ``value``, back among the slots (still marked
-        removed: ``restore`` it), or ``None``. Retired slots that have drained go."""
-        for old in [v for v, s in self._retired.items() if _drained(s, now)]:
-            del self._retired[old]
+        removed: ``restore`` it), or ``None``."""
+        self.prune_retired(now)
         slot = self._retired.pop(value, None)
         if slot is not None:
             self.slots[value] = slot
         return slot
+
+    def prune_retired(self, now: float) -> None:
+        """Forget retired slots that have drained, and the oldest beyond a bound (as many
+        as there are tokens, at least 1,000), so a pool whose tokens rotate keeps no more
+        than that in memory."""
+        retired = self._retired
+        for old in [v for v, s in retired.items() if _drained(s, now)]:
+            del retired[old]
+        excess = len(retired) - max(1000, len(self.slots))
+        for old in list(retired)[: max(0, excess)]:
+            del retired[old]
 
     def disable(self, slot: Slot, reason: str) -> bool:
         """Disable ``slot``; returns whether it was usable before."""
@@ -373,8 +395,22 @@ class Scheduler:
                         slot.epoch += 1
         if until > slot.cool_until or now is not None:
             slot.cool_until = max(until, slot.cool_until)
+            slot.epoch += 1  # a refund must not undo this
             if slot.indexed:
                 self._place(slot)
+
+    def charge(self, slot: Slot, cost: float, now: float) -> None:
+        """Take ``cost`` from ``slot``'s windows outside any lease (a health probe)."""
+        slot.take(cost, now)  # bumps the epoch
+        if slot.indexed:
+            self._place(slot)  # its key moved later
+
+    def touched(self, slot: Slot) -> None:
+        """``slot``'s windows were changed from outside (a restored state file): note it,
+        so no refund restores what they were before, and re-index it."""
+        slot.epoch += 1
+        if slot.indexed:
+            self._place(slot)
 
     def set_cap(self, slot: Slot, max_in_flight: int | None) -> None:
         """Change how many leases ``slot`` may carry at once."""
@@ -414,9 +450,9 @@ class Scheduler:
 
     # -- choosing a token --------------------------------------------------------
 
-    def _place(self, slot: Slot, key: float | None = None, seq: int | None = None) -> None:
-        """(Re)index ``slot`` at its current key (with a fresh number, or ``seq``), or
-        take it out if it may not take another lease."""
+    def _place(self, slot: Slot, key: float | None = None) -> None:
+        """(Re)index ``slot`` at its current key, or take it out if it may not take
+        another lease."""
         lane = slot.lane
         if slot.indexed:
             lane.retire(slot.seq)
@@ -426,9 +462,7 @@ class Scheduler:
             return
         if key is None:
             key = slot.ready(slot.key_cost)
-        if seq is None:
-            seq = self._next_seq()
-        slot.seq = seq
+        seq = slot.seq = self._next_seq()
         slot.indexed = True
         lane.push((key, seq, slot))
 
@@ -537,14 +571,12 @@ class Scheduler:
 
         When nothing touched the token's windows since this grant (the usual case: the
         waiter is cancelled in the same loop turn), their state before the grant comes
-        back exactly, down to how long each bucket had been empty, so the choice between
-        tokens later on is the same as if the lease had never been asked for."""
-        seq = None
+        back exactly, down to how long each bucket had been empty; otherwise only the part
+        of the cost that cannot have drained since comes back (``Window.give_back``)."""
         if waiter is not None and waiter.epoch == slot.epoch:
             undo = waiter.undo
             for i, w in enumerate(slot.windows):
                 w._level, w._last_check = undo[2 * i], undo[2 * i + 1]
-            seq = int(undo[-1])  # and its old place among equals in the index
         else:
             for w in slot.windows:
                 w.give_back(cost, granted_at, now)
@@ -555,7 +587,7 @@ class Scheduler:
         if slot.removed:
             self.forget_if_idle(slot)
             return False
-        self._place(slot, seq=seq if seq is not None and seq >= 0 else None)
+        self._place(slot)
         return True
 
     # -- waiters -----------------------------------------------------------------
@@ -683,7 +715,7 @@ class Scheduler:
                 if len(windows) == 1 and slot.cool_until < now:
                     # Slot.take for one window, inlined (the bucket leaks, then takes).
                     w = windows[0]
-                    head.undo = (w._level, w._last_check, top[1])
+                    head.undo = (w._level, w._last_check)
                     rate = w.rate
                     level = w._level - (now - w._last_check) * rate
                     level = (level if level > 0.0 else 0.0) + cost
@@ -774,12 +806,10 @@ class Scheduler:
 
 
 def _state_of(slot: Slot) -> tuple[float, ...]:
-    """Every window's (level, last check), flat, then the slot's index number: what a
-    refund may restore."""
+    """Every window's (level, last check), flat: what a refund may restore."""
     state: list[float] = []
     for w in slot.windows:
         state += (w._level, w._last_check)
-    state.append(slot.seq)
     return tuple(state)
 
 

@@ -10,6 +10,7 @@ line, never the token. A token that appears again is kept once, where it first a
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -80,6 +81,8 @@ class ParsedTokens:
     entries: tuple[TokenEntry, ...]
     duplicates: tuple[Duplicate, ...]
     skipped: int
+    #: SHA-256 of the raw bytes parsed (UTF-8 for text): tells whether a file changed.
+    digest: str = field(default="", compare=False, repr=False)
 
     @property
     def values(self) -> tuple[str, ...]:
@@ -95,6 +98,8 @@ def parse_token_text(text: str | bytes, *, source: str) -> ParsedTokens:
     line number for a malformed line or bytes that are not UTF-8, and with ``line=None``
     when there is no token at all.
     """
+    raw_bytes = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(raw_bytes).hexdigest()
     if isinstance(text, bytes):
         text = _decode(text, source)
     if text.startswith(BOM):
@@ -128,7 +133,7 @@ def parse_token_text(text: str | bytes, *, source: str) -> ParsedTokens:
         raise TokenFileError(
             f"no tokens found: {why}; put one token per line", path=source, line=None
         )
-    return ParsedTokens(source, tuple(entries), _duplicates(repeats), skipped)
+    return ParsedTokens(source, tuple(entries), _duplicates(repeats), skipped, digest)
 
 
 def parse_token_list(text: str, *, source: str) -> ParsedTokens:

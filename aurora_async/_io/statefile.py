@@ -230,8 +230,8 @@ class StateFile:
             if entry is None:
                 continue
             restored += 1
-            if _restore_windows(slot, entry.windows, elapsed, now) and slot.indexed:
-                sched._place(slot)  # its key moved later
+            if _restore_windows(slot, entry.windows, elapsed, now):
+                sched.touched(slot)  # its key moved later
             slot.backoff = max(slot.backoff, entry.backoff)
             if entry.disabled is not None:
                 pool._disable(slot, entry.disabled)

@@ -295,10 +295,7 @@ class HealthChecker(_Periodic):
         cost = min(self.cost, slot.max_cost)
         if slot.ready(cost) > now + EPS:
             return False  # no room: a probe now could push the token over its limit
-        for window in slot.windows:
-            window.take(cost, now)
-        if slot.indexed:
-            self._pool._sched._place(slot)  # its key moved later
+        self._pool._sched.charge(slot, cost, now)
         self._probing.add(value)
         return True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from asyncio import get_running_loop
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -72,8 +73,10 @@ class Lease(Waiter):
         ``retry_after`` is in seconds; without it the token backs off (doubling each
         time it is rate-limited again, up to the pool's cap).
         """
-        if retry_after is not None and not retry_after >= 0:
-            raise ValueError(f"retry_after must be a non-negative number, got {retry_after!r}")
+        if retry_after is not None and not (retry_after >= 0 and math.isfinite(retry_after)):
+            raise ValueError(
+                f"retry_after must be a non-negative finite number of seconds, got {retry_after!r}"
+            )
         slot = self._held()
         if self._outcome == "rate_limited":
             return  # one lease, one 429: a second report counts nothing

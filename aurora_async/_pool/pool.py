@@ -133,6 +133,9 @@ class TokenPool:
         self._backoff = (float(first), float(cap))
         self._sched = Scheduler(trial_in_flight=trial_in_flight)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._unbound_since: float | None = None  # see _now
+        self._names: dict[str, Slot] | None = None  # by masked name, rebuilt on change
+        self._secrets: tuple[dict[str, str], list[int]] | None = None  # see _redact
         self._state = _PoolState.UNOPENED
         self._accepting = True  # not closed: the fast path's one check
         self._timer: asyncio.TimerHandle | None = None
@@ -229,13 +232,17 @@ class TokenPool:
     # -- the token set -----------------------------------------------------------
 
     def _now(self) -> float:
+        """The loop's time; before the pool is bound to a loop, a clock that starts at 0
+        (``_bind`` moves everything recorded on it to the loop's clock)."""
         loop = self._loop
         if loop is not None:
             return loop.time()
-        try:
-            return asyncio.get_running_loop().time()
-        except RuntimeError:
-            return 0.0
+        if self._unbound_since is None:
+            try:
+                return asyncio.get_running_loop().time()
+            except RuntimeError:
+                self._unbound_since = 0.0
+        return 0.0
 
     def replace_tokens(self, tokens: Iterable[str | Token]) -> None:
         """Make the pool's token set ``tokens``.
@@ -267,6 +274,8 @@ class TokenPool:
             _check_positive_int(f"Token {token.name} max_in_flight", token.max_in_flight)
         sched = self._sched
         now = self._now()
+        sched.prune_retired(now)
+        self._names = self._secrets = None
         names = {s.name for s in sched.slots.values()}
         tries: dict[str, int] = {}
         for value, old in list(sched.slots.items()):
@@ -335,7 +344,8 @@ class TokenPool:
         does not). ``path`` is needed for a pool not made by :meth:`from_file`.
         Watching runs while the pool is open (``async with pool``)."""
         if path is not None:
-            self._reloader = Reloader(self, os.fspath(path))
+            # a file the pool has not read yet: the watcher's first look applies it
+            self._reloader = Reloader(self, os.fspath(path), applied=False)
         if self._reloader is None:
             raise ValueError(
                 "this pool was not made from a file: pass the path, pool.watch('tokens.txt')"
@@ -382,6 +392,11 @@ class TokenPool:
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
+            if self._unbound_since is not None:
+                # Built outside any loop: what was recorded at "time 0" (start_full
+                # buckets, cooldowns set by hand) happened just now on the loop's clock.
+                self._sched.shift(loop.time() - self._unbound_since)
+                self._unbound_since = None
         elif self._loop is not loop:
             raise RuntimeError(
                 "this TokenPool is bound to another event loop; create one pool per loop"
@@ -434,8 +449,8 @@ class TokenPool:
         elif lease.slot is not None:
             # Granted, but cancelled before it could resume: give the token back.
             slot, lease.slot = lease.slot, None
+            self._granted -= 1
             if sched.refund(slot, lease.cost, lease.granted_at, self._now(), lease):
-                self._granted -= 1
                 self._dispatch()
 
     def _dispatch(self) -> None:
@@ -599,27 +614,38 @@ class TokenPool:
             self._after_token_change()
 
     def _slot(self, name: str) -> Slot:
-        for slot in self._sched.slots.values():
-            if slot.name == name:
-                return slot
-        raise KeyError(
-            f"no token named {self._redact(name)!r} in this pool "
-            "(tokens are named by their masked names: see pool.stats())"
-        )
+        names = self._names
+        if names is None:
+            names = self._names = {s.name: s for s in self._sched.slots.values()}
+        slot = names.get(name)
+        if slot is None or self._sched.slots.get(slot.token.value) is not slot:
+            raise KeyError(
+                f"no token named {self._redact(name)!r} in this pool "
+                "(tokens are named by their masked names: see pool.stats())"
+            )
+        return slot
 
-    def _redact(self, text: str) -> str:
+    def _redact(self, text: str, *also: tuple[str, str]) -> str:
         """Replace any token secret inside ``text`` (also percent-encoded, as in an
-        error quoting a request URL) by its masked name. Longest secrets first, so a
-        secret that is the prefix of another cannot leave the other's tail behind."""
-        slots = sorted(self._sched.slots.items(), key=lambda item: -len(item[0]))
-        for value, slot in slots:
-            if value in text:
-                text = text.replace(value, slot.name)
-        if "%" in text:
-            decoded = unquote(text)
-            for value, slot in slots:
-                if value in decoded:
-                    decoded = decoded.replace(value, slot.name)
+        error quoting a request URL) by its masked name: the pool's tokens, those a
+        reload just dropped, and ``also`` (secret, name) pairs. Longest secrets first,
+        so one that is the prefix of another cannot leave the other's tail behind.
+        Costs a dictionary lookup per position and distinct secret length, not a scan of
+        every token."""
+        cache = self._secrets
+        if cache is None:
+            sched = self._sched
+            known = {v: s.name for v, s in (*sched._retired.items(), *sched.slots.items())}
+            cache = self._secrets = (known, sorted({len(v) for v in known}, reverse=True))
+        tables = [cache]
+        if also:
+            extra = dict(also)
+            tables.insert(0, (extra, sorted({len(v) for v in extra}, reverse=True)))
+        for known, lengths in tables:
+            text = _mask(text, known, lengths)
+            if "%" in text:
+                decoded = _mask(unquote(text), known, lengths)
+                if decoded != unquote(text):
                     text = decoded
         return text
 
@@ -829,6 +855,8 @@ class TokenPool:
     async def __aenter__(self) -> TokenPool:
         if self._state is _PoolState.CLOSED:
             raise PoolClosed("this pool was closed; create a new one")
+        if self._state is _PoolState.OPEN:
+            raise RuntimeError("this pool is already open: enter it once (async with pool)")
         loop = self._bind()
         self._state = _PoolState.OPEN
         if self._reloader is not None:
@@ -890,6 +918,25 @@ class TokenPool:
             f"<TokenPool {self._state.value} tokens={len(s.slots)} usable={s.usable} "
             f"waiting={s.waiting}>"
         )
+
+
+def _mask(text: str, known: dict[str, str], lengths: list[int]) -> str:
+    for length in lengths:
+        if length > len(text):
+            continue
+        out: list[str] = []
+        start = i = 0
+        while i <= len(text) - length:
+            name = known.get(text[i : i + length])
+            if name is None:
+                i += 1
+                continue
+            out += (text[start:i], name)
+            i = start = i + length
+        if out:
+            out.append(text[start:])
+            text = "".join(out)
+    return text
 
 
 def _resolve(waiter: Waiter, error: BaseException) -> None:

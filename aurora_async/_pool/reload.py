@@ -39,12 +39,13 @@ class ReloadResult:
 class Reloader:
     """The token file behind a pool, and the task that watches it."""
 
-    def __init__(self, pool: TokenPool, path: str) -> None:
+    def __init__(self, pool: TokenPool, path: str, *, applied: bool = True) -> None:
         self._pool = pool
         self.path = Path(path)
         self._watcher: FileWatcher | None = None
         self._task: asyncio.Task[None] | None = None
-        self._digest = fingerprint(self.path)
+        # The content the pool serves (None: none of this file's yet).
+        self._digest = fingerprint(self.path) if applied else None
         self._sighup = False
         self._reloads: set[asyncio.Task[None]] = set()  # SIGHUP reloads under way
 
@@ -72,7 +73,9 @@ class Reloader:
             removed=tuple(before[v] for v in before if v not in after),
             kept=sum(1 for v in after if v in before),
         )
-        self._digest = fingerprint(self.path)
+        # The digest of the very bytes applied (read once): a save that lands after the
+        # read is a different digest, so the watcher will apply it next time.
+        self._digest = parsed.digest
         if self._watcher is not None:
             self._watcher.mark_seen(self._digest)
         _log.info(
