@@ -68,14 +68,25 @@ class RequestFailed(AuroraError):
     """``pool.request`` gave up: every attempt failed and the retry budget is spent.
 
     ``attempts`` lists one line per attempt, such as ``"sk-a…9f2c: 503"`` or
-    ``"sk-b…77aa: ClientConnectorError"``.
+    ``"sk-b…77aa: ClientConnectorError"``; ``status`` is the last response's status, if
+    any (set when ``raise_for_status`` turned an error response into this exception).
     """
 
-    def __init__(self, method: str, url: str, attempts: Sequence[str], why: str):
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        attempts: Sequence[str],
+        why: str,
+        *,
+        status: int | None = None,
+    ):
         self.method = method
         self.url = url
         self.attempts = tuple(attempts)
         self.why = why
+        #: The final response's status, when there was one (``raise_for_status``).
+        self.status = status
         tried = "; ".join(self.attempts) or "none"
         super().__init__(
             f"{method} {url} failed after {len(self.attempts)} attempt(s) ({why}); tried: {tried}"

@@ -52,7 +52,8 @@ class Limit:
         For servers that count calls in a sliding (or fixed) window. The bucket holds
         ``burst`` units and drains ``count - burst`` units per ``per`` seconds, so any
         window of ``per`` seconds sees at most ``burst + (count - burst) = count`` units.
-        A small ``burst`` keeps nearly the full rate; ``burst`` must be at least the
+        The steady rate is ``count - burst``: the smaller ``burst``, the less is lost
+        (2% of ``count=100``, but a third of ``count=3``). ``burst`` must be at least the
         largest ``cost`` you lease and below ``count``. The default of 2 (rather than 1)
         keeps the loop's timer lateness from costing throughput (see the README).
         """

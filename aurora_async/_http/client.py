@@ -4,12 +4,25 @@ One attempt: lease a token, put it into the request, send it, classify the respo
 (your policy first, then the default table), tell the pool what happened to the token,
 and either return the response or retry on another token. Decisions come from the pure
 core (``_core.headers``, ``_core.policy``); this module only does the I/O they ask for.
+
+Rules a reader of the loop below should know:
+
+* A lease taken is released on every path, exceptions and cancellation included.
+* A request body that cannot be sent twice (a file, a stream, a generator) is never
+  retried: the first answer, whatever it is, goes back to the caller.
+* A 401 disables the token and is retried once on another token; a second 401 within
+  the same request is returned (it is more likely the request than the tokens).
+* Redirects: aiohttp drops ``Authorization`` when a redirect leaves the origin, but no
+  other header. For any other way of sending the token (``HeaderAuth``, ``QueryAuth``,
+  a custom ``BearerAuth`` header, a function) this module follows redirects itself and
+  sends the token only to the origin it was meant for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 import time
 from collections.abc import AsyncIterator, Awaitable, Coroutine, MutableMapping
 from contextlib import asynccontextmanager
@@ -23,7 +36,7 @@ from .. import _log
 from .._core.headers import parse_rate_limit_headers
 from .._core.policy import Outcome, Verdict, classify
 from .._core.scheduler import INF
-from .._errors import LeaseTimeout, RequestFailed
+from .._errors import LeaseTimeout, NoTokensAvailable, PoolClosed, RequestFailed
 from .auth import BearerAuth, HeaderAuth
 from .options import HttpOptions
 
@@ -36,9 +49,15 @@ _NO_PARAMS: MultiDict[str] = MultiDict()  # shared, never written: header auth l
 #: Methods a retry cannot make worse (RFC 9110 section 9.2.2).
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
-#: Transport errors that certainly happened before the server saw the request.
+#: Failures of the connection: retried on another token (where the method allows).
+_TRANSPORT = (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError)
+#: ... of which these certainly happened before the server saw the request.
 _BEFORE_SERVER = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
-_TRANSPORT = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: Bodies aiohttp can send again on a retry; anything else is sent once.
+_REPLAYABLE = (bytes, bytearray, memoryview, str, dict, list, tuple)
+_UNSET: Any = object()
 
 
 class HttpClient:
@@ -50,6 +69,15 @@ class HttpClient:
         self._session = options.session
         self._owned = options.session is None
         self._base = options.base_url.rstrip("/") if options.base_url else None
+        auth = options.auth
+        # aiohttp already keeps a bearer token in Authorization from other origins.
+        self._manual_redirects = not (
+            isinstance(auth, BearerAuth) and auth.header.lower() == "authorization"
+        )
+        self._header_auth = isinstance(auth, BearerAuth | HeaderAuth)
+        self._active = 0  # requests under way
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def _session_for_use(self) -> aiohttp.ClientSession:
         session = self._session
@@ -63,7 +91,14 @@ class HttpClient:
             return f"{self._base}/{url.lstrip('/')}"
         return url
 
-    async def aclose(self) -> None:
+    async def aclose(self, grace: float = 30.0) -> None:
+        """Let requests under way finish (at most ``grace`` seconds), then close the
+        session if it is ours."""
+        if self._active:
+            try:
+                await asyncio.wait_for(self._idle.wait(), grace)
+            except TimeoutError:
+                _log.warning("aurora.http.close_timeout", requests=self._active, grace=grace)
         if self._owned and self._session is not None:
             await self._session.close()
         self._session = None
@@ -87,31 +122,6 @@ class HttpClient:
         raise_for_status = self._wants_raise(kwargs)
         return self._attempts(method, url, cost, lease_timeout, kwargs, raise_for_status)
 
-    async def _read(
-        self, resp: aiohttp.ClientResponse, lease: Lease, method: str, url: str, raising: bool
-    ) -> aiohttp.ClientResponse:
-        """Read the final response's body and end its lease."""
-        try:
-            await resp.read()  # once read, aiohttp frees the connection by itself
-        except _TRANSPORT as exc:
-            lease.failed()
-            resp.release()
-            raise RequestFailed(
-                method,
-                url,
-                [f"{lease.name}: {self._describe(exc)}"],
-                "the response body could not be read",
-            ) from None
-        except BaseException:
-            lease.failed()
-            resp.release()
-            raise
-        finally:
-            lease.release()
-        if raising:
-            self._raise_for_status(resp, method, url)
-        return resp
-
     @asynccontextmanager
     async def stream(
         self,
@@ -123,16 +133,16 @@ class HttpClient:
         **kwargs: Any,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Like :meth:`request`, but the body is yours to read inside the block, and the
-        lease is held until the block ends (the response is released then)."""
+        lease is held until the block ends (the response is released then). An
+        exception in your block does not change what the response said of the token."""
         raise_for_status = self._wants_raise(kwargs)
-        resp, lease = await self._attempts(method, url, cost, lease_timeout, kwargs, None)
+        resp, lease, attempts = await self._attempts(method, url, cost, lease_timeout, kwargs, None)
+        if raise_for_status and resp.status >= 400:
+            resp.release()
+            lease.release()
+            raise self._status_error(resp, method, url, attempts)
         try:
-            if raise_for_status:
-                self._raise_for_status(resp, method, url)
             yield resp
-        except BaseException:
-            lease.failed()
-            raise
         finally:
             resp.release()
             lease.release()
@@ -150,12 +160,17 @@ class HttpClient:
             )
         return bool(wanted)
 
-    def _raise_for_status(self, resp: aiohttp.ClientResponse, method: str, url: str) -> None:
-        if resp.status >= 400:
-            resp.release()
-            raise RequestFailed(
-                method.upper(), url, [f"HTTP {resp.status}"], f"HTTP {resp.status} {resp.reason}"
-            )
+    @staticmethod
+    def _status_error(
+        resp: aiohttp.ClientResponse, method: str, url: str, attempts: list[str]
+    ) -> RequestFailed:
+        return RequestFailed(
+            method.upper(),
+            url,
+            attempts,
+            f"HTTP {resp.status} {resp.reason} (raise_for_status)",
+            status=resp.status,
+        )
 
     @overload
     async def _attempts(
@@ -166,7 +181,7 @@ class HttpClient:
         lease_timeout: float | None,
         kwargs: dict[str, Any],
         read: None,
-    ) -> tuple[aiohttp.ClientResponse, Lease]: ...
+    ) -> tuple[aiohttp.ClientResponse, Lease, list[str]]: ...
 
     @overload
     async def _attempts(
@@ -187,24 +202,50 @@ class HttpClient:
         lease_timeout: float | None,
         kwargs: dict[str, Any],
         read: bool | None,
-    ) -> tuple[aiohttp.ClientResponse, Lease] | aiohttp.ClientResponse:
+    ) -> tuple[aiohttp.ClientResponse, Lease, list[str]] | aiohttp.ClientResponse:
         """Try until an outcome says stop. With ``read`` ``None`` (streaming), return the
-        final response (body unread) and its lease, still held; otherwise read the body,
-        end the lease, apply ``raise_for_status`` if ``read`` is true, and return the
-        response. Every other lease and response is ended here."""
+        final response (body unread), its lease (still held) and the attempts so far;
+        otherwise read the body, end the lease, apply ``raise_for_status`` if ``read``
+        is true, and return the response. Every other lease and response ends here."""
         method = method.upper()
+        full_url = self._url(url)
+        _check_url(full_url, url)
+        self._active += 1
+        self._idle.clear()
+        try:
+            return await self._loop(method, url, full_url, cost, lease_timeout, kwargs, read)
+        finally:
+            self._active -= 1
+            if not self._active:
+                self._idle.set()
+
+    async def _loop(
+        self,
+        method: str,
+        url: str,
+        full_url: str,
+        cost: float,
+        lease_timeout: float | None,
+        kwargs: dict[str, Any],
+        read: bool | None,
+    ) -> tuple[aiohttp.ClientResponse, Lease, list[str]] | aiohttp.ClientResponse:
         options = self.options
         pool = self._pool
         loop = asyncio.get_running_loop()
-        full_url = self._url(url)
         deadline = INF if options.deadline is None else loop.time() + options.deadline
         safe = method in IDEMPOTENT or options.retry_unsafe
         headers_in = kwargs.pop("headers", None)
         params_in = _params(kwargs.pop("params", None))
-        user_timeout = kwargs.pop("timeout", None)
+        user_timeout = _timeout(kwargs.pop("timeout", _UNSET))
+        manual = self._manual_redirects and kwargs.get("allow_redirects", True)
+        max_redirects = kwargs.pop("max_redirects", 10) if manual else None
+        if manual:
+            kwargs["allow_redirects"] = False
+        tries = options.max_attempts if _replayable(kwargs) else 1
         attempts: list[str] = []
+        unauthorized = 0
         backoff = options.retry_backoff[0]
-        for attempt in range(1, options.max_attempts + 1):
+        for attempt in range(1, tries + 1):
             try:
                 lease = pool.lease(cost, _remaining(lease_timeout, deadline, loop.time()))
                 await lease.__aenter__()  # released by hand below, on every path
@@ -214,28 +255,20 @@ class HttpClient:
                 raise RequestFailed(
                     method, url, attempts, "no token came free for another attempt in time"
                 ) from None
-            # A case-insensitive copy only when there is something to merge with.
-            headers: MutableMapping[str, str] = CIMultiDict(headers_in) if headers_in else {}
-            params: MultiDict[str] = MultiDict(params_in) if params_in else _NO_PARAMS
-            if params is _NO_PARAMS and not isinstance(options.auth, BearerAuth | HeaderAuth):
-                params = MultiDict()
-            options.auth.apply(lease.token, headers, params)
-            session = self._session_for_use()
+            except (NoTokensAvailable, PoolClosed) as exc:
+                if not attempts:
+                    raise
+                raise type(exc)(f"{exc} (this request tried: {'; '.join(attempts)})") from None
             try:
-                resp = await session.request(
-                    method,
-                    full_url,
-                    headers=headers,
-                    params=params or None,
-                    raise_for_status=False,
-                    **_timeout_kwargs(user_timeout, deadline, loop.time()),
-                    **kwargs,
-                )
+                resp = await self._send(
+                    lease, method, full_url, headers_in, params_in, user_timeout, deadline,
+                    kwargs, max_redirects,
+                )  # fmt: skip
             except _TRANSPORT as exc:
+                attempts.append(f"{lease.name}: {self._describe(exc, lease)}")
                 lease.failed()
                 lease.release()
                 before = isinstance(exc, _BEFORE_SERVER)
-                attempts.append(f"{lease.name}: {self._describe(exc)}")
                 _log.info(
                     "aurora.http.transport_error",
                     token=lease.name,
@@ -244,12 +277,17 @@ class HttpClient:
                     method=method,
                     url=url,
                 )
-                if attempt < options.max_attempts and (safe or before) and loop.time() < deadline:
+                if attempt < tries and (safe or before) and loop.time() < deadline:
                     backoff = await _pause(backoff, options.retry_backoff[1], deadline, loop)
                     continue
                 raise RequestFailed(
-                    method, url, attempts, _transport_why(exc, before, safe)
+                    method, url, attempts, _transport_why(exc, before, safe, tries)
                 ) from None
+            except aiohttp.ClientError as exc:  # not the connection: the request itself
+                attempts.append(f"{lease.name}: {self._describe(exc, lease)}")
+                lease.failed()
+                lease.release()
+                raise RequestFailed(method, url, attempts, "the request was refused") from None
             except BaseException:
                 lease.failed()
                 lease.release()
@@ -263,16 +301,19 @@ class HttpClient:
                 lease.failed()
                 lease.release()
                 raise
+            if outcome.verdict is Verdict.REVOKED:
+                unauthorized += 1
             retry = (
                 outcome.retry
-                and attempt < options.max_attempts
+                and attempt < tries
                 and (safe or outcome.before_server_acted)
+                and unauthorized < 2
                 and loop.time() < deadline
             )
             if not retry:
                 if read is None:
-                    return resp, lease
-                return await self._read(resp, lease, method, url, read)
+                    return resp, lease, attempts
+                return await self._read(resp, lease, method, url, read, attempts)
             attempts.append(f"{lease.name}: {resp.status}")
             resp.release()
             lease.release()
@@ -289,9 +330,101 @@ class HttpClient:
                 backoff = await _pause(backoff, options.retry_backoff[1], deadline, loop)
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
-    def _describe(self, exc: BaseException) -> str:
-        """The exception's class and message, with any token in it masked."""
-        text = self._pool._redact(str(exc))
+    async def _send(
+        self,
+        lease: Lease,
+        method: str,
+        url: str,
+        headers_in: Any,
+        params_in: Any,
+        user_timeout: Any,
+        deadline: float,
+        kwargs: dict[str, Any],
+        max_redirects: int | None,
+    ) -> aiohttp.ClientResponse:
+        """One attempt with ``lease``'s token: the request, and the redirects this
+        module follows itself (``max_redirects`` not ``None``)."""
+        auth_headers: MutableMapping[str, str] = {}
+        auth_params: MultiDict[str] = _NO_PARAMS if self._header_auth else MultiDict()
+        self.options.auth.apply(lease.token, auth_headers, auth_params)
+        headers: MutableMapping[str, str] = auth_headers
+        if headers_in:  # a case-insensitive merge only when there is something to merge
+            headers = CIMultiDict(headers_in)
+            headers.update(auth_headers)
+        params: Any = _merged(params_in, auth_params)
+        session = self._session_for_use()
+        loop = asyncio.get_running_loop()
+        resp = await session.request(
+            method,
+            url,
+            headers=headers,
+            params=params,
+            raise_for_status=False,
+            **_timeout_kwargs(user_timeout, deadline, loop.time()),
+            **kwargs,
+        )
+        if max_redirects is None:
+            return resp
+        origin = URL(url).origin()
+        current = URL(url)
+        for _ in range(max_redirects):
+            location = resp.headers.get("Location")
+            if resp.status not in _REDIRECTS or not location:
+                return resp
+            resp.release()
+            current = current.join(URL(location))
+            if resp.status == 303 or (resp.status in {301, 302} and method == "POST"):
+                method = "GET"  # as browsers and aiohttp do
+                kwargs = {k: v for k, v in kwargs.items() if k not in {"data", "json"}}
+            same = current.origin() == origin
+            resp = await session.request(
+                method,
+                current,
+                headers=headers if same else (CIMultiDict(headers_in) if headers_in else None),
+                # the Location is the whole URL: only the token goes again, same origin only
+                params=(auth_params or None) if same else None,
+                raise_for_status=False,
+                **_timeout_kwargs(user_timeout, deadline, loop.time()),
+                **kwargs,
+            )
+        if resp.status in _REDIRECTS and resp.headers.get("Location"):
+            resp.release()
+            raise aiohttp.TooManyRedirects(resp.request_info, (), status=resp.status)
+        return resp
+
+    async def _read(
+        self,
+        resp: aiohttp.ClientResponse,
+        lease: Lease,
+        method: str,
+        url: str,
+        raising: bool,
+        attempts: list[str],
+    ) -> aiohttp.ClientResponse:
+        """Read the final response's body and end its lease."""
+        try:
+            await resp.read()  # once read, aiohttp frees the connection by itself
+        except (*_TRANSPORT, aiohttp.ClientError) as exc:
+            attempts.append(f"{lease.name}: {self._describe(exc, lease)}")
+            lease.failed()
+            resp.release()
+            raise RequestFailed(
+                method, url, attempts, "the response body could not be read"
+            ) from None
+        except BaseException:
+            lease.failed()
+            resp.release()
+            raise
+        finally:
+            lease.release()
+        if raising and resp.status >= 400:
+            raise self._status_error(resp, method, url, [*attempts, f"{lease.name}: {resp.status}"])
+        return resp
+
+    def _describe(self, exc: BaseException, lease: Lease) -> str:
+        """The exception's class and message, with any token in it masked (the lease's
+        own too, even if a reload has dropped it from the pool meanwhile)."""
+        text = self._pool._redact(str(exc), (lease.token, lease.name))
         if len(text) > 160:
             text = text[:157] + "..."
         return f"{type(exc).__name__}({text})" if text else type(exc).__name__
@@ -339,6 +472,24 @@ def _checked(outcome: object) -> Outcome | None:
     return outcome
 
 
+def _check_url(full: str, given: str) -> None:
+    """A URL no attempt could ever send: say so before any token is spent on it."""
+    try:
+        parsed = URL(full)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a valid URL: {given!r} ({exc})") from None
+    if not parsed.is_absolute():
+        return  # for a borrowed session's own base_url (or aiohttp's InvalidURL)
+    if parsed.scheme not in {"http", "https"} or not parsed.host:
+        raise ValueError(f"pool.request sends http(s) requests only, not {given!r}")
+
+
+def _replayable(kwargs: dict[str, Any]) -> bool:
+    """Whether the request body can be sent again on another attempt."""
+    data = kwargs.get("data")
+    return data is None or (isinstance(data, _REPLAYABLE) and not isinstance(data, io.IOBase))
+
+
 def _params(params: Any) -> Any:
     """Query parameters in any form aiohttp takes (mapping, pairs, or a query string)."""
     if params is None:
@@ -348,12 +499,32 @@ def _params(params: Any) -> Any:
     return params
 
 
+def _merged(params_in: Any, auth_params: MultiDict[str]) -> Any:
+    if not params_in:
+        return auth_params or None
+    merged: MultiDict[str] = MultiDict(params_in)
+    merged.extend(auth_params)
+    return merged
+
+
+def _timeout(user: Any) -> Any:
+    """aiohttp's ``timeout`` argument as given: a number is a total, ``None`` means no
+    timeout at all (left out: aiohttp's default)."""
+    if user is _UNSET or isinstance(user, aiohttp.ClientTimeout):
+        return user
+    if user is None:
+        return aiohttp.ClientTimeout(total=None)
+    if isinstance(user, bool) or not isinstance(user, int | float):
+        raise TypeError(f"timeout must be aiohttp.ClientTimeout, a number or None, not {user!r}")
+    return aiohttp.ClientTimeout(total=float(user))
+
+
 def _timeout_kwargs(user: Any, deadline: float, now: float) -> dict[str, Any]:
     """The user's aiohttp timeout, bounded by what is left of the overall deadline."""
     if deadline == INF:
-        return {} if user is None else {"timeout": user}
+        return {} if user is _UNSET else {"timeout": user}
     left = max(0.001, deadline - now)
-    if user is None:
+    if user is _UNSET:
         return {"timeout": aiohttp.ClientTimeout(total=left)}
     total = left if user.total is None else min(user.total, left)
     bounded = aiohttp.ClientTimeout(
@@ -374,14 +545,20 @@ def _remaining(lease_timeout: float | None, deadline: float, now: float) -> floa
 
 
 async def _pause(backoff: float, cap: float, deadline: float, loop: Any) -> float:
-    """Wait before retrying a failure that may be the server's (never past the deadline)."""
+    """Wait before retrying a failure that may be the server's (never past the deadline).
+    Returns the next wait: double this one (from 50 ms if this one was 0), capped."""
     delay = min(backoff, max(0.0, deadline - loop.time()))
     if delay > 0:
         await asyncio.sleep(delay)
-    return min(cap, backoff * 2) if backoff else cap
+    return min(cap, max(backoff * 2, 0.05))
 
 
-def _transport_why(exc: BaseException, before: bool, safe: bool) -> str:
+def _transport_why(exc: BaseException, before: bool, safe: bool, tries: int) -> str:
+    if tries == 1:
+        return (
+            f"{type(exc).__name__}; the request body cannot be sent twice (a file or a "
+            "stream), so it was not retried"
+        )
     if before or safe:
         return f"the last attempt failed with {type(exc).__name__}"
     return (
