@@ -29,6 +29,7 @@ class Request:
     timeout: float | None = None
     cancel_after: float | None = None  # cancel this long after arrival, if still waiting
     abandon: bool = False  # cancelled the instant it is granted (before it could resume)
+    cool: float | None = None  # when released, the server said 429: cool the token this long
 
 
 @dataclass
@@ -150,8 +151,13 @@ def simulate(
                 run.outcomes[rid] = Outcome(rid, "cancelled", now)
                 if sched.cancel(waiter):
                     dispatch(now)
-        elif kind == "release" and sched.release(held.pop(rid)) and sched.waiting:
-            dispatch(now)
+        elif kind == "release":
+            slot = held.pop(rid)
+            cool = requests[rid].cool
+            if cool is not None:  # as the pool does for a 429: spent, then cooling
+                sched.cool(slot, now + cool, now)
+            if (sched.release(slot) or cool is not None) and sched.waiting:
+                dispatch(now)
         # After everything due at this instant: the queue's head and its reservation.
         if events and events[0][0] == now:
             continue

@@ -33,7 +33,7 @@ specs = st.lists(
 
 @st.composite
 def workloads(
-    draw: st.DrawFn, *, costs: list[float], cancels: bool, timeouts: bool
+    draw: st.DrawFn, *, costs: list[float], cancels: bool, timeouts: bool, cools: bool = True
 ) -> list[Request]:
     n = draw(st.integers(1, 40))
     requests = []
@@ -50,6 +50,9 @@ def workloads(
                 if cancels
                 else None,
                 abandon=draw(st.booleans()) if cancels else False,
+                cool=draw(st.none() | st.integers(0, 24).map(lambda k: k * TICK))
+                if cancels and cools
+                else None,
             )
         )
     return requests
@@ -73,7 +76,7 @@ def test_no_idle_capacity_while_someone_waits(specs: list[TokenSpec], reqs: list
 
 
 @SETTINGS
-@given(specs, workloads(costs=[1, 2, 3], cancels=True, timeouts=True))
+@given(specs, workloads(costs=[1, 2, 3], cancels=True, timeouts=True, cools=False))
 def test_served_in_order_overtaken_only_by_cheaper(
     specs: list[TokenSpec], reqs: list[Request]
 ) -> None:

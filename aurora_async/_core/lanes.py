@@ -31,12 +31,27 @@ Entry: TypeAlias = "tuple[float, int, Slot]"
 class Lane:
     """Schedulable tokens of one tier: a FIFO of in-order keys plus a heap of the rest."""
 
-    __slots__ = ("fifo", "heap", "stale")
+    __slots__ = ("cooled", "fifo", "heap", "key_cost", "max_cost", "rate", "single", "stale")
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        single: bool = False,
+        rate: float = 0.0,
+        key_cost: float = 1.0,
+        max_cost: float = 0.0,
+    ):
         self.fifo: deque[Entry] = deque()
         self.heap: list[Entry] = []
         self.stale = 0  # superseded entries still inside, dropped when they surface
+        #: One window per token: for every token here, the time it can fire ``cost`` is
+        #: its key plus ``(cost - key_cost) / rate``, unless a cooldown is what holds it.
+        self.single = single
+        self.rate = rate
+        self.key_cost = key_cost
+        self.max_cost = max_cost  # the largest cost its tokens can take (their burst)
+        #: Tokens of this lane with a cooldown that may still hold them back.
+        self.cooled: set[Slot] = set()
 
     def top(self) -> Entry | None:
         """The current entry with the lowest ``(key, seq)``, dropping stale fronts."""
@@ -60,6 +75,43 @@ class Lane:
                 return heap[0]
             return first
         return heap[0] if heap else None
+
+    def first(self, exclude: Slot | None, skip: set[Slot]) -> Entry | None:
+        """The current entry with the lowest key whose slot is neither ``exclude`` nor in
+        ``skip``, dropping every stale entry met on the way (only those ahead of it are
+        looked at, and set aside entries go back where they were)."""
+        found: Entry | None = None
+        fifo = self.fifo
+        aside: list[Entry] = []
+        while fifo:
+            entry = fifo[0]
+            slot = entry[2]
+            if slot.seq != entry[1]:
+                fifo.popleft()
+                self.stale -= 1
+            elif slot is exclude or slot in skip:
+                aside.append(fifo.popleft())
+            else:
+                found = entry
+                break
+        fifo.extendleft(reversed(aside))
+        heap = self.heap
+        aside = []
+        while heap:
+            entry = heap[0]
+            slot = entry[2]
+            if slot.seq != entry[1]:
+                heappop(heap)
+                self.stale -= 1
+            elif slot is exclude or slot in skip:
+                aside.append(heappop(heap))
+            else:
+                if found is None or entry < found:
+                    found = entry
+                break
+        for entry in aside:
+            heappush(heap, entry)
+        return found
 
     def push(self, entry: Entry) -> None:
         fifo = self.fifo

@@ -204,7 +204,17 @@ _NO_LANE = Lane()  # a slot's lane until the scheduler files it
 class Waiter:
     """One lease request waiting in the queue."""
 
-    __slots__ = ("cost", "deadline", "enqueued_at", "epoch", "granted_at", "live", "slot", "undo")
+    __slots__ = (
+        "cost",
+        "deadline",
+        "enqueued_at",
+        "epoch",
+        "granted_at",
+        "live",
+        "order",
+        "slot",
+        "undo",
+    )
 
     def __init__(self, cost: float, deadline: float, enqueued_at: float) -> None:
         self.cost = cost
@@ -213,6 +223,7 @@ class Waiter:
         self.live = True  # still waiting: neither granted, expired, failed nor cancelled
         self.slot: Slot | None = None
         self.granted_at = 0.0
+        self.order = 0  # its place in arrival order (set when queued)
         self.epoch = -1  # the token's epoch right after this grant (see Scheduler.refund)
         self.undo: tuple[float, ...] = ()  # its windows' state right before it
 
@@ -231,6 +242,7 @@ class Scheduler:
         self._queue: deque[Waiter] = deque()
         self._deadlines: list[tuple[float, int, Waiter]] = []
         self._costs: dict[float, int] = {}  # cost -> live waiters asking it
+        self._by_cost: dict[float, deque[Waiter]] = {}  # the queue, split by cost
         self._usable_costs: dict[float, int] = {}  # max_cost -> usable slots with it
         self._all_costs: dict[float, int] = {}  # max_cost -> slots (any state but removed)
         self._min_rate = INF
@@ -277,9 +289,19 @@ class Scheduler:
         tier = tuple((w.burst, w.rate) for w in slot.windows)
         lane = self._lanes.get(tier)
         if lane is None:
-            lane = self._lanes[tier] = Lane()
+            single = len(slot.windows) == 1
+            lane = Lane(
+                single=single,
+                rate=slot.windows[0].rate,
+                key_cost=slot.key_cost,
+                max_cost=slot.max_cost,
+            )
+            self._lanes[tier] = lane
             self._lane_list.append(lane)
+        slot.lane.cooled.discard(slot)
         slot.lane = lane
+        if slot.cool_until > -INF:
+            lane.cooled.add(slot)
         for w in slot.windows:
             self._min_rate = min(self._min_rate, w.rate)
 
@@ -395,6 +417,7 @@ class Scheduler:
                         slot.epoch += 1
         if until > slot.cool_until or now is not None:
             slot.cool_until = max(until, slot.cool_until)
+            slot.lane.cooled.add(slot)
             slot.epoch += 1  # a refund must not undo this
             if slot.indexed:
                 self._place(slot)
@@ -497,19 +520,71 @@ class Scheduler:
                 return slot, t  # every other key bounds its token at or after t
             if t < INF:
                 best_slot, best_t = slot, t
-        # Best-first search: visit entries in key order; a key (less the slack for costs
-        # under one unit) bounds the ready time of its token, so stop once it passes.
-        for key, seq, s in in_key_order(lanes):
-            if key - slack >= best_t:
+        # Lane by lane. In a lane of one-window tokens, every token that no cooldown
+        # holds fires ``cost`` a fixed time after its key, so its first such entry is
+        # the lane's best, and only the (few) cooled tokens need a look of their own.
+        # Other lanes: a best-first walk in key order; a key (less the slack for costs
+        # under one unit) bounds its token's ready time, so the walk stops once past.
+        self._end_cooldowns(now)
+        best_key = INF
+        for lane in lanes:
+            found = (
+                self._lane_best(lane, cost, exclude)
+                if lane.single and cost >= lane.key_cost
+                else self._lane_walk(lane, cost, limit, slack, exclude)
+            )
+            for s, t, k in found:
+                if t <= limit:
+                    if best_t > limit or k < best_key:  # ready now: the lowest key wins
+                        best_slot, best_t, best_key = s, t, k
+                elif t < best_t or (t == best_t and k < best_key):
+                    best_slot, best_t, best_key = s, t, k
+        return best_slot, best_t
+
+    def _end_cooldowns(self, now: float) -> None:
+        """Cooldowns that are over hold nothing back any more: forget them (the time
+        they ended is in the past, so every ready time stays as it was)."""
+        for lane in self._lane_list:
+            if lane.cooled:
+                for slot in [s for s in lane.cooled if s.cool_until <= now]:
+                    lane.cooled.discard(slot)
+                    slot.cool_until = -INF
+                    if slot.indexed:
+                        self._place(slot)
+
+    @staticmethod
+    def _lane_best(
+        lane: Lane, cost: float, exclude: Slot | None
+    ) -> list[tuple[Slot, float, float]]:
+        if cost > lane.max_cost:
+            return []  # no token here can ever take it
+        delta = (cost - lane.key_cost) / lane.rate
+        cooled = lane.cooled
+        found: list[tuple[Slot, float, float]] = []
+        first = lane.first(exclude, cooled)
+        if first is not None:
+            found.append((first[2], first[0] + delta, first[0]))
+        for s in cooled:
+            if s.indexed and s is not exclude:
+                found.append((s, s.ready(cost), s.ready(s.key_cost)))
+        return found
+
+    @staticmethod
+    def _lane_walk(
+        lane: Lane, cost: float, limit: float, slack: float, exclude: Slot | None
+    ) -> list[tuple[Slot, float, float]]:
+        best: tuple[Slot, float, float] | None = None
+        for key, seq, s in in_key_order((lane,)):
+            if best is not None and key - slack >= best[1]:
                 break
             if s.seq != seq or s is exclude:
                 continue
             t = s.ready(cost)
             if t <= limit:
-                return s, t  # ready now, and the lowest key of all that are
-            if t < best_t:
-                best_slot, best_t = s, t
-        return best_slot, best_t
+                return [(s, t, key)]  # ready now, and the lowest key in this lane
+            if best is None or t < best[1]:
+                best = (s, t, key)
+        return [] if best is None or best[1] == INF else [best]
 
     def _consume(self, slot: Slot, cost: float, now: float) -> None:
         key = slot.take(cost, now)
@@ -636,6 +711,11 @@ class Scheduler:
         self.waiting += 1
         costs = self._costs
         costs[cost] = costs.get(cost, 0) + 1
+        waiter.order = self._next_seq()
+        same = self._by_cost.get(cost)
+        if same is None:
+            same = self._by_cost[cost] = deque()
+        same.append(waiter)
         if waiter.deadline < INF:
             heappush(self._deadlines, (waiter.deadline, self._next_seq(), waiter))
         return dispatch
@@ -776,22 +856,37 @@ class Scheduler:
         self, head: Waiter, reserved: Slot | None, now: float, granted: list[Waiter]
     ) -> float:
         """Serve cheaper waiters behind the head on tokens other than the head's
-        reservation, in queue order. Returns when the next one might fit."""
+        reservation, in queue order. Returns when the next one might fit.
+
+        Waiters of one cost are served in order, so only the first of each cost needs
+        a look: if it cannot fit now, none of its cost can. Each step serves the
+        earliest arrival among the costs that fit, until none does."""
         limit = now + EPS
-        wake = INF
-        smallest = min(self._costs)
-        for waiter in list(self._queue)[1:]:
-            if not waiter.live or waiter.cost >= head.cost:
-                continue
-            slot, t = self.best(waiter.cost, now, exclude=reserved)
-            if t <= limit:
-                self._give(slot, waiter, now)  # type: ignore[arg-type]
-                granted.append(waiter)
-                continue
-            wake = min(wake, t)
-            if waiter.cost == smallest:
-                break  # nothing cheaper can fit now either
-        return wake
+        by_cost = self._by_cost
+        for cost in [c for c in by_cost if c not in self._costs]:
+            del by_cost[cost]  # only dead waiters left in it
+        smaller = [c for c in self._costs if c < head.cost]
+        while True:
+            wake = INF
+            pick: tuple[Waiter, Slot] | None = None
+            for cost in smaller:
+                same = by_cost[cost]
+                while same and not same[0].live:
+                    same.popleft()
+                if not same:
+                    continue
+                slot, t = self.best(cost, now, exclude=reserved)
+                if t <= limit:
+                    if pick is None or same[0].order < pick[0].order:
+                        pick = (same[0], slot)  # type: ignore[assignment]
+                else:
+                    wake = min(wake, t)
+            if pick is None:
+                return wake
+            waiter, slot = pick
+            self._give(slot, waiter, now)
+            granted.append(waiter)
+            smaller = [c for c in smaller if c in self._costs]
 
     def unservable(self) -> list[Waiter]:
         """Waiters no usable token can ever serve (after tokens were disabled or

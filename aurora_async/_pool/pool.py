@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import difflib
 import enum
+import inspect
 import math
 import os
 import time
@@ -148,6 +151,7 @@ class TokenPool:
         self._low_timer: asyncio.TimerHandle | None = None
         self._reloader: Reloader | None = None
         self._http: HttpClient | None = None
+        _check_keywords(http_options)
         self._http_options = HttpOptions.from_kwargs(http_options)  # validated now
         self._backend: Backend | None = None
         self._start_full = bool(start_full)
@@ -918,6 +922,24 @@ class TokenPool:
             f"<TokenPool {self._state.value} tokens={len(s.slots)} usable={s.usable} "
             f"waiting={s.waiting}>"
         )
+
+
+def _check_keywords(given: dict[str, Any]) -> None:
+    """An unknown keyword: say so, with the nearest name among all TokenPool takes."""
+    http = {f.name for f in dataclasses.fields(HttpOptions)}
+    unknown = sorted(set(given) - http)
+    if not unknown:
+        return
+    own = [p for p in inspect.signature(TokenPool.__init__).parameters if p != "self"]
+    known = sorted({*own, *http} - {"http_options", "tokens"})
+    hints = []
+    for name in unknown:
+        near = difflib.get_close_matches(name, known, n=1)
+        hints.append(f"{name!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+    raise TypeError(
+        f"TokenPool got unexpected keyword argument(s) {', '.join(hints)}; "
+        f"it takes: {', '.join(known)}"
+    )
 
 
 def _mask(text: str, known: dict[str, str], lengths: list[int]) -> str:
