@@ -599,9 +599,52 @@ class Scheduler:
         if self.waiting:
             return None
         lanes = self._lane_list
-        top = lanes[0].top() if len(lanes) == 1 else top_of(lanes)
-        if top is not None:
-            key, seq, slot = top
+        if len(lanes) == 1:
+            lane = lanes[0]
+            fifo = lane.fifo
+            if fifo and not lane.heap:
+                top = fifo[0]
+                slot = top[2]
+                windows = slot.windows
+                if (
+                    slot.seq == top[1]
+                    and cost == slot.key_cost
+                    and top[0] <= now + EPS
+                    and len(windows) == 1
+                    and slot.in_flight + 1 < slot.cap
+                ):
+                    # The commonest lease of all, inlined end to end (Lane.top, Slot.take,
+                    # Lane.retire and Lane.push): one lane, its front can fire now.
+                    w = windows[0]
+                    rate = w.rate
+                    elapsed = now - w._last_check
+                    level = w._level
+                    if elapsed > 0.0:
+                        level -= elapsed * rate
+                        if level < 0.0:
+                            level = 0.0
+                        w._last_check = now
+                    level += cost
+                    w._level = level
+                    slot.epoch += 1
+                    key = w._last_check + (level + cost - w.burst) / rate
+                    if slot.cool_until > key:
+                        key = slot.cool_until
+                    slot.in_flight += 1
+                    slot.leases += 1
+                    slot.units += cost
+                    fifo.popleft()
+                    seq = slot.seq = self._next_seq()
+                    if not fifo or key >= fifo[-1][0]:
+                        fifo.append((key, seq, slot))
+                    else:
+                        lane.push((key, seq, slot))
+                    return slot
+            found = lane.top()
+        else:
+            found = top_of(lanes)
+        if found is not None:
+            key, seq, slot = found
             # A current entry's key is exactly when its slot can fire its key cost, so
             # for that cost (the usual one) the top answers without recomputing anything.
             if cost == slot.key_cost and key <= now + EPS:
@@ -624,11 +667,11 @@ class Scheduler:
                 return None
         except TypeError:
             return None
-        found, t = self.best(cost, now)
-        if found is None or t > now + EPS:
+        chosen, t = self.best(cost, now)
+        if chosen is None or t > now + EPS:
             return None
-        self._consume(found, cost, now)
-        return found
+        self._consume(chosen, cost, now)
+        return chosen
 
     def release(self, slot: Slot) -> bool:
         """A lease of ``slot`` ended. Returns whether waiters may now be served."""

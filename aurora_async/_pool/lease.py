@@ -118,24 +118,20 @@ class Lease(Waiter):
             self._pool._release(self._held(), outcome or "ok")
 
     async def __aenter__(self) -> Lease:
-        if self._state != _PENDING:
-            raise RuntimeError("a Lease can be entered only once; call pool.lease() again")
         pool = self._pool
-        if pool._backend is not None:
-            await pool._backend.acquire(self)  # shared state: the backend decides
-            self._state = _HELD
-            return self
         sched = pool._sched
         loop = pool._loop
-        try:
-            usual = (
-                loop is get_running_loop()
-                and pool._accepting
-                and self.timeout is None
-                and 0 < self.cost <= sched.max_cost
-            )
-        except TypeError:
-            usual = False
+        usual = False
+        if (
+            self._state == _PENDING
+            and pool._fast
+            and loop is get_running_loop()
+            and self.timeout is None
+        ):
+            try:  # noqa: SIM105 - contextlib.suppress costs a context manager per lease
+                usual = 0 < self.cost <= sched.max_cost
+            except TypeError:
+                pass
         if usual:
             now = loop.time()  # type: ignore[union-attr]
             deadline = _INF
@@ -151,6 +147,12 @@ class Lease(Waiter):
                         pool._mark(now)
                     return self
         else:
+            if self._state != _PENDING:
+                raise RuntimeError("a Lease can be entered only once; call pool.lease() again")
+            if pool._backend is not None:
+                await pool._backend.acquire(self)  # shared state: the backend decides
+                self._state = _HELD
+                return self
             # First use, a timeout, an odd cost, a closed pool: the careful path, which
             # may grant at once (None) or say until when to wait.
             ready = pool._prepare(self)

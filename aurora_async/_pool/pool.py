@@ -140,7 +140,7 @@ class TokenPool:
         self._names: dict[str, Slot] | None = None  # by masked name, rebuilt on change
         self._secrets: tuple[dict[str, str], list[int]] | None = None  # see _redact
         self._state = _PoolState.UNOPENED
-        self._accepting = True  # not closed: the fast path's one check
+        self._fast = True  # open (or not yet) and no backend: Lease's fast path may run
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = INF
         self._granted = 0
@@ -175,6 +175,7 @@ class TokenPool:
             if not isinstance(backend, Backend):
                 raise TypeError(f"backend must be a Backend (RedisBackend), not {backend!r}")
             self._backend = backend
+            self._fast = False  # every lease goes through the backend
             backend.bind(self)
 
     # -- construction ------------------------------------------------------------
@@ -885,7 +886,7 @@ class TokenPool:
         if self._state is _PoolState.CLOSED:
             return
         self._state = _PoolState.CLOSED
-        self._accepting = False
+        self._fast = False
         self._arm(INF)
         if self._low_timer is not None:
             self._low_timer.cancel()
