@@ -10,8 +10,9 @@ Figures (same process, same coroutines, real time):
 - ``grant rate / sum of token rates``: leases granted per second against what the
   tokens allow together. Target: the full rate (at least 98%), not capped by the loop's
   timer granularity (one wake grants every token that is due).
-- For context, strict round robin over one ``aiolimiter.AsyncLimiter`` per token (each
-  coroutine takes the next limiter in turn and awaits it).
+- For context: the floor again with each hand-off inside an ``async with`` of an object
+  made per lease (the coroutine shape a lease has, without any scheduling), and strict
+  round robin over one ``aiolimiter.AsyncLimiter`` per token.
 """
 
 from __future__ import annotations
@@ -101,6 +102,56 @@ async def run_floor(seconds: float) -> tuple[float, float, int]:
     return result
 
 
+async def run_floor_with(seconds: float) -> tuple[float, float, int]:
+    """The floor again, but each coroutine enters an ``async with`` whose ``__aenter__``
+    awaits the future (an object made per lease, as a lease is): the cost of the
+    coroutine shape alone, without any scheduling."""
+    loop = asyncio.get_running_loop()
+    waiters: deque[asyncio.Future[None]] = deque()
+    meter = Meter()
+    stop = False
+    start = loop.time()
+
+    class Handoff:
+        __slots__ = ("cost", "timeout")
+
+        def __init__(self) -> None:
+            self.cost = 1
+            self.timeout = None
+
+        async def __aenter__(self) -> Handoff:
+            fut = loop.create_future()
+            waiters.append(fut)
+            await fut
+            return self
+
+        async def __aexit__(self, *exc_info: object) -> None:
+            return None
+
+    def tick(k: int, budget: int) -> None:
+        while budget and waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                budget -= 1
+        if not stop:
+            loop.call_at(start + (k + 1) / RATE, tick, k + 1, TOKENS)
+
+    async def worker() -> None:
+        while not stop:
+            async with Handoff():
+                meter.grants += 1
+
+    tasks = [asyncio.create_task(worker()) for _ in range(COROUTINES)]
+    loop.call_soon(tick, 0, TOKENS * int(RATE))
+    result = await meter.window(1.5, seconds)
+    stop = True
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return result
+
+
 async def run_round_robin(seconds: float) -> tuple[float, float, int]:
     limiters = [AsyncLimiter(RATE, 1.0) for _ in range(TOKENS)]
     turn = itertools.count()
@@ -122,9 +173,20 @@ async def run_round_robin(seconds: float) -> tuple[float, float, int]:
 def main() -> int:
     seconds = 2.0 if quick() else 5.0
     repeats = 1 if quick() else 3
-    runs: dict[str, list[tuple[float, float, int]]] = {"floor": [], "pool": [], "rr": []}
+    runs: dict[str, list[tuple[float, float, int]]] = {
+        "floor": [],
+        "with": [],
+        "pool": [],
+        "rr": [],
+    }
+    cases = (
+        ("floor", run_floor),
+        ("with", run_floor_with),
+        ("pool", run_pool),
+        ("rr", run_round_robin),
+    )
     for _ in range(repeats):  # interleaved, so drift hits all alike
-        for name, fn in (("floor", run_floor), ("pool", run_pool), ("rr", run_round_robin)):
+        for name, fn in cases:
             gc.collect()
             runs[name].append(asyncio.run(fn(seconds)))
 
@@ -140,6 +202,15 @@ def main() -> int:
     report.add(Figure("floor: CPU per grant", floor * 1e6, "µs", detail="future hand-off"))
     report.add(Figure("pool: CPU per grant", pool * 1e6, "µs"))
     report.add(Figure("pool / floor", pool / floor, "x", "<= 2x", pool / floor <= 2))
+    shaped = per_grant("with")
+    report.add(
+        Figure(
+            "pool / floor with the same async-with shape",
+            pool / shaped,
+            "x",
+            detail=f"that floor: {shaped * 1e6:.2f} µs",
+        )
+    )
     share = rate("pool") / capacity
     report.add(
         Figure(

@@ -242,7 +242,8 @@ class Scheduler:
         self._queue: deque[Waiter] = deque()
         self._deadlines: list[tuple[float, int, Waiter]] = []
         self._costs: dict[float, int] = {}  # cost -> live waiters asking it
-        self._by_cost: dict[float, deque[Waiter]] = {}  # the queue, split by cost
+        #: The queue split by cost (kept once costs differ: backfilling needs it).
+        self._by_cost: dict[float, deque[Waiter]] | None = None
         self._usable_costs: dict[float, int] = {}  # max_cost -> usable slots with it
         self._all_costs: dict[float, int] = {}  # max_cost -> slots (any state but removed)
         self._min_rate = INF
@@ -753,15 +754,28 @@ class Scheduler:
         queue.append(waiter)
         self.waiting += 1
         costs = self._costs
-        costs[cost] = costs.get(cost, 0) + 1
-        waiter.order = self._next_seq()
-        same = self._by_cost.get(cost)
-        if same is None:
-            same = self._by_cost[cost] = deque()
-        same.append(waiter)
+        known = costs.get(cost)
+        costs[cost] = (known or 0) + 1
+        by_cost = self._by_cost
+        if by_cost is not None:
+            waiter.order = self._next_seq()
+            same = by_cost.get(cost)
+            if same is None:
+                same = by_cost[cost] = deque()
+            same.append(waiter)
+        elif known is None and len(costs) > 1:
+            self._split_by_cost()  # the first time costs differ: backfilling needs it
         if waiter.deadline < INF:
             heappush(self._deadlines, (waiter.deadline, self._next_seq(), waiter))
         return dispatch
+
+    def _split_by_cost(self) -> None:
+        by_cost: dict[float, deque[Waiter]] = {}
+        for waiter in self._queue:
+            if waiter.live:
+                waiter.order = self._next_seq()
+                by_cost.setdefault(waiter.cost, deque()).append(waiter)
+        self._by_cost = by_cost
 
     def _head_cost(self) -> float | None:
         queue = self._queue
@@ -906,6 +920,10 @@ class Scheduler:
         earliest arrival among the costs that fit, until none does."""
         limit = now + EPS
         by_cost = self._by_cost
+        if by_cost is None:
+            self._split_by_cost()
+            by_cost = self._by_cost
+            assert by_cost is not None
         for cost in [c for c in by_cost if c not in self._costs]:
             del by_cost[cost]  # only dead waiters left in it
         smaller = [c for c in self._costs if c < head.cost]
