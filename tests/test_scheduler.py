@@ -274,3 +274,56 @@ def test_slot_repr_and_state_never_show_the_secret() -> None:
 
 def test_slots_are_slotted() -> None:
     assert not hasattr(Slot, "__dict__") or "__dict__" not in Slot.__dict__
+
+
+def test_the_queue_split_by_cost_holds_no_more_than_the_queue() -> None:
+    # Waiters of costs 1 and 3 in turn; each second the token serves 4 units, so two
+    # waiters (one of each cost) are always left queued and the split stays in use.
+    sched, (a,) = make(Limit(4, per=1, burst=4))
+    assert sched.try_take(4, 0.0) is a
+    for k in range(1, 501):
+        sched.enqueue(Waiter(1, INF, 0.0))
+        sched.enqueue(Waiter(3, INF, 0.0))
+        if k == 1:
+            continue  # the first pair waits a second for the token to drain
+        granted, _, _ = sched.dispatch(float(k))
+        assert [w.cost for w in granted] == [1, 3]
+        assert sched._by_cost is not None
+        assert sum(len(q) for q in sched._by_cost.values()) == sched.waiting == 2
+    granted, _, _ = sched.dispatch(501.0)
+    assert [w.cost for w in granted] == [1, 3]
+    assert sched.waiting == 0
+    assert sched._by_cost is None  # costs are uniform again: the split is dropped
+
+
+def test_cooling_tokens_cost_best_nothing_until_their_cooldowns_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sched, slots = make(*(Limit(4, per=1, burst=4) for _ in range(1001)))
+    busy, cooling = slots[0], slots[1:]
+    for i, slot in enumerate(cooling):
+        sched.cool(slot, 100.0 + i)
+    for _ in range(4):
+        assert sched.try_take(1, 0.0) is busy  # the only token not cooling
+    calls = 0
+    ready = Slot.ready
+
+    def counted(slot: Slot, cost: float) -> float:
+        nonlocal calls
+        calls += 1
+        return ready(slot, cost)
+
+    monkeypatch.setattr(Slot, "ready", counted)
+    assert sched.best(2, 0.0) == (busy, 0.5)
+    assert calls <= 2  # not one look per cooling token
+    sched.cool(busy, 10_000.0)
+    calls = 0
+    assert sched.best(4, 99.0) == (cooling[0], 100.0)
+    assert sched.best(4, 99.0, exclude=cooling[0]) == (cooling[1], 101.0)
+    assert calls <= 6
+    # Cooldowns that end bring their tokens back (and only those are looked at).
+    assert sched.best(2, 100.0) == (cooling[0], 100.0)
+    slot, t = sched.best(2, 150.5, exclude=cooling[0])
+    assert t <= 150.5
+    assert slot in cooling[:51]
+    assert sum(len(lane.cooled) for lane in sched._lane_list) == 1000 - 51 + 1

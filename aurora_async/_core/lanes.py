@@ -27,11 +27,23 @@ if TYPE_CHECKING:
 
 Entry: TypeAlias = "tuple[float, int, Slot]"
 
+_cool_order = count()  # breaks ties between cooldown entries (slots do not compare)
+
 
 class Lane:
     """Schedulable tokens of one tier: a FIFO of in-order keys plus a heap of the rest."""
 
-    __slots__ = ("cooled", "fifo", "heap", "key_cost", "max_cost", "rate", "single", "stale")
+    __slots__ = (
+        "cool_heap",
+        "cooled",
+        "fifo",
+        "heap",
+        "key_cost",
+        "max_cost",
+        "rate",
+        "single",
+        "stale",
+    )
 
     def __init__(
         self,
@@ -50,8 +62,11 @@ class Lane:
         self.rate = rate
         self.key_cost = key_cost
         self.max_cost = max_cost  # the largest cost its tokens can take (their burst)
-        #: Tokens of this lane with a cooldown that may still hold them back.
+        #: Tokens of this lane with a cooldown that may still hold them back, and the
+        #: same by the time each cooldown ends (``(until, n, slot)``; an entry whose
+        #: ``until`` is no longer its slot's, or whose slot left ``cooled``, is stale).
         self.cooled: set[Slot] = set()
+        self.cool_heap: list[tuple[float, int, Slot]] = []
 
     def top(self) -> Entry | None:
         """The current entry with the lowest ``(key, seq)``, dropping stale fronts."""
@@ -134,6 +149,50 @@ class Lane:
             heappop(heap)
             return
         self.stale += 1
+
+    def add_cooled(self, slot: Slot) -> None:
+        """``slot`` (of this lane) is held back until ``slot.cool_until``."""
+        self.cooled.add(slot)
+        heap = self.cool_heap
+        heappush(heap, (slot.cool_until, next(_cool_order), slot))
+        if len(heap) > 2 * len(self.cooled) + 64:
+            self.reindex_cooled()
+
+    def reindex_cooled(self) -> None:
+        """Rebuild the cooldown index from ``cooled`` (stale entries go, and times that
+        moved together, see ``Scheduler.shift``, are read afresh)."""
+        self.cool_heap = [(s.cool_until, next(_cool_order), s) for s in self.cooled]
+        heapify(self.cool_heap)
+
+    def end_cooldowns(self, now: float) -> list[Slot]:
+        """Take out of ``cooled`` every token whose cooldown ended by ``now``: only the
+        ended ones are looked at, however many are cooling."""
+        ended: list[Slot] = []
+        heap = self.cool_heap
+        cooled = self.cooled
+        while heap and heap[0][0] <= now:
+            until, _, slot = heappop(heap)
+            if slot in cooled and slot.cool_until == until:
+                cooled.discard(slot)
+                ended.append(slot)
+        return ended
+
+    def cooled_in_order(self) -> Iterator[Slot]:
+        """The cooling tokens by the time their cooldowns end, lazily (a best-first walk
+        of the heap), so a caller looking for the soonest can stop early."""
+        heap = self.cool_heap
+        if not heap:
+            return
+        cooled = self.cooled
+        frontier = [(heap[0], 0)]
+        while frontier:
+            entry, index = heappop(frontier)
+            slot = entry[2]
+            if slot in cooled and slot.cool_until == entry[0]:
+                yield slot
+            for child in (2 * index + 1, 2 * index + 2):
+                if child < len(heap):
+                    heappush(frontier, (heap[child], child))
 
     def __len__(self) -> int:
         return len(self.fifo) + len(self.heap)

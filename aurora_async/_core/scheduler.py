@@ -284,6 +284,8 @@ class Scheduler:
             slot.epoch += 1
             if slot.indexed:
                 self._place(slot)
+        for lane in self._lane_list:
+            lane.reindex_cooled()
 
     def _file(self, slot: Slot) -> None:
         """Put ``slot`` in the lane of its tier (tokens with the same windows)."""
@@ -302,7 +304,7 @@ class Scheduler:
         slot.lane.cooled.discard(slot)
         slot.lane = lane
         if slot.cool_until > -INF:
-            lane.cooled.add(slot)
+            lane.add_cooled(slot)
         for w in slot.windows:
             self._min_rate = min(self._min_rate, w.rate)
 
@@ -417,8 +419,9 @@ class Scheduler:
                         w._last_check = now
                         slot.epoch += 1
         if until > slot.cool_until or now is not None:
-            slot.cool_until = max(until, slot.cool_until)
-            slot.lane.cooled.add(slot)
+            if until > slot.cool_until:
+                slot.cool_until = until
+                slot.lane.add_cooled(slot)
             slot.epoch += 1  # a refund must not undo this
             if slot.indexed:
                 self._place(slot)
@@ -546,9 +549,8 @@ class Scheduler:
         """Cooldowns that are over hold nothing back any more: forget them (the time
         they ended is in the past, so every ready time stays as it was)."""
         for lane in self._lane_list:
-            if lane.cooled:
-                for slot in [s for s in lane.cooled if s.cool_until <= now]:
-                    lane.cooled.discard(slot)
+            if lane.cool_heap and lane.cool_heap[0][0] <= now:
+                for slot in lane.end_cooldowns(now):
                     slot.cool_until = -INF
                     if slot.indexed:
                         self._place(slot)
@@ -563,11 +565,20 @@ class Scheduler:
         cooled = lane.cooled
         found: list[tuple[Slot, float, float]] = []
         first = lane.first(exclude, cooled)
+        soonest = INF
         if first is not None:
-            found.append((first[2], first[0] + delta, first[0]))
-        for s in cooled:
-            if s.indexed and s is not exclude:
-                found.append((s, s.ready(cost), s.ready(s.key_cost)))
+            soonest = first[0] + delta
+            found.append((first[2], soonest, first[0]))
+        if cooled:
+            # A cooled token fires no sooner than its cooldown ends: in that order, the
+            # walk stops at the first cooldown that ends after the best time so far.
+            for s in lane.cooled_in_order():
+                if s.cool_until > soonest:
+                    break
+                if s.indexed and s is not exclude:
+                    t = s.ready(cost)
+                    found.append((s, t, s.ready(s.key_cost)))
+                    soonest = min(soonest, t)
         return found
 
     @staticmethod
@@ -796,6 +807,24 @@ class Scheduler:
         waiter.live = False
         self.waiting -= 1
         _dec(self._costs, waiter.cost)
+        if self._by_cost is not None:
+            self._unqueue_by_cost(waiter.cost)
+
+    def _unqueue_by_cost(self, cost: float) -> None:
+        """A waiter of ``cost`` left the queue: drop the dead front of its per-cost queue
+        (it is usually that front: waiters of one cost go in order), so the split queue
+        holds no more than the queue does; and forget the split once costs are uniform."""
+        by_cost = self._by_cost
+        assert by_cost is not None
+        if len(self._costs) <= 1:
+            self._by_cost = None
+            return
+        same = by_cost.get(cost)
+        if same is not None:
+            while same and not same[0].live:
+                same.popleft()
+            if not same:
+                del by_cost[cost]
 
     def _give(self, slot: Slot, waiter: Waiter, now: float) -> None:
         self._drop(waiter)
@@ -846,6 +875,8 @@ class Scheduler:
                     costs[cost] = left
                 else:
                     del costs[cost]
+                if self._by_cost is not None:
+                    self._unqueue_by_cost(cost)
                 head.slot = slot
                 head.granted_at = now
                 windows = slot.windows
