@@ -8,28 +8,35 @@ core (``_core.headers``, ``_core.policy``); this module only does the I/O they a
 Rules a reader of the loop below should know:
 
 * A lease taken is released on every path, exceptions and cancellation included.
-* A request body that cannot be sent twice (a file, a stream, a generator) is never
-  retried: the first answer, whatever it is, goes back to the caller.
+* The URL is parsed once, and a URL no attempt could send (malformed, no host, not
+  http(s), a bad port) is a ``ValueError`` before any token is leased.
+* A request body that cannot be sent twice (a file, a stream, a generator, a form with
+  a file in it) is never retried, nor re-sent by a redirect: the first answer, whatever
+  it is, goes back to the caller.
 * A 401 disables the token and is retried once on another token; a second 401 within
   the same request is returned (it is more likely the request than the tokens).
 * Redirects: aiohttp drops ``Authorization`` when a redirect leaves the origin, but no
   other header. For any other way of sending the token (``HeaderAuth``, ``QueryAuth``,
-  a custom ``BearerAuth`` header, a function) this module follows redirects itself and
-  sends the token only to the origin it was meant for.
+  a custom ``BearerAuth`` header, a function), and for bodies that cannot be sent twice,
+  this module follows redirects itself: the token, the caller's ``Authorization``,
+  ``Cookie`` and ``Proxy-Authorization`` headers, ``auth=`` and ``cookies=`` go only to
+  the origin the request was meant for. A response from another origin (after such a
+  redirect) says nothing of the token's limits: it is returned and counted as fine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
-import io
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Coroutine, MutableMapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, overload
 
 import aiohttp
-from multidict import CIMultiDict, MultiDict
+from multidict import CIMultiDict, MultiDict, MultiDictProxy
 from yarl import URL
 
 from .. import _log
@@ -55,8 +62,21 @@ _TRANSPORT = (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError)
 _BEFORE_SERVER = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-#: Bodies aiohttp can send again on a retry; anything else is sent once.
-_REPLAYABLE = (bytes, bytearray, memoryview, str, dict, list, tuple)
+#: Request headers with credentials of the caller's: never sent to another origin.
+_CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
+#: ... and the same as aiohttp arguments.
+_CREDENTIAL_KWARGS = frozenset({"auth", "cookies"})
+#: Bodies aiohttp builds afresh for every attempt (a form's fields are checked too).
+_BYTES = (bytes, bytearray, memoryview, str)
+_PLAIN = (*_BYTES, int, float)
+_FORMS = (dict, MultiDict, MultiDictProxy)
+#: What a response from another origin means for the token: nothing (it went fine).
+_ELSEWHERE = Outcome(Verdict.OK)
+#: A relative URL may begin with a path segment holding a colon ("items:batchGet"), so
+#: only these are taken as absolute URLs, never joined with base_url.
+_ABSOLUTE = re.compile(r"(?:[a-z][a-z0-9+.\-]*://|https?:)", re.IGNORECASE)
+#: Characters no host name has (yarl lets some through).
+_BAD_HOST = re.compile(r"[\x00-\x20\x7f<>\"{}|\\^`]")
 _UNSET: Any = object()
 
 
@@ -86,9 +106,33 @@ class HttpClient:
         return session
 
     def _url(self, url: str) -> str:
-        if self._base is not None and not url.startswith(("http://", "https://")):
+        if (
+            self._base is not None
+            and not url.startswith(("http://", "https://"))
+            and not _ABSOLUTE.match(url)
+        ):
             return f"{self._base}/{url.lstrip('/')}"
         return url
+
+    def _target(self, url: str) -> URL:
+        """The URL to send to, parsed once (aiohttp takes it as it is), or a
+        ``ValueError`` saying what is wrong with it."""
+        full = self._url(url)
+        try:
+            target = _parsed(full)
+        except ValueError as exc:
+            joined = f" (joined with base_url: {full!r})" if full != url else ""
+            raise ValueError(f"{exc}: {url!r}{joined}") from None
+        if target.absolute:
+            return target
+        # A relative URL and no base_url of the pool: a borrowed session's own base_url
+        # completes it (joined here as aiohttp would), else it names no host to send to.
+        base = getattr(self._session, "_base_url", None)
+        if not isinstance(base, URL):
+            raise ValueError(
+                f"not an absolute URL, and there is no base_url to join it with: {url!r}"
+            )
+        return base.join(target)
 
     async def aclose(self, grace: float = 30.0) -> None:
         """Let requests under way finish (at most ``grace`` seconds), then close the
@@ -136,16 +180,22 @@ class HttpClient:
         lease is held until the block ends (the response is released then). An
         exception in your block does not change what the response said of the token."""
         raise_for_status = self._wants_raise(kwargs)
-        resp, lease, attempts = await self._attempts(method, url, cost, lease_timeout, kwargs, None)
-        if raise_for_status and resp.status >= 400:
-            resp.release()
-            lease.release()
-            raise self._status_error(resp, method, url, attempts)
+        self._active += 1  # until the block ends: aclose waits for open streams too
         try:
-            yield resp
+            resp, lease, attempts = await self._attempts(
+                method, url, cost, lease_timeout, kwargs, None
+            )
+            if raise_for_status and resp.status >= 400:
+                resp.release()
+                lease.release()
+                raise self._status_error(resp, method, url, attempts)
+            try:
+                yield resp
+            finally:
+                resp.release()
+                lease.release()
         finally:
-            resp.release()
-            lease.release()
+            self._finished()
 
     def _wants_raise(self, kwargs: dict[str, Any]) -> bool:
         """aiohttp's ``raise_for_status`` (the argument, else the session's), applied by
@@ -203,7 +253,8 @@ class HttpClient:
         kwargs: dict[str, Any],
         read: bool | None,
     ) -> Coroutine[Any, Any, Any]:
-        """The request's coroutine, after checking what can be checked at once.
+        """The request's coroutine, after checking what can be checked at once (the
+        URL: a ``ValueError`` now, before any token is leased).
 
         Try until an outcome says stop. With ``read`` ``None`` (streaming), the
         coroutine returns the final response (body unread), its lease (still held) and
@@ -213,15 +264,14 @@ class HttpClient:
         request (attempts, sending, reading): every await inside aiohttp resumes
         through each frame of ours, so one is faster than three."""
         method = method.upper()
-        full_url = self._url(url)
-        _check_url(full_url, url)
-        return self._loop(method, url, full_url, cost, lease_timeout, kwargs, read)
+        target = self._target(url)
+        return self._loop(method, url, target, cost, lease_timeout, kwargs, read)
 
     async def _loop(
         self,
         method: str,
         url: str,
-        full_url: str,
+        full_url: URL,
         cost: float,
         lease_timeout: float | None,
         kwargs: dict[str, Any],
@@ -237,11 +287,19 @@ class HttpClient:
             headers_in = kwargs.pop("headers", None)
             params_in = _params(kwargs.pop("params", None))
             user_timeout = _timeout(kwargs.pop("timeout", _UNSET))
-            manual = self._manual_redirects and kwargs.get("allow_redirects", True)
+            replayable = _replayable(kwargs.get("data"))
+            # aiohttp would re-send a body on a 307 (or fail on a spent one), and before
+            # 3.14 kept a caller's cookies on a redirect to another origin: not that.
+            manual = (
+                self._manual_redirects
+                or not replayable
+                or "cookies" in kwargs
+                or _has_credentials(headers_in)
+            ) and kwargs.get("allow_redirects", True)
             max_redirects = kwargs.pop("max_redirects", 10) if manual else None
             if manual:
                 kwargs["allow_redirects"] = False
-            tries = options.max_attempts if _replayable(kwargs) else 1
+            tries = options.max_attempts if replayable else 1
             attempts: list[str] = []
             unauthorized = 0
             backoff = options.retry_backoff[0]
@@ -260,8 +318,8 @@ class HttpClient:
                         raise
                     raise type(exc)(f"{exc} (this request tried: {'; '.join(attempts)})") from None
                 try:
-                    headers, params = self._credentials(lease, headers_in, params_in)
                     if max_redirects is None:  # the usual case, awaited right here
+                        headers, params = self._credentials(lease, headers_in, params_in)
                         resp = await self._session_for_use().request(
                             method,
                             full_url,
@@ -271,10 +329,12 @@ class HttpClient:
                             **_timeout_kwargs(user_timeout, deadline, loop.time()),
                             **kwargs,
                         )
+                        # aiohttp followed redirects: to another origin?
+                        foreign = bool(resp.history) and resp.url.origin() != full_url.origin()
                     else:
-                        resp = await self._send_following(
-                            method, full_url, headers, params, headers_in, params_in,
-                            user_timeout, deadline, kwargs, max_redirects,
+                        resp, foreign = await self._send_following(
+                            method, full_url, lease.token, headers_in, params_in,
+                            user_timeout, deadline, kwargs, max_redirects, replayable,
                         )  # fmt: skip
                 except _TRANSPORT as exc:
                     attempts.append(f"{lease.name}: {self._describe(exc, lease)}")
@@ -305,9 +365,15 @@ class HttpClient:
                     lease.release()
                     raise
                 try:
-                    outcome = self._judge(resp, lease)
-                    if not isinstance(outcome, Outcome):  # a policy that must be awaited
-                        outcome = await self._judged(outcome, resp, lease)
+                    if foreign:  # another origin's answer: nothing to do with the token
+                        lease.succeeded()
+                        outcome = _ELSEWHERE
+                    else:
+                        judged = self._judge(resp, lease)
+                        if isinstance(judged, Outcome):
+                            outcome = judged
+                        else:  # a policy that must be awaited
+                            outcome = await self._judged(judged, resp, lease)
                 except BaseException:
                     resp.release()
                     lease.failed()
@@ -362,10 +428,14 @@ class HttpClient:
                 "unreachable: the last attempt returns or raises"
             )  # pragma: no cover
         finally:
-            self._active -= 1
-            drained = self._drained
-            if not self._active and drained is not None and not drained.done():
-                drained.set_result(None)
+            self._finished()
+
+    def _finished(self) -> None:
+        """One request (or stream) under way less; the last one lets ``aclose`` go on."""
+        self._active -= 1
+        drained = self._drained
+        if not self._active and drained is not None and not drained.done():
+            drained.set_result(None)
 
     def _credentials(
         self, lease: Lease, headers_in: Any, params_in: Any
@@ -383,56 +453,93 @@ class HttpClient:
     async def _send_following(
         self,
         method: str,
-        url: str,
-        headers: MutableMapping[str, str],
-        params: Any,
+        url: URL,
+        token: str,
         headers_in: Any,
         params_in: Any,
         user_timeout: Any,
         deadline: float,
         kwargs: dict[str, Any],
         max_redirects: int,
-    ) -> aiohttp.ClientResponse:
-        """One attempt whose redirects this module follows itself: the token goes again
-        only to the origin it was meant for."""
+        replayable: bool,
+    ) -> tuple[aiohttp.ClientResponse, bool]:
+        """One attempt whose redirects this module follows itself. The token goes again
+        only to the origin it was meant for; to another origin go neither the token (in
+        a header or the query, even where the Location repeats it) nor the caller's
+        credentials. A redirect that would re-send a body that cannot be sent twice is
+        returned, not followed. Returns the final response and whether it came from
+        another origin."""
+        auth_headers: dict[str, str] = {}
+        auth_params: MultiDict[str] = MultiDict()
+        self.options.auth.apply(token, auth_headers, auth_params)
+        headers: CIMultiDict[str] = CIMultiDict(headers_in) if headers_in else CIMultiDict()
+        headers.update(auth_headers)
+        auth_keys = frozenset(auth_params)
         session = self._session_for_use()
         loop = asyncio.get_running_loop()
         resp = await session.request(
             method,
             url,
             headers=headers,
-            params=params,
+            params=_merged(params_in, auth_params),
             raise_for_status=False,
             **_timeout_kwargs(user_timeout, deadline, loop.time()),
             **kwargs,
         )
-        own_params = params if params is not None else None
-        origin = URL(url).origin()
-        current = URL(url)
+        origin = url.origin()
+        foreign = False
         for _ in range(max_redirects):
             location = resp.headers.get("Location")
             if resp.status not in _REDIRECTS or not location:
-                return resp
+                return resp, foreign
+            # As aiohttp and browsers do: a 303, or a POST's 301/302, goes on as a GET
+            # without the body; any other redirect sends the same body again.
+            drop_body = (resp.status == 303 and method != "HEAD") or (
+                resp.status in {301, 302} and method == "POST"
+            )
+            if not drop_body and not replayable:
+                return resp, foreign
+            base = resp.url
             resp.release()
-            current = current.join(URL(location))
-            if resp.status == 303 or (resp.status in {301, 302} and method == "POST"):
-                method = "GET"  # as browsers and aiohttp do
+            try:
+                hop = URL(location)
+            except ValueError:
+                hop = None
+            if hop is None or hop.scheme not in {"", "http", "https"}:
+                raise aiohttp.InvalidURL(location)  # as aiohttp does (a ClientError)
+            current = base.join(hop)
+            if drop_body:
+                method = "GET"
                 kwargs = {k: v for k, v in kwargs.items() if k not in {"data", "json"}}
-            same = current.origin() == origin
+            # The Location is the whole URL: the auth's query parameters come out of it
+            # (never twice on the same origin, never the token elsewhere) ...
+            current = _without_params(current, auth_keys, token)
+            if current.origin() == origin:
+                # ... and go back in for the origin the token is meant for.
+                foreign = False
+                hop_headers: CIMultiDict[str] | None = headers
+                hop_params: MultiDict[str] | None = auth_params or None
+                hop_kwargs = kwargs
+            else:
+                foreign = True
+                hop_headers = CIMultiDict(headers_in) if headers_in else CIMultiDict()
+                for name in (*_CREDENTIAL_HEADERS, *auth_headers):
+                    hop_headers.popall(name, None)
+                hop_params = None
+                hop_kwargs = {k: v for k, v in kwargs.items() if k not in _CREDENTIAL_KWARGS}
             resp = await session.request(
                 method,
                 current,
-                headers=headers if same else (CIMultiDict(headers_in) if headers_in else None),
-                # the Location is the whole URL: only the token goes again, same origin only
-                params=_auth_only(own_params, params_in) if same else None,
+                headers=hop_headers,
+                params=hop_params,
                 raise_for_status=False,
                 **_timeout_kwargs(user_timeout, deadline, loop.time()),
-                **kwargs,
+                **hop_kwargs,
             )
         if resp.status in _REDIRECTS and resp.headers.get("Location"):
             resp.release()
             raise aiohttp.TooManyRedirects(resp.request_info, (), status=resp.status)
-        return resp
+        return resp, foreign
 
     def _describe(self, exc: BaseException, lease: Lease) -> str:
         """The exception's class and message, with any token in it masked (the lease's
@@ -485,24 +592,86 @@ def _checked(outcome: object) -> Outcome | None:
     return outcome
 
 
-def _check_url(full: str, given: str) -> None:
-    """A URL no attempt could ever send: say so before any token is spent on it."""
-    if full.startswith(("http://", "https://")) and " " not in full:
-        return  # the usual case, without parsing the URL twice (aiohttp parses it)
+@functools.lru_cache(maxsize=1024)
+def _parsed(url: str) -> URL:
+    """``url`` parsed, or a ``ValueError`` saying why no request could go there. A
+    relative URL (no scheme, no host) is returned as it is: the caller decides. Cached:
+    an ordinary URL is parsed once however often it is requested."""
     try:
-        parsed = URL(full)
+        parsed = URL(url)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"not a valid URL: {given!r} ({exc})") from None
-    if not parsed.is_absolute():
-        return  # for a borrowed session's own base_url (or aiohttp's InvalidURL)
-    if parsed.scheme not in {"http", "https"} or not parsed.host:
-        raise ValueError(f"pool.request sends http(s) requests only, not {given!r}")
+        raise ValueError(f"not a valid URL ({exc})") from None
+    scheme = parsed.scheme
+    host = parsed.raw_host
+    if not scheme and not host:
+        return parsed
+    if scheme not in {"http", "https"}:
+        what = scheme or "a URL without a scheme"
+        raise ValueError(f"pool.request sends http(s) requests only, not {what}")
+    if not host:
+        raise ValueError("the URL has no host")
+    if _BAD_HOST.search(host):
+        raise ValueError(f"the URL's host {host!r} is not a host name")
+    if parsed.explicit_port == 0:
+        raise ValueError("the URL's port is 0 (valid ports are 1 to 65535)")
+    return parsed
 
 
-def _replayable(kwargs: dict[str, Any]) -> bool:
-    """Whether the request body can be sent again on another attempt."""
-    data = kwargs.get("data")
-    return data is None or (isinstance(data, _REPLAYABLE) and not isinstance(data, io.IOBase))
+def _replayable(data: Any) -> bool:
+    """Whether a request body (aiohttp's ``data``) can be sent again, on another attempt
+    or after a redirect: bytes, text, a form of plain values (a mapping, pairs, or a
+    ``FormData`` without files), not a file, a stream, a generator, or a form holding
+    one. (``json=`` is always replayable: aiohttp encodes it for each request.)"""
+    if data is None or isinstance(data, _BYTES):
+        return True
+    if isinstance(data, aiohttp.FormData):
+        fields = getattr(data, "_fields", None)
+        if not isinstance(fields, list):
+            return False
+        # aiohttp builds a multipart body once (older versions refuse to build it again;
+        # newer ones reuse it, with its fields gone from the form).
+        multipart = getattr(data, "_is_multipart", True)
+        if multipart and (not fields or hasattr(data, "_is_processed")):
+            return False
+        return all(_plain(value) for _, _, value in fields)
+    if isinstance(data, _FORMS):
+        return all(_plain(value) for value in data.values())
+    if isinstance(data, list | tuple):
+        return all(_plain_field(field) for field in data)
+    return isinstance(data, aiohttp.payload.BytesPayload)
+
+
+def _plain_field(field: Any) -> bool:
+    """One element of a form given as a list: a (name, value) pair or a multidict."""
+    if isinstance(field, MultiDict | MultiDictProxy):
+        return all(_plain(value) for value in field.values())
+    return isinstance(field, list | tuple) and len(field) == 2 and _plain(field[1])
+
+
+def _plain(value: Any) -> bool:
+    """A form field's value that aiohttp encodes afresh each time it builds the form."""
+    if value is None or isinstance(value, _PLAIN):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_plain(item) for item in value)
+    return isinstance(value, aiohttp.payload.BytesPayload)
+
+
+def _has_credentials(headers: Any) -> bool:
+    """Whether the caller's own headers carry a cookie or proxy credentials."""
+    if not headers:
+        return False
+    names = {str(name).lower() for name in headers}
+    return "cookie" in names or "proxy-authorization" in names
+
+
+def _without_params(url: URL, keys: frozenset[str], token: str) -> URL:
+    """``url`` without the query parameters named ``keys`` or holding ``token``."""
+    query = url.query
+    if not query:
+        return url
+    kept = [(k, v) for k, v in query.items() if k not in keys and v != token]
+    return url if len(kept) == len(query) else url.with_query(kept)
 
 
 def _params(params: Any) -> Any:
@@ -512,18 +681,6 @@ def _params(params: Any) -> Any:
     if isinstance(params, str):
         return URL("?" + params.lstrip("?")).query
     return params
-
-
-def _auth_only(params: Any, params_in: Any) -> Any:
-    """Of the first request's query parameters, those the auth added (not the caller's)."""
-    if params is None:
-        return None
-    if not params_in:
-        return params
-    mine = MultiDict(params)
-    for key in MultiDict(params_in):
-        mine.popone(key, None)
-    return mine or None
 
 
 def _merged(params_in: Any, auth_params: MultiDict[str]) -> Any:
