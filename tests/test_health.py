@@ -623,6 +623,23 @@ async def test_a_token_rate_limited_despite_the_limiter_is_reported() -> None:
         assert monitor.sweep().limit_too_high == (NA,)
 
 
+async def test_stats_flag_a_token_rate_limited_despite_the_limiter() -> None:
+    pool = TokenPool([A, B], limits=Limit(5, per=1.0))
+    async with pool:
+        monitor = pool._monitor  # the pool's own, on by default
+        assert monitor is not None
+        await asyncio.sleep(0)  # its task's first sweep, at the start
+        await rate_limited(pool, 6)  # three each: A and B take turns
+        assert pool.stats().token(NA).limit_too_high is False  # not swept yet
+        assert monitor.sweep().limit_too_high == (NA, NB)
+        stats = pool.stats()
+        assert (stats.token(NA).limit_too_high, stats.token(NB).limit_too_high) == (True, True)
+        async with pool.lease():
+            pass
+        monitor.sweep()  # no 429 since the last sweep: the episode is over
+        assert pool.stats().token(NA).limit_too_high is False
+
+
 async def test_a_few_429s_among_many_leases_are_not_reported() -> None:
     pool = TokenPool([A], limits=Limit(1000, per=1.0))
     async with pool:

@@ -353,6 +353,48 @@ async def test_5xx_is_retried_with_backoff_then_the_last_response_is_returned(
         assert (stats.active, stats.in_flight) == (2, 0)
 
 
+async def test_a_5xx_is_retried_on_another_token_even_one_with_less_headroom() -> None:
+    # A has far more headroom than B, so a plain lease would pick A again every time.
+    server = Scripted({A: [(503, {})], B: [OK]})
+    pool = TokenPool([Token(A, limits=Limit(100, per=1)), Token(B, limits=Limit(2, per=1))])
+    async with serve(server.handle) as url, pool:
+        resp = await pool.get(f"{url}/x")
+        assert resp.status == 200
+        assert [t for t, _, _ in server.seen] == [A, B]
+        resp = await pool.get(f"{url}/y")  # and again: A first (most headroom), then B
+        assert resp.status == 200
+        assert [t for t, _, _ in server.seen] == [A, B, A, B]
+        assert counters(pool.stats().token(NAME_A)) == (2, 0, 0, 2, 0)
+        assert counters(pool.stats().token(NAME_B)) == (2, 2, 0, 0, 0)
+
+
+async def test_a_retry_goes_back_to_the_same_token_when_no_other_can_fire_now(
+    clock: Any,
+) -> None:
+    server = Scripted({A: [(503, {}), OK]})
+    pool = TokenPool([Token(A, limits=Limit(100, per=1)), Token(B, limits=Limit(0.1, burst=1))])
+    async with serve(server.handle) as url, pool:
+        async with pool.lease() as first, pool.lease() as second:
+            # A (most headroom), then B (A carries one lease until proven): B has spent
+            # its only unit for ten seconds.
+            assert (first.name, second.name) == (NAME_A, NAME_B)
+        now = clock()
+        resp = await pool.get(f"{url}/x")
+        assert (resp.status, now()) == (200, 0.05)  # after the backoff, on A again
+        assert [t for t, _, _ in server.seen] == [A, A]
+
+
+async def test_a_connection_error_is_retried_on_another_token() -> None:
+    with refused_url() as url:
+        pool = TokenPool([Token(A, limits=Limit(100, per=1)), Token(B, limits=Limit(2, per=1))])
+        async with pool:
+            with pytest.raises(RequestFailed) as caught:
+                await pool.get(f"{url}/x")
+            # The attempts alternate: never the same token twice in a row.
+            names = [line.split(":")[0] for line in caught.value.attempts]
+            assert names == [NAME_A, NAME_B, NAME_A, NAME_B]
+
+
 async def test_a_5xx_then_success_returns_the_success(clock: Any) -> None:
     server = Scripted({A: [(502, {}), OK]})
     async with serve(server.handle) as url, TokenPool([A], limits=ROOMY) as pool:

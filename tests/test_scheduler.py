@@ -327,3 +327,16 @@ def test_cooling_tokens_cost_best_nothing_until_their_cooldowns_end(
     assert t <= 150.5
     assert slot in cooling[:51]
     assert sum(len(lane.cooled) for lane in sched._lane_list) == 1000 - 51 + 1
+
+
+def test_take_other_prefers_any_other_token_that_can_fire_now() -> None:
+    sched, (a, b) = make(Limit(100, per=1), Limit(2, per=1))
+    assert sched.take_other(1, 0.0, avoid=a) is b  # b has less headroom, but is not a
+    assert sched.take_other(1, 0.0, avoid=a) is b
+    assert sched.take_other(1, 0.0, avoid=a) is a  # b is spent: a after all
+    assert sched.take_other(1, 0.0, avoid=b) is a
+    assert sched.take_other(3, 0.0, avoid=a) is a  # only a's burst fits 3
+    assert sched.take_other(101, 0.0, avoid=a) is None  # no token can ever take it
+    assert sched.take_other("1", 0.0, avoid=a) is None  # type: ignore[arg-type]
+    sched.enqueue(Waiter(1, INF, 0.0))
+    assert sched.take_other(1, 0.0, avoid=a) is None  # waiters come first

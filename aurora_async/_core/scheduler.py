@@ -685,6 +685,22 @@ class Scheduler:
         self._consume(chosen, cost, now)
         return chosen
 
+    def take_other(self, cost: float, now: float, avoid: Slot) -> Slot | None:
+        """Like :meth:`try_take`, but a token other than ``avoid`` if one can fire
+        ``cost`` now (a retry after ``avoid`` failed); ``avoid`` itself only if none can."""
+        if self.waiting:
+            return None
+        try:
+            if not 0 < cost <= self.max_cost:
+                return None
+        except TypeError:
+            return None
+        chosen, t = self.best(cost, now, exclude=avoid)
+        if chosen is None or t > now + EPS:
+            return self.try_take(cost, now)
+        self._consume(chosen, cost, now)
+        return chosen
+
     def release(self, slot: Slot) -> bool:
         """A lease of ``slot`` ended. Returns whether waiters may now be served."""
         slot.in_flight -= 1

@@ -28,6 +28,9 @@ class TokenStats:
     last_remaining: float | None = None  #: what the server said remained
     last_reset: float | None = None  #: seconds until the server said it resets (when read)
     expires_in: float | None = None  #: seconds until the token expires, where known
+    #: Rate-limited by the server although its own limiter let every call through, at
+    #: the last monitor sweep (see ``TokenMonitor``): its configured limit is too high.
+    limit_too_high: bool = False
 
 
 @dataclass(frozen=True, slots=True)

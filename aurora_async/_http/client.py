@@ -42,8 +42,9 @@ from yarl import URL
 from .. import _log
 from .._core.headers import parse_rate_limit_headers
 from .._core.policy import Outcome, Verdict, classify
-from .._core.scheduler import INF
+from .._core.scheduler import INF, Slot
 from .._errors import LeaseTimeout, NoTokensAvailable, PoolClosed, RequestFailed
+from .._pool.lease import RetryLease
 from .auth import BearerAuth, HeaderAuth
 from .options import HttpOptions
 
@@ -303,9 +304,15 @@ class HttpClient:
             attempts: list[str] = []
             unauthorized = 0
             backoff = options.retry_backoff[0]
+            last: Slot | None = None  # the previous attempt's token: the next goes elsewhere
             for attempt in range(1, tries + 1):
                 try:
-                    lease = pool.lease(cost, _remaining(lease_timeout, deadline, loop.time()))
+                    left = _remaining(lease_timeout, deadline, loop.time())
+                    lease = (
+                        pool.lease(cost, left)
+                        if last is None
+                        else RetryLease(pool, cost, left, last)
+                    )
                     await lease.__aenter__()  # released by hand below, on every path
                 except LeaseTimeout:
                     if not attempts:
@@ -337,6 +344,7 @@ class HttpClient:
                             user_timeout, deadline, kwargs, max_redirects, replayable,
                         )  # fmt: skip
                 except _TRANSPORT as exc:
+                    last = lease.slot
                     attempts.append(f"{lease.name}: {self._describe(exc, lease)}")
                     lease.failed()
                     lease.release()
@@ -411,6 +419,7 @@ class HttpClient:
                         raise self._status_error(resp, method, url, attempts)
                     return resp
                 attempts.append(f"{lease.name}: {resp.status}")
+                last = lease.slot
                 resp.release()
                 lease.release()
                 _log.info(

@@ -463,6 +463,12 @@ class TokenMonitor(_Periodic):
         self._too_high: set[str] = set()  # secrets in a limit_too_high episode
         self._last_sweep: float | None = None
 
+    @property
+    def limit_too_high(self) -> frozenset[str]:
+        """Tokens (their values) the last sweep found rate-limited despite the limiter,
+        while that lasts (until a sweep without a 429)."""
+        return frozenset(self._too_high)
+
     def expiry(self, value: str) -> float | None:
         """The Unix time the token ``value`` expires, where known (decoded once)."""
         exp = self._expiry.get(value, _UNKNOWN)

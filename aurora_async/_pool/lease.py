@@ -208,3 +208,23 @@ class Lease(Waiter):
         state = ("pending", "held", "done")[self._state]
         who = f" {self.slot.name}" if self.slot is not None else ""
         return f"<Lease{who} cost={self.cost:g} {state}>"
+
+
+class RetryLease(Lease):
+    """A lease for another attempt of a call that failed on ``avoid``'s token: it goes
+    to another token if one can fire now, else (like any lease) to the soonest, which
+    may be ``avoid`` again. Waiting, it is served in turn like any lease."""
+
+    __slots__ = ("avoid",)
+
+    def __init__(
+        self, pool: TokenPool, cost: float, timeout: float | None, avoid: Slot | None
+    ) -> None:
+        super().__init__(pool, cost, timeout)
+        self.avoid = avoid
+
+    async def __aenter__(self) -> Lease:
+        avoid = self.avoid
+        if avoid is not None and self._state == _PENDING and self._pool._take_other(self, avoid):
+            return self
+        return await super().__aenter__()

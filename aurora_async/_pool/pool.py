@@ -445,6 +445,29 @@ class TokenPool:
             )
         return now, (INF if timeout is None else now + timeout)
 
+    def _take_other(self, lease: Lease, avoid: Slot) -> bool:
+        """Grant ``lease`` at once on a token other than ``avoid`` if one can fire now
+        and nobody waits (a retry: see ``RetryLease``). ``False`` leaves the lease to
+        the usual path (which also raises for a closed pool or a bad argument)."""
+        loop = self._loop
+        timeout = lease.timeout
+        if (
+            not self._fast
+            or loop is None
+            or loop is not asyncio.get_running_loop()
+            or not (timeout is None or (type(timeout) in (float, int) and timeout >= 0))
+        ):
+            return False
+        now = loop.time()
+        slot = self._sched.take_other(lease.cost, now, avoid)
+        if slot is None:
+            return False
+        lease.slot = slot
+        lease.granted_at = lease.enqueued_at = now
+        lease._state = 1  # held
+        self._count_grant(now)
+        return True
+
     def _abandon(self, lease: Lease) -> None:
         """The waiting task left (cancelled, or its future failed)."""
         sched = self._sched
@@ -807,7 +830,11 @@ class TokenPool:
         """A snapshot of every token and of the pool."""
         now = self._now()
         wall = time.time()
-        tokens = tuple(self._token_stats(slot, now, wall) for slot in self._sched.slots.values())
+        flagged = self._monitor.limit_too_high if self._monitor is not None else frozenset()
+        tokens = tuple(
+            self._token_stats(slot, now, wall, slot.token.value in flagged)
+            for slot in self._sched.slots.values()
+        )
         counts = dict.fromkeys(TokenState, 0)
         for t in tokens:
             counts[t.state] += 1
@@ -829,7 +856,7 @@ class TokenPool:
         )
 
     @staticmethod
-    def _token_stats(slot: Slot, now: float, wall: float) -> TokenStats:
+    def _token_stats(slot: Slot, now: float, wall: float, too_high: bool) -> TokenStats:
         info = slot.info
         return TokenStats(
             name=slot.name,
@@ -849,6 +876,7 @@ class TokenPool:
             last_remaining=getattr(info, "remaining", None),
             last_reset=getattr(info, "reset_after", None),
             expires_in=None if slot.expires_at is None else slot.expires_at - wall,
+            limit_too_high=too_high,
         )
 
     # -- lifecycle ---------------------------------------------------------------

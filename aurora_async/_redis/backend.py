@@ -78,8 +78,7 @@ Local stats
     shared buckets as this worker's last reservation of it left them (the pool also
     reads them to tell whether an API's "nothing left" header says more than the
     limiter knows, so a token used at full speed is not cooled for it). Waiters of
-    this worker: :attr:`RedisBackend.waiting` (``pool.stats().waiting`` counts the
-    in-memory queue only).
+    this worker: :attr:`RedisBackend.waiting`, included in ``pool.stats().waiting``.
 
 Membership
     Each worker registers its tokens (on first use, after every reload that changes
