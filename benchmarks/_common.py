@@ -1,8 +1,15 @@
-"""Shared helpers of the benchmark scripts: repeat, take medians, print ratio tables.
+"""Shared helpers of the benchmark scripts: repeat, take medians, print ratio tables,
+record throughput over time.
 
 Every benchmark measures aurora_async against a baseline *in the same run* and reports
 the ratio, because these machines are noisy: absolute microseconds drift by 30% from
 one minute to the next, ratios measured side by side much less.
+
+A result (``results/<name>.json``) holds ``figures`` and ``notes``, and may hold a
+series over time for the chart of ``aurora-async bench``: ``series`` (each strategy's
+``[[seconds, value], ...]``), ``series_unit``, ``series_title``, ``series_marks``
+(vertical lines, ``{label: seconds}``) and ``series_levels`` (horizontal lines,
+``{label: value}``).
 """
 
 from __future__ import annotations
@@ -33,15 +40,84 @@ class Figure:
     detail: str = ""
 
 
+Points = list[list[float]]  # [[seconds, value], ...]
+
+
+@dataclass
+class Series:
+    """Lines over time, one per strategy, drawn as one panel of the benchmark chart."""
+
+    unit: str  #: of the values, e.g. "requests/s"
+    title: str = ""
+    lines: dict[str, Points] = field(default_factory=dict)
+    marks: dict[str, float] = field(default_factory=dict)  #: label -> seconds
+    levels: dict[str, float] = field(default_factory=dict)  #: label -> value
+
+
+class Throughput:
+    """Counts events (grants, answered requests) into buckets of ``bucket`` seconds
+    from the moment it is made, by ``clock``; ``points`` gives events per second."""
+
+    def __init__(self, clock: Callable[[], float], bucket: float) -> None:
+        self.clock = clock
+        self.bucket = bucket
+        self.origin = clock()
+        self.counts: list[int] = []
+
+    def tick(self) -> None:
+        i = int((self.clock() - self.origin) / self.bucket)
+        if i >= len(self.counts):
+            self.counts.extend([0] * (i + 1 - len(self.counts)))
+        self.counts[i] += 1
+
+    def points(self, until: float) -> Points:
+        """Events per second in each whole bucket up to ``until`` seconds from the
+        origin, each at the middle of its bucket."""
+        n = int(until / self.bucket + 1e-9)
+        counts = self.counts[:n] + [0] * max(0, n - len(self.counts))
+        return [[round((i + 0.5) * self.bucket, 6), c / self.bucket] for i, c in enumerate(counts)]
+
+
+def bucket_for(span: float, points: int = 20) -> float:
+    """One second, or finer for a short run: at least ``points`` buckets over ``span``."""
+    for size in (1.0, 0.5, 0.25, 0.2, 0.1):
+        if span / size >= points - 1e-9:
+            return size
+    return 0.05
+
+
 @dataclass
 class Report:
     benchmark: str
     figures: list[Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    series: Series | None = None
 
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)
         return figure
+
+    def add_series(
+        self,
+        name: str,
+        points: Points,
+        *,
+        unit: str,
+        title: str = "",
+        marks: dict[str, float] | None = None,
+        levels: dict[str, float] | None = None,
+    ) -> Series:
+        """Add one strategy's line over time to the report's series (one unit for all
+        its lines), with the panel's title and reference lines if given."""
+        if self.series is None:
+            self.series = Series(unit)
+        elif self.series.unit != unit:
+            raise ValueError(f"series in {unit!r} beside series in {self.series.unit!r}")
+        self.series.title = title or self.series.title
+        self.series.lines[name] = points
+        self.series.marks |= marks or {}
+        self.series.levels |= levels or {}
+        return self.series
 
     def print(self) -> None:
         print(f"\n## {self.benchmark}")
@@ -53,14 +129,39 @@ class Report:
             print(f"| {f.name} | {_fmt(f.value)} {f.unit}{detail} | {f.target} | {met} |")
         for note in self.notes:
             print(f"\n{note}")
+        if self.series is not None:
+            lines = self.series.lines
+            points = len(next(iter(lines.values()), []))
+            print(
+                f"\nOver time: {', '.join(lines)}, {points} points each in "
+                f"{self.series.unit}; in results/{self.benchmark}.json, drawn by "
+                "`aurora-async bench`."
+            )
         sys.stdout.flush()
+
+    def payload(self) -> dict[str, Any]:
+        """What ``save`` writes: machine, time, figures, notes and any series."""
+        payload: dict[str, Any] = {
+            "machine": machine(),
+            "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "benchmark": self.benchmark,
+            "figures": [asdict(f) for f in self.figures],
+            "notes": list(self.notes),
+        }
+        if self.series is not None:
+            payload |= {
+                "series": self.series.lines,
+                "series_unit": self.series.unit,
+                "series_title": self.series.title,
+                "series_marks": self.series.marks,
+                "series_levels": self.series.levels,
+            }
+        return payload
 
     def save(self) -> Path:
         RESULTS.mkdir(exist_ok=True)
         path = RESULTS / f"{self.benchmark}.json"
-        payload = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S")}
-        payload |= asdict(self)
-        path.write_text(json.dumps(payload, indent=2))
+        path.write_text(json.dumps(self.payload(), indent=2))
         return path
 
     @property

@@ -15,7 +15,9 @@ virtual time (looptime), so a minute runs in about a second and the figures are 
   re-arms the same instant); the pool compares times with a 1 ns tolerance.
 
 Target: the pool reaches at least 97% of the summed rate (measured after the opening
-burst); round robin is printed beside it.
+burst); round robin is printed beside it. Each strategy's grants per second over the
+whole run (warm-up included, 1-second buckets, finer for a short run) go into the
+result's ``series`` for the chart of ``aurora-async bench``.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import looptime
-from _common import Figure, Report, finish, quick, secrets
+from _common import Figure, Points, Report, Throughput, bucket_for, finish, quick, secrets
 
 from aurora_async import Limit, Token, TokenPool
 
@@ -33,6 +37,10 @@ TIERS = ((8, 5.0), (8, 20.0), (8, 50.0))
 COROUTINES = 200
 HOLD = 0.05  # seconds each lease is held: the request's round trip
 WARMUP = 5.0  # seconds: the opening burst is over by then
+POOL = "pool (soonest-fire)"
+ROUND_ROBIN = "strict round robin"
+
+T = TypeVar("T")
 
 
 def tokens() -> list[Token]:
@@ -40,39 +48,42 @@ def tokens() -> list[Token]:
     return [Token(next(values), Limit(rate, per=1.0)) for n, rate in TIERS for _ in range(n)]
 
 
-async def measure(run_one: object, seconds: float) -> float:
-    """Grants per second between WARMUP and WARMUP + seconds of virtual time."""
+async def measure(run_one: object, seconds: float, warmup: float) -> tuple[float, Points]:
+    """Grants per second between ``warmup`` and ``warmup + seconds`` of virtual time, and
+    grants per second over time from the start (the series)."""
     loop = asyncio.get_running_loop()
     done = 0
+    over_time = Throughput(loop.time, bucket_for(warmup + seconds))
 
     async def worker() -> None:
         nonlocal done
         while True:
             await run_one()  # type: ignore[operator]
             done += 1
+            over_time.tick()
 
     tasks = [asyncio.create_task(worker()) for _ in range(COROUTINES)]
-    await asyncio.sleep(WARMUP)
+    await asyncio.sleep(warmup)
     start, before = loop.time(), done
     await asyncio.sleep(seconds)
     rate = (done - before) / (loop.time() - start)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return rate
+    return rate, over_time.points(warmup + seconds)
 
 
-async def pool_rate(seconds: float) -> float:
+async def pool_rate(seconds: float, warmup: float = WARMUP) -> tuple[float, Points]:
     pool = TokenPool(tokens(), trial_in_flight=None)
 
     async def one() -> None:
         async with pool.lease():
             await asyncio.sleep(HOLD)
 
-    return await measure(one, seconds)
+    return await measure(one, seconds, warmup)
 
 
-async def round_robin_rate(seconds: float) -> float:
+async def round_robin_rate(seconds: float, warmup: float = WARMUP) -> tuple[float, Points]:
     limiters = [TokenPool([t], trial_in_flight=None) for t in tokens()]
     turn = itertools.count()
 
@@ -80,22 +91,22 @@ async def round_robin_rate(seconds: float) -> float:
         async with limiters[next(turn) % len(limiters)].lease():
             await asyncio.sleep(HOLD)
 
-    return await measure(one, seconds)
+    return await measure(one, seconds, warmup)
 
 
-def on_virtual_time(coro: object) -> float:
+def on_virtual_time(coro: Coroutine[Any, Any, T]) -> T:
     loop = looptime.new_event_loop(start=0.0)
     try:
-        return loop.run_until_complete(coro)  # type: ignore[arg-type]
+        return loop.run_until_complete(coro)
     finally:
         loop.close()
 
 
-def main() -> int:
-    seconds = 20.0 if quick() else 60.0
+def run(seconds: float, warmup: float = WARMUP) -> Report:
+    """Both strategies, ``seconds`` measured after ``warmup``: figures and series."""
     capacity = sum(n * rate for n, rate in TIERS)
-    pool = on_virtual_time(pool_rate(seconds))
-    rr = on_virtual_time(round_robin_rate(seconds))
+    pool, pool_series = on_virtual_time(pool_rate(seconds, warmup))
+    rr, rr_series = on_virtual_time(round_robin_rate(seconds, warmup))
     report = Report("tiers")
     share = pool / capacity
     report.add(
@@ -103,12 +114,21 @@ def main() -> int:
     )
     report.add(Figure("round robin / summed rate", rr / capacity * 100, "%", detail=f"{rr:.1f}/s"))
     report.add(Figure("pool / round robin", pool / rr, "x"))
+    title = "tiers: grants per second on virtual time (8 x 5/s + 8 x 20/s + 8 x 50/s)"
+    marks = {"end of warm-up": warmup}
+    levels = {f"summed rate ({capacity:g}/s)": capacity}
+    for name, points in ((POOL, pool_series), (ROUND_ROBIN, rr_series)):
+        report.add_series(name, points, unit="grants/s", title=title, marks=marks, levels=levels)
     report.notes.append(
         f"{' + '.join(f'{n} x {r:g}/s' for n, r in TIERS)} = {capacity:g}/s, "
         f"{COROUTINES} coroutines holding each lease {HOLD * 1000:g} ms, "
-        f"{seconds:g} virtual seconds after {WARMUP:g} s of warm-up."
+        f"{seconds:g} virtual seconds after {warmup:g} s of warm-up."
     )
-    return finish(report)
+    return report
+
+
+def main() -> int:
+    return finish(run(20.0 if quick() else 60.0))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,21 @@
 """The ``aurora-async`` tool: ``check`` on every kind of bad token file, the entry
-points, ``bench`` on a suite of stand-in scripts, and the demo command's wiring.
+points, ``bench`` on a suite of stand-in scripts (and the series over time that the real
+``bench_tiers.py`` records for its chart), and the demo command's wiring.
 
 Every output is scanned for the secrets written into the files: none may appear.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -20,9 +24,12 @@ import aurora_async
 from aurora_async._cli import main
 from aurora_async._cli.app import app
 from aurora_async._cli.bench import BenchRun, ScriptRun, find_benchmarks, render_markdown
-from aurora_async._cli.chart import parse_target, write_chart
+from aurora_async._cli.chart import build_figure, parse_target, write_chart
 from aurora_async._cli.check import CheckReport, check_token_file, render_text
 from aurora_async._cli.demo_view import PlainView, RichView, choose_view
+
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+NO_MATPLOTLIB = "no chart: matplotlib is not installed (pip install 'aurora_async[plot]')"
 
 SECRET_A = "sk-live-4f9c2e7a1b8d3f60"
 SECRET_B = "sk-live-9a0b1c2d3e4f5a6b"
@@ -418,11 +425,11 @@ def test_demo_interrupted(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) ->
 # -- bench -------------------------------------------------------------------------------
 
 SCRIPT = """\
-import json, sys
+import json, os, sys
 from pathlib import Path
 results = Path(__file__).resolve().parent / "results"
 results.mkdir(exist_ok=True)
-quick = "--quick" in sys.argv
+quick = "--quick" in sys.argv or os.environ.get("AURORA_BENCH_QUICK") == "1"  # as _common
 print("| figure | value |")
 payload = {{"machine": "test machine", "benchmark": "{name}", "figures": {figures},
             "notes": ["quick" if quick else "full"]}}
@@ -458,37 +465,78 @@ def fake_suite(root: Path) -> Path:
     return bench
 
 
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) in pixels, from the PNG's header."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
 def test_bench_runs_every_script_and_writes_one_table(runner: CliRunner, tmp_path: Path) -> None:
     bench = fake_suite(tmp_path)
     out = tmp_path / "out"
     result = invoke(runner, "bench", "--dir", str(bench), "--out", str(out))
     assert result.exit_code == 1  # beta missed a target, gamma crashed
-    assert "bench_alpha.py --quick\n" in result.stdout
+    assert "bench_alpha.py\n" in result.stdout  # full runs by default: no --quick
     assert "boom" in result.stdout  # the scripts' own output is relayed
     assert "bench_alpha.py: ok" in result.stdout
     assert "bench_beta.py: a target was missed" in result.stdout
     assert "bench_gamma.py: failed (exit 3)" in result.stdout
     summary = (out / "summary.md").read_text()
-    assert "Mode: quick" in summary
+    assert "Mode: full" in summary
     assert "Machine: test machine" in summary
     assert "| alpha | lease / acquire | 1.50 x | <= 2x | yes |" in summary
     assert "| beta | 429 share | 1.20 % | at most 0.5% | **NO** |" in summary
     assert "| beta | a \\| b | 12,345 /s (of 20,000) |  |  |" in summary
     assert "| bench_gamma.py | failed (exit 3) |" in summary
-    assert "- quick" in summary
-    assert (out / "summary.png").stat().st_size > 1000
+    assert "- full" in summary
     assert (out / "alpha.json").is_file()  # copied beside the summary
-    assert f"chart: {out / 'summary.png'}" in result.stdout
+    if HAS_MATPLOTLIB:
+        assert (out / "summary.png").stat().st_size > 1000
+        assert f"chart: {out / 'summary.png'}" in result.stdout
+    else:
+        assert not (out / "summary.png").exists()
+        assert NO_MATPLOTLIB in result.stdout
 
 
-def test_bench_full_and_only(runner: CliRunner, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("flags", "mode"), [((), "full"), (("--full",), "full"), (("--quick",), "quick")]
+)
+def test_bench_full_by_default_quick_on_request(
+    runner: CliRunner,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    flags: tuple[str, ...],
+    mode: str,
+) -> None:
+    monkeypatch.setenv("AURORA_BENCH_QUICK", "1")  # left over in the shell: the flag wins
     bench = fake_suite(tmp_path)
-    result = invoke(runner, "bench", "--full", "--only", "alpha", "--dir", str(bench))
+    result = invoke(runner, "bench", *flags, "--only", "alpha", "--dir", str(bench))
     assert result.exit_code == 0
     assert "bench_beta" not in result.stdout
+    quick_flag = " --quick" if mode == "quick" else ""
+    assert f"$ {Path(sys.executable).name} bench_alpha.py{quick_flag}\n" in result.stdout
     summary = (bench / "results" / "summary.md").read_text()
-    assert "Mode: full" in summary
-    assert "- full" in summary
+    assert f"Mode: {mode}" in summary
+    assert f"- {mode}" in summary  # what the script itself saw on its command line
+
+
+def test_bench_without_matplotlib_still_writes_the_table(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    bench = fake_suite(tmp_path)
+    result = invoke(runner, "bench", "--only", "alpha", "--dir", str(bench))
+    assert result.exit_code == 0
+    assert (
+        "| alpha | lease / acquire | 1.50 x | <= 2x | yes |"
+        in (bench / "results" / "summary.md").read_text()
+    )
+    assert not (bench / "results" / "summary.png").exists()
+    last = result.stdout.strip().splitlines()[-1]
+    assert last == NO_MATPLOTLIB  # one line, and the last one
 
 
 def test_bench_only_matching_nothing(runner: CliRunner, tmp_path: Path) -> None:
@@ -529,7 +577,10 @@ def test_bench_survives_a_broken_result_file(runner: CliRunner, tmp_path: Path) 
     result = invoke(runner, "bench", "--dir", str(bench))
     assert result.exit_code == 0
     assert "could not read bad.json" in result.stdout
-    assert "no chart: no figure has a target" in result.stdout
+    if HAS_MATPLOTLIB:
+        assert "no chart: no figure has a target" in result.stdout
+    else:
+        assert NO_MATPLOTLIB in result.stdout
 
 
 def test_markdown_of_nothing() -> None:
@@ -565,22 +616,163 @@ def test_chart_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "pip install 'aurora_async[plot]'" in str(why)
 
 
-def test_chart_of_series_only(tmp_path: Path) -> None:
-    series = {"benchmark": "tiers", "series": {"pool": [[0, 1], [1, 2]]}, "series_unit": "/s"}
-    path, why = write_chart([series], tmp_path / "c.png")
+BARS = {
+    "benchmark": "b",
+    "figures": [
+        {"name": "x", "value": float("nan"), "target": "<= 2x"},
+        {"name": "y", "value": 3.0, "unit": "x", "target": "<= 2x"},
+        {"name": "z", "value": 0.0, "unit": "%", "target": "<= 0.5%", "ok": True},
+    ],
+}
+SERIES = {
+    "benchmark": "tiers",
+    "series": {
+        "pool (soonest-fire)": [[0.5, 1150.0], [1.5, 600.0], [2.5, 600.0]],
+        "strict round robin": [[0.5, 600.0], [1.5, 120.0], [2.5, 120.0]],
+    },
+    "series_unit": "grants/s",
+    "series_title": "tiers: grants per second",
+    "series_marks": {"end of warm-up": 1.0},
+    "series_levels": {"summed rate (600/s)": 600.0},
+}
+
+
+def test_chart_draws_a_panel_per_result_with_series(tmp_path: Path) -> None:
+    path, why = write_chart([BARS, SERIES], tmp_path / "chart.png")
+    if not HAS_MATPLOTLIB:
+        assert (path, why) == (None, NO_MATPLOTLIB)
+        return
+    assert why is None
+    assert path is not None
+    bars_only, _ = write_chart([BARS], tmp_path / "bars.png")
+    assert bars_only is not None
+    width, height = png_size(path)
+    assert (width, png_size(bars_only)[1] + 360) == (png_size(bars_only)[0], height)
+
+    import matplotlib.pyplot as plt
+
+    fig = build_figure([BARS, SERIES])
+    try:
+        bars, series = fig.axes
+        assert bars.get_title() == "Benchmarks against their targets"
+        assert "value / target" in bars.get_xlabel()
+        labels = [t.get_text() for t in bars.get_yticklabels()]
+        assert labels == ["b: y (<= 2x)", "b: z (<= 0.5%)"]  # NaN left out
+        values = [t.get_text() for t in bars.texts]
+        assert values == ["3 x", "0 %"]  # each bar says its value, even one of zero
+        assert series.get_title() == "tiers: grants per second"
+        assert series.get_xlabel() == "seconds since the start of the run"
+        assert series.get_ylabel() == "grants/s"
+        legend = [t.get_text() for t in series.get_legend().get_texts()]
+        assert legend == [
+            "pool (soonest-fire)",
+            "strict round robin",
+            "summed rate (600/s)",
+            "end of warm-up",
+        ]
+        pool_line = series.get_lines()[0]
+        assert list(pool_line.get_xdata()) == [0.0, 0.5, 1.5, 2.5, 3.0]  # out to the edges
+    finally:
+        plt.close(fig)
+
+
+def test_chart_of_series_only_and_of_bad_series(tmp_path: Path) -> None:
+    untitled = {"benchmark": "t", "series": {"pool": [[0, 1], [1, 2]]}, "series_unit": "/s"}
+    path, why = write_chart([untitled], tmp_path / "c.png")
+    if not HAS_MATPLOTLIB:
+        assert (path, why) == (None, NO_MATPLOTLIB)
+        return
     assert why is None
     assert path is not None
     assert path.stat().st_size > 1000
-    bars = {
-        "benchmark": "b",
-        "figures": [
-            {"name": "x", "value": float("nan"), "target": "<= 2x"},
-            {"name": "y", "value": 3.0, "target": "<= 2x"},
-        ],
+    import matplotlib.pyplot as plt
+
+    fig = build_figure([untitled])
+    try:
+        (ax,) = fig.axes
+        assert ax.get_title() == "t: /s over time, per strategy"
+    finally:
+        plt.close(fig)
+    bad = {
+        "benchmark": "bad",
+        "series": {"a": [[0, 1]], "b": "nope", "c": [[0, "x"], [1, None], [2, float("inf")], 3]},
+        "series_marks": {"m": "not a number"},
     }
-    path, why = write_chart([bars, series], tmp_path / "d.png")
-    assert path is not None
-    assert path.is_file()
+    path, why = write_chart([bad], tmp_path / "e.png")
+    assert path is None
+    assert "no result has series" in str(why)
+
+
+# -- the series the real benchmarks record -------------------------------------------------
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_benchmark(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """``benchmarks/<name>.py`` as a module, with ``_common`` importable beside it (and
+    both gone from ``sys.modules`` after the test)."""
+    if not (BENCHMARKS / f"{name}.py").is_file():
+        pytest.skip("the benchmarks/ directory is not beside the tests")
+    modules = {}
+    for module_name in ("_common", name):
+        spec = importlib.util.spec_from_file_location(module_name, BENCHMARKS / f"{module_name}.py")
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, module_name, module)
+        spec.loader.exec_module(module)
+        modules[module_name] = module
+    return modules[name]
+
+
+def test_throughput_buckets(monkeypatch: pytest.MonkeyPatch) -> None:
+    common = load_benchmark("_common", monkeypatch)
+    assert [common.bucket_for(s) for s in (65, 25, 20, 13, 7, 2, 0.5)] == [
+        1.0,
+        1.0,
+        1.0,
+        0.5,
+        0.25,
+        0.1,
+        0.05,
+    ]
+    now = [10.0]
+    counter = common.Throughput(lambda: now[0], 0.5)
+    for t in (10.0, 10.1, 10.49, 10.5, 11.7, 12.9):  # 12.9 is past the end: left out
+        now[0] = t
+        counter.tick()
+    assert counter.points(2.5) == [[0.25, 6.0], [0.75, 2.0], [1.25, 0.0], [1.75, 2.0], [2.25, 0.0]]
+
+
+def test_bench_tiers_records_grants_per_second_per_strategy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("looptime")
+    tiers = load_benchmark("bench_tiers", monkeypatch)
+    report = tiers.run(seconds=1.0, warmup=1.0)  # 2 virtual seconds: well under a second
+    series = report.series
+    assert series.unit == "grants/s"
+    assert series.marks == {"end of warm-up": 1.0}
+    assert series.levels == {"summed rate (600/s)": 600.0}
+    assert list(series.lines) == [tiers.POOL, tiers.ROUND_ROBIN]
+    for points in series.lines.values():
+        assert [x for x, _ in points] == [round(0.05 + 0.1 * i, 6) for i in range(20)]
+        assert all(y >= 0 for _, y in points)
+    # On virtual time the figures are exact: after the opening burst, the pool grants
+    # the summed rate (600/s) and round robin is held to the slowest tokens' pace.
+    late = {name: [y for x, y in points if x > 1.0] for name, points in series.lines.items()}
+    assert sum(late[tiers.POOL]) / len(late[tiers.POOL]) == pytest.approx(600, rel=0.05)
+    assert sum(late[tiers.ROUND_ROBIN]) / len(late[tiers.ROUND_ROBIN]) == pytest.approx(
+        120, rel=0.1
+    )
+    payload = json.loads(json.dumps(report.payload()))  # what lands in tiers.json
+    assert payload["series"] == {k: [list(p) for p in v] for k, v in series.lines.items()}
+    assert payload["series_unit"] == "grants/s"
+    assert [f["name"] for f in payload["figures"]] == [
+        "pool / summed rate",
+        "round robin / summed rate",
+        "pool / round robin",
+    ]
 
 
 def test_the_help_of_every_command(runner: CliRunner) -> None:

@@ -156,8 +156,11 @@ def plan(
 def bench(
     quick: Annotated[
         bool,
-        typer.Option("--quick/--full", help="Quick runs (smaller, noisier) or the full suite."),
-    ] = True,
+        typer.Option(
+            "--quick/--full",
+            help="Shorter runs (smaller, noisier figures) instead of the full suite.",
+        ),
+    ] = False,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -182,9 +185,11 @@ def bench(
 ) -> None:
     """Run the benchmark suite (benchmarks/bench_*.py) and summarize it.
 
-    Each script runs with this interpreter and prints its own table; then one markdown
-    table of every figure goes to summary.md and, with matplotlib installed (the plot
-    extra), a chart to summary.png. Exit 1 if a script fails or misses its target.
+    Full runs by default, --quick for shorter ones. Each script runs with this
+    interpreter and prints its own table; then one markdown table of every figure goes
+    to summary.md and, with matplotlib installed (the plot extra), a chart to
+    summary.png: each figure against its target, and throughput over time per
+    strategy. Exit 1 if a script fails or misses its target.
     """
     from .bench import NOT_FOUND, discover, find_benchmarks, run_benchmarks
 

@@ -106,6 +106,7 @@ def _run_one(script: Path, *, quick: bool, out: IO[str]) -> ScriptRun:
     results = script.parent / "results"
     before = _snapshot(results)
     env = dict(os.environ)
+    env.pop("AURORA_BENCH_QUICK", None)  # the mode asked for here, not one left set
     args = [sys.executable, str(script)]
     if quick:
         env["AURORA_BENCH_QUICK"] = "1"
