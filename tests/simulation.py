@@ -3,6 +3,11 @@
 Property tests run random workloads through it and check the guarantees of DESIGN.md on
 what it records, with plain arithmetic that does not reuse the scheduler's own code
 (except ``Slot.ready`` where the guarantee is about what the scheduler could do).
+
+Besides requests, a run may take :class:`TokenEvent`: a token disabled or enabled by hand
+(``pool.disable``/``pool.enable``), or left out of a reload and put back by a later one
+(``pool.replace_tokens``). They are applied the way the pool applies them, including its
+``_after_token_change``: waiters no usable token can serve fail at once.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import heapq
 import math
 from dataclasses import dataclass, field
 
-from aurora_async import Limit, Token
+from aurora_async import Limit, NoTokensAvailable, Token
 from aurora_async._core.scheduler import EPS, INF, Scheduler, Slot, Waiter
 
 
@@ -33,9 +38,23 @@ class Request:
 
 
 @dataclass
+class TokenEvent:
+    at: float
+    kind: str  # "disable", "enable", "remove" (a reload without it), "restore" (with it again)
+    token: int  # index in the specs
+
+
+#: Token event kinds.
+TOKEN_EVENTS = ("disable", "enable", "remove", "restore")
+
+
+@dataclass
 class Outcome:
     request: int
-    kind: str  # "granted", "expired", "cancelled", "rejected"
+    # "granted", "expired", "cancelled", "rejected" (ValueError at once: the cost is above
+    # every token's burst), "failed" (NoTokensAvailable: at once on arrival, or while
+    # queued when the last usable token that could serve it goes)
+    kind: str
     at: float
     slot: int = -1  # index of the token, for grants
     seq: int = -1  # global order of grants
@@ -47,7 +66,8 @@ class Run:
     grants: list[tuple[float, int, float]] = field(default_factory=list)  # (time, slot, cost)
     violations: list[str] = field(default_factory=list)
     head_reservations: dict[int, float] = field(default_factory=dict)  # first T as head
-    slots: list[Slot] = field(default_factory=list)
+    slots: list[Slot] = field(default_factory=list)  # each token's current slot
+    still_waiting: int = 0  # waiters left in the queue when nothing more could happen
 
 
 def simulate(
@@ -56,16 +76,20 @@ def simulate(
     *,
     check_idle: bool = True,
     trial_in_flight: int | None = None,
+    token_events: list[TokenEvent] | tuple[TokenEvent, ...] = (),
 ) -> Run:
     sched = Scheduler(trial_in_flight=trial_in_flight)
     run = Run()
+    tokens = [Token(f"secret-token-value-{i:04d}") for i in range(len(specs))]
     for i, spec in enumerate(specs):
-        token = Token(f"secret-token-value-{i:04d}")
-        run.slots.append(sched.add(token, f"t{i}", spec.limits, spec.max_in_flight, 0.0))
+        run.slots.append(sched.add(tokens[i], f"t{i}", spec.limits, spec.max_in_flight, 0.0))
     index = {id(slot): i for i, slot in enumerate(run.slots)}
+    every_slot = list(run.slots)  # keeps each id() unique for the run
+    present = set(range(len(specs)))  # the tokens of the current "file"
 
     # Event queue: (time, priority, seq, kind, payload). At equal times: cancels, then
-    # releases, then arrivals, then the timer, as they would interleave in a loop turn.
+    # releases, then token events (in their order), then arrivals, then the timer, as
+    # they would interleave in a loop turn.
     events: list[tuple[float, int, int, str, int]] = []
     counter = 0
 
@@ -74,8 +98,10 @@ def simulate(
         counter += 1
         heapq.heappush(events, (at, prio, counter, kind, payload))
 
+    for eid, event in enumerate(token_events):
+        push(event.at, 2, "token", eid)
     for rid, req in enumerate(requests):
-        push(req.at, 2, "arrive", rid)
+        push(req.at, 3, "arrive", rid)
     waiters: dict[int, Waiter] = {}
     waiter_ids: dict[int, int] = {}  # id(waiter) -> request id
     held: dict[int, Slot] = {}
@@ -114,7 +140,59 @@ def simulate(
             armed = INF
         elif wake < armed:
             armed = wake
-            push(wake, 3, "timer", 0)
+            push(wake, 4, "timer", 0)
+
+    def after_token_change(now: float) -> None:
+        """The pool's _after_token_change: fail whoever no usable token can serve, then
+        wake the queue (a token may have come back)."""
+        if not sched.waiting:
+            return
+        for w in sched.unservable():
+            rid = waiter_ids[id(w)]
+            run.outcomes[rid] = Outcome(rid, "failed", now)
+        dispatch(now)
+
+    def reload(now: float) -> None:
+        """The pool's replace_tokens with the tokens in ``present``, in index order."""
+        sched.prune_retired(now)
+        for old in list(sched.slots.values()):
+            if index[id(old)] not in present:
+                sched.remove(old)
+        for i in sorted(present):
+            value = tokens[i].value
+            slot: Slot | None = sched.slots.get(value)
+            if slot is None:
+                slot = sched.revive(value, now)  # retired a moment ago: keeps its state
+            if slot is None:  # forgotten (drained): a fresh slot
+                spec = specs[i]
+                slot = sched.add(tokens[i], f"t{i}", spec.limits, spec.max_in_flight, now)
+                index[id(slot)] = i
+                every_slot.append(slot)
+                run.slots[i] = slot
+                continue
+            assert index[id(slot)] == i
+            sched.restore(slot)
+            sched.set_cap(slot, specs[i].max_in_flight)
+        after_token_change(now)
+
+    def token_event(event: TokenEvent, now: float) -> None:
+        i = event.token
+        if event.kind in ("remove", "restore"):
+            if event.kind == "remove":
+                present.discard(i)
+            else:
+                present.add(i)
+            reload(now)
+            return
+        if i not in present:
+            return  # pool.disable/enable name tokens in service only
+        slot = sched.slots[tokens[i].value]
+        if event.kind == "disable":
+            changed = sched.disable(slot, "disabled by hand")
+        else:
+            changed = sched.enable(slot)
+        if changed:
+            after_token_change(now)
 
     while events:
         now, _, _, kind, rid = heapq.heappop(events)
@@ -126,7 +204,15 @@ def simulate(
         elif kind == "arrive":
             req = requests[rid]
             if not 0 < req.cost <= sched.max_cost:
-                run.outcomes[rid] = Outcome(rid, "rejected", now)
+                # the pool's _prepare: check_cost raises, at once
+                try:
+                    sched.check_cost(req.cost)
+                except NoTokensAvailable:
+                    run.outcomes[rid] = Outcome(rid, "failed", now)
+                except ValueError:
+                    run.outcomes[rid] = Outcome(rid, "rejected", now)
+                else:
+                    raise AssertionError(f"check_cost accepted cost {req.cost}")
                 continue
             slot = sched.try_take(req.cost, now)
             if slot is not None:
@@ -142,7 +228,7 @@ def simulate(
                     dispatch(now)
                 if deadline < armed:  # the shell arms its one timer for the deadline too
                     armed = deadline
-                    push(deadline, 3, "timer", 0)
+                    push(deadline, 4, "timer", 0)
                 if req.cancel_after is not None:
                     push(now + req.cancel_after, 0, "cancel", rid)
         elif kind == "cancel":
@@ -158,6 +244,8 @@ def simulate(
                 sched.cool(slot, now + cool, now)
             if (sched.release(slot) or cool is not None) and sched.waiting:
                 dispatch(now)
+        elif kind == "token":
+            token_event(token_events[rid], now)
         # After everything due at this instant: the queue's head and its reservation.
         if events and events[0][0] == now:
             continue
@@ -168,6 +256,7 @@ def simulate(
             run.head_reservations.setdefault(head_rid, t)
             if check_idle:
                 _check_no_idle_capacity(sched, run, live, now, waiter_ids)
+    run.still_waiting = sched.waiting
     return run
 
 

@@ -1,13 +1,15 @@
 """The demo: the same work through soonest-fire and round robin, on real time.
 
-Only robust facts are asserted (the machine may be busy): soonest-fire completes more
-requests, sends at most one request per revoked token, and the setup is what it says.
+Only robust facts are asserted (the machine may be busy): soonest-fire is well ahead of
+round robin (by a margin well inside what it measures), sends at most one request per
+revoked token, and the setup is what it says.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import re
 
 import pytest
 import structlog
@@ -35,6 +37,11 @@ async def test_soonest_fire_is_ahead_of_round_robin() -> None:
     result = await run_demo(PlainView(out), seconds=2.0, tokens=6, concurrency=40)
     pool, rr = result.run(SOONEST_FIRE), result.run(ROUND_ROBIN)
     assert pool.done > rr.done > 0
+    # "Well ahead", on the figures the summary shows: throughput as a share of what the
+    # server admits, and the ratio of requests done. Measured on an idle machine: 96%
+    # against 32%, 2.9x; the bounds leave room for a busy one.
+    assert pool.share_of_allowed >= 0.75
+    assert pool.share_of_allowed >= 1.5 * rr.share_of_allowed
     # A revoked token costs the pool one request (then it is disabled); round robin
     # keeps coming back to it.
     assert pool.most_per_revoked <= 1
@@ -45,7 +52,16 @@ async def test_soonest_fire_is_ahead_of_round_robin() -> None:
     assert pool.wait_p99 < rr.wait_p99
     text = out.getvalue()
     assert "| requests done (200)" in text
-    assert "soonest-fire completed" in text
+    row = re.search(
+        r"\| throughput / capacity +\| [\d,]+/s = (\d+)% +\| [\d,]+/s = (\d+)% +\|", text
+    )
+    assert row is not None, text
+    shown_pool, shown_rr = int(row[1]), int(row[2])
+    assert shown_pool >= 75
+    assert shown_pool >= 1.5 * shown_rr
+    note = re.search(r"soonest-fire completed (\d+\.\d)x the requests of round robin", text)
+    assert note is not None, text
+    assert float(note[1]) >= 1.5
     assert "tolerance=0.02" in text
     assert "disabled:" in text  # the pool's events are shown
     assert_no_secret(text, result)

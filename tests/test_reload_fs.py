@@ -271,13 +271,20 @@ async def test_in_flight_leases_of_removed_tokens_complete_normally(
             lease.release()
 
 
-async def test_closing_a_watched_pool_does_not_wait_for_the_watcher(tmp_path: Path) -> None:
+async def test_closing_a_watched_pool_does_not_wait_for_the_watcher(
+    tmp_path: Path, events: Events
+) -> None:
+    """The file-event watcher waits in a worker thread (watchfiles wakes it every 5 s
+    otherwise); closing the pool must stop it at once, not wait for that."""
     path = tmp_path / "access_tokens.txt"
     write(path, A)
     pool = TokenPool.from_file(path, watch=True, poll_interval=3600)
     loop = asyncio.get_running_loop()
     async with pool:
-        await asyncio.sleep(0.2)  # the watcher's thread is waiting for events by now
+        # Readiness, not a guess: a change seen through file events (polling is once an
+        # hour) proves the watcher listens; it is back in its thread by the time we close.
+        await first_change(pool, events, path, lambda: write(path, A, B), A, B)
+        assert [e["added"] for e in events.named("aurora.tokens.reloaded")] == [[NAME[B]]]
         started = loop.time()
     assert loop.time() - started < 1.0
 
