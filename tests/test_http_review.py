@@ -246,6 +246,15 @@ async def test_a_url_no_request_could_go_to_is_refused_before_any_token_is_lease
         assert pool.stats().granted == 0
 
 
+async def test_a_token_pasted_into_a_refused_url_is_masked_in_the_error() -> None:
+    async with TokenPool([A, B]) as pool:
+        for url in (f"ftp://example.com/?key={A}", f"items?key={A}"):
+            with pytest.raises(ValueError, match=r"http|URL") as raised:
+                await pool.get(url)
+            assert A not in str(raised.value)
+            assert Token(A).name in str(raised.value)
+
+
 @pytest.mark.looptime
 async def test_with_a_base_url_an_absolute_url_is_checked_not_joined() -> None:
     async def echo(request: web.Request) -> web.Response:

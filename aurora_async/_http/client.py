@@ -123,7 +123,8 @@ class HttpClient:
             target = _parsed(full)
         except ValueError as exc:
             joined = f" (joined with base_url: {full!r})" if full != url else ""
-            raise ValueError(f"{exc}: {url!r}{joined}") from None
+            # A token pasted into the URL by hand is masked too.
+            raise ValueError(self._pool._redact(f"{exc}: {url!r}{joined}")) from None
         if target.absolute:
             return target
         # A relative URL and no base_url of the pool: a borrowed session's own base_url
@@ -131,7 +132,9 @@ class HttpClient:
         base = getattr(self._session, "_base_url", None)
         if not isinstance(base, URL):
             raise ValueError(
-                f"not an absolute URL, and there is no base_url to join it with: {url!r}"
+                self._pool._redact(
+                    f"not an absolute URL, and there is no base_url to join it with: {url!r}"
+                )
             )
         return base.join(target)
 
