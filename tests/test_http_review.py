@@ -23,6 +23,7 @@ from aurora_async import (
     TokenPool,
     TokenState,
 )
+from aurora_async._http.client import _has_credentials
 
 A = "sk-live-0123456789abcdef"
 B = "sk-live-fedcba9876543210"
@@ -649,3 +650,63 @@ async def test_a_redirect_to_no_http_url_fails_the_request(location: str) -> Non
             await pool.get(url)
         assert failed.value.attempts == (f"{NAME_A}: InvalidURL({location})",)
         assert pool.stats().in_flight == 0
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("auth", [BearerAuth(), HeaderAuth("X-Key")])
+async def test_an_answer_at_the_origin_after_a_hop_elsewhere_without_the_token_is_not_its(
+    auth: Any,
+) -> None:
+    # aiohttp (which follows for the default auth) stops sending Authorization once a
+    # hop leaves the origin, and does not send it again back at the origin: the 401
+    # there is no verdict on the token. Following by hand, the token goes again.
+    seen: list[str | None] = []
+
+    async def bouncing(request: web.Request) -> web.Response:
+        port = request.url.port
+        if request.path == "/go":
+            raise web.HTTPFound(f"http://localhost:{port}/away")  # another origin
+        if request.path == "/away":
+            raise web.HTTPFound(f"http://127.0.0.1:{port}/protected")  # back home
+        token = request.headers.get("Authorization") or request.headers.get("X-Key")
+        seen.append(token)
+        if token is None:
+            return web.Response(status=401)
+        return web.Response(text="ok")
+
+    async with serve(bouncing) as url, TokenPool([A, B], auth=auth) as pool:
+        resp = await pool.get(f"{url}/go")
+        stats = pool.stats()
+        assert stats.disabled == 0
+        assert stats.granted == 1  # no retry on another token
+    if isinstance(auth, HeaderAuth):
+        assert (resp.status, seen) == (200, [A])
+    else:
+        assert (resp.status, seen) == (401, [None])
+
+
+@pytest.mark.looptime
+async def test_a_location_with_no_host_fails_the_request_cleanly() -> None:
+    async def bad(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": "https:/other"})
+
+    async with serve(bad) as url, TokenPool([A], auth=HeaderAuth("X-Key")) as pool:
+        with pytest.raises(RequestFailed, match="the request was refused") as raised:
+            await pool.get(f"{url}/x")
+        assert "InvalidURL" in raised.value.attempts[0]
+        assert pool.stats().token(Token(A).name).in_flight == 0
+
+
+@pytest.mark.parametrize(
+    ("headers", "found"),
+    [
+        ({"cookie": "s=1"}, True),
+        ([("Cookie", "s=1")], True),
+        ((("PROXY-AUTHORIZATION", "Basic x"),), True),
+        (MultiDict([("X-Trace", "1")]), False),
+        ([("X-Trace", "1")], False),
+        (None, False),
+    ],
+)
+def test_credentials_in_headers_are_found_in_any_form(headers: Any, found: bool) -> None:
+    assert _has_credentials(headers) is found

@@ -339,8 +339,9 @@ class HttpClient:
                             **_timeout_kwargs(user_timeout, deadline, loop.time()),
                             **kwargs,
                         )
-                        # aiohttp followed redirects: to another origin?
-                        foreign = bool(resp.history) and resp.url.origin() != full_url.origin()
+                        # aiohttp followed redirects. Once a hop left the origin, it sent
+                        # no token any more, back at the origin too: not the token's answer.
+                        foreign = bool(resp.history) and _left(full_url, resp)
                     else:
                         resp, foreign = await self._send_following(
                             method, full_url, lease.token, headers_in, params_in,
@@ -520,6 +521,8 @@ class HttpClient:
             if hop is None or hop.scheme not in {"", "http", "https"}:
                 raise aiohttp.InvalidURL(location)  # as aiohttp does (a ClientError)
             current = base.join(hop)
+            if not current.absolute or not current.raw_host:
+                raise aiohttp.InvalidURL(location)  # "https:/x" from an http page, say
             if drop_body:
                 method = "GET"
                 kwargs = {k: v for k, v in kwargs.items() if k not in {"data", "json"}}
@@ -673,8 +676,14 @@ def _has_credentials(headers: Any) -> bool:
     """Whether the caller's own headers carry a cookie or proxy credentials."""
     if not headers:
         return False
-    names = {str(name).lower() for name in headers}
-    return "cookie" in names or "proxy-authorization" in names
+    given = CIMultiDict(headers)  # a mapping or (name, value) pairs
+    return "Cookie" in given or "Proxy-Authorization" in given
+
+
+def _left(origin_url: URL, resp: aiohttp.ClientResponse) -> bool:
+    """Whether any hop of the redirects aiohttp followed was on another origin."""
+    origin = origin_url.origin()
+    return resp.url.origin() != origin or any(h.url.origin() != origin for h in resp.history)
 
 
 def _without_params(url: URL, keys: frozenset[str], token: str) -> URL:
