@@ -92,6 +92,17 @@ async def drive(
     return ok / elapsed, ok, total, over_time.points(warmup + seconds)
 
 
+def _figures(api: MockAPI, revoked: list[str], rate: float, series: Any) -> dict[str, Any]:
+    """What one mixed-tier run achieved, as MockAPI saw it."""
+    stats = api.totals
+    return {
+        "rate": rate,
+        "share_429": stats.rate_limited / max(1, stats.requests),
+        "per_revoked": max(api.stats(t).requests for t in revoked),
+        "series": series,
+    }
+
+
 async def tiers_pool(warmup: float, seconds: float) -> dict[str, Any]:
     good, revoked = tier_tokens()
     async with MockAPI(good, revoked=revoked, tolerance=TOLERANCE) as api:
@@ -103,13 +114,7 @@ async def tiers_pool(warmup: float, seconds: float) -> dict[str, Any]:
                 return resp.status
 
             rate, _, _, series = await drive(one, warmup, seconds)
-        stats = api.totals
-        return {
-            "rate": rate,
-            "share_429": stats.rate_limited / max(1, stats.requests),
-            "per_revoked": max(api.stats(t).requests for t in revoked),
-            "series": series,
-        }
+        return _figures(api, revoked, rate, series)
 
 
 async def tiers_round_robin(warmup: float, seconds: float, limited: bool) -> dict[str, Any]:
@@ -132,13 +137,7 @@ async def tiers_round_robin(warmup: float, seconds: float, limited: bool) -> dic
                     return resp.status
 
             rate, _, _, series = await drive(one, warmup, seconds)
-        stats = api.totals
-        return {
-            "rate": rate,
-            "share_429": stats.rate_limited / max(1, stats.requests),
-            "per_revoked": max(api.stats(t).requests for t in revoked),
-            "series": series,
-        }
+        return _figures(api, revoked, rate, series)
 
 
 UNLIMITED_SERVER = """

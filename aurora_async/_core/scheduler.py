@@ -1008,6 +1008,16 @@ class Scheduler:
         return (w for w in self._queue if w.live)
 
 
+def check_timeout(timeout: object) -> None:
+    """Raise for a lease ``timeout`` that is neither ``None`` nor seconds >= 0."""
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    if not timeout >= 0:
+        raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
+
+
 def _state_of(slot: Slot) -> tuple[float, ...]:
     """Every window's (level, last check), flat: what a refund may restore."""
     state: list[float] = []

@@ -26,7 +26,7 @@ from .. import _log
 from .._backend import Backend
 from .._core.limits import Limit
 from .._core.policy import Verdict
-from .._core.scheduler import EPS, INF, Scheduler, Slot, TokenState, Waiter
+from .._core.scheduler import EPS, INF, Scheduler, Slot, TokenState, Waiter, check_timeout
 from .._core.stats import PoolStats, TokenStats
 from .._core.tokens import Token, as_token
 from .._errors import LeaseTimeout, NoTokensAvailable, PoolClosed
@@ -426,11 +426,7 @@ class TokenPool:
         if not valid:
             sched.check_cost(cost)
         timeout = lease.timeout
-        if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-                raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
-            if not timeout >= 0:
-                raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
+        check_timeout(timeout)
         now = loop.time()
         taken = sched.try_take(cost, now)
         if taken is not None:
@@ -450,14 +446,9 @@ class TokenPool:
         and nobody waits (a retry: see ``RetryLease``). ``False`` leaves the lease to
         the usual path (which also raises for a closed pool or a bad argument)."""
         loop = self._loop
-        timeout = lease.timeout
-        if (
-            not self._fast
-            or loop is None
-            or loop is not asyncio.get_running_loop()
-            or not (timeout is None or (type(timeout) in (float, int) and timeout >= 0))
-        ):
+        if not self._fast or loop is None or loop is not asyncio.get_running_loop():
             return False
+        check_timeout(lease.timeout)
         now = loop.time()
         slot = self._sched.take_other(lease.cost, now, avoid)
         if slot is None:

@@ -147,7 +147,7 @@ from itertools import count
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import _backend, _log
-from .._core.scheduler import _UNCAPPED, EPS, Slot
+from .._core.scheduler import _UNCAPPED, EPS, Slot, check_timeout
 from .._errors import BackendUnavailable, LeaseTimeout, NoTokensAvailable, PoolClosed
 from .calls import Connection, _Unavailable
 from .degrade import LocalLimiter
@@ -408,11 +408,7 @@ class RedisBackend:
                 await self._catch_up()
                 sched.check_cost(cost)
         timeout = lease.timeout
-        if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-                raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
-            if not timeout >= 0:
-                raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
+        check_timeout(timeout)
         now = loop.time()
         lease.enqueued_at = now
         fut: asyncio.Future[None] = loop.create_future()
