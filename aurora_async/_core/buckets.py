@@ -12,7 +12,7 @@ acquires), so this thin subclass reads the bucket's state directly:
 
 Those names are private to aiolimiter, so :func:`check_aiolimiter` verifies them at
 import, the package pins the aiolimiter releases it was tested with, and
-``tests/test_aiolimiter_contract.py`` fails loudly if a release changes their meaning.
+``tests/core/test_aiolimiter_contract.py`` fails loudly if a release changes their meaning.
 
 Everything here takes ``now`` as an argument and never touches the event loop, so the
 scheduler above it stays pure and testable on any clock.

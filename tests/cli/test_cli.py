@@ -705,7 +705,7 @@ def test_chart_of_series_only_and_of_bad_series(tmp_path: Path) -> None:
 
 # -- the series the real benchmarks record -------------------------------------------------
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def load_benchmark(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:

@@ -1,5 +1,5 @@
 """Guarantees 1-5 of DESIGN.md, property-based: on the pure scheduler (through the
-discrete-event driver of tests/simulation.py), and 1 and 2 on a real ``TokenPool`` on
+discrete-event driver of tests/core/simulation.py), and 1 and 2 on a real ``TokenPool`` on
 virtual time, so its inlined fast paths are covered too.
 
 Times, rates and costs are binary fractions, so float arithmetic is exact and the
@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aurora_async import LeaseTimeout, Limit, Token, TokenPool
-from tests.simulation import (
+from tests.core.simulation import (
     TOKEN_EVENTS,
     Outcome,
     Request,

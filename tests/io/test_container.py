@@ -22,7 +22,7 @@ import pytest
 
 from aurora_async._core.tokens import mask
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "container"
 ENTRYPOINT = EXAMPLE / "entrypoint.py"
 MOUNT = "/run/secrets/access_tokens.txt"
