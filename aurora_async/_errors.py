@@ -91,3 +91,9 @@ class RequestFailed(AuroraError):
         super().__init__(
             f"{method} {url} failed after {len(self.attempts)} attempt(s) ({why}); tried: {tried}"
         )
+
+
+def check_positive_int(name: str, value: int | None) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is a positive int or ``None``."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be a positive int or None, got {value!r}")

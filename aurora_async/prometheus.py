@@ -58,6 +58,7 @@ except ImportError:
 from ._core.expiry import jwt_expiry
 from ._core.scheduler import TokenState
 from ._core.stats import PoolStats
+from ._pool.core import core_of
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -95,6 +96,7 @@ class PoolCollector:
         if not namespace.isidentifier():
             raise ValueError(f"namespace must be a Prometheus name, got {namespace!r}")
         self._pool = pool
+        self._core = core_of(pool)
         self._ns = namespace
         self.per_token = per_token
         self.timeout = timeout
@@ -118,7 +120,7 @@ class PoolCollector:
         wall = time.time()
         known = self._expiry
         expires: dict[str, float] = {}
-        slots = pool._sched.slots
+        slots = self._core.sched.slots
         for value, slot in slots.items():
             exp = known.get(value, _UNKNOWN)
             if exp is _UNKNOWN:
@@ -134,8 +136,7 @@ class PoolCollector:
 
     def _snapshot(self) -> _Snapshot:
         """:meth:`_take`, on the pool's loop thread when that loop runs in another one."""
-        pool = self._pool
-        loop = pool._loop
+        loop = self._core.loop
         if loop is None or loop.is_closed() or not loop.is_running() or _on_loop(loop):
             return self._take()
         future: concurrent.futures.Future[_Snapshot] = concurrent.futures.Future()

@@ -23,7 +23,7 @@ def mask(secret: str) -> str:
     return f"{secret[:keep]}{ELLIPSIS}{secret[-keep:]}"
 
 
-def _as_limits(limits: Limit | Iterable[Limit] | None, where: str) -> tuple[Limit, ...] | None:
+def as_limits(limits: Limit | Iterable[Limit] | None, where: str) -> tuple[Limit, ...] | None:
     if limits is None:
         return None
     if isinstance(limits, Limit):
@@ -73,7 +73,7 @@ class Token:
         ):
             raise ValueError(f"Token {mask(value)}: max_in_flight must be a positive int or None")
         object.__setattr__(self, "value", value)
-        object.__setattr__(self, "limits", _as_limits(limits, f"Token {mask(value)}"))
+        object.__setattr__(self, "limits", as_limits(limits, f"Token {mask(value)}"))
         object.__setattr__(self, "max_in_flight", max_in_flight)
         object.__setattr__(self, "name", mask(value))
 

@@ -48,10 +48,11 @@ import anyio
 
 from .. import _log
 from .._core.limits import Limit
+from .._core.policy import Verdict
+from .._pool.core import Evidence, core_of
 
 if TYPE_CHECKING:
     from .._core.scheduler import Slot
-    from .._pool.pool import TokenPool
 
 __all__ = ["FORMAT", "VERSION", "StateFile"]
 
@@ -111,15 +112,16 @@ class StateFile:
 
     # -- saving --------------------------------------------------------------------
 
-    def _snapshot(self, pool: TokenPool) -> tuple[bytes, int]:
+    def _snapshot(self, pool: object) -> tuple[bytes, int]:
         """The file's bytes for ``pool`` as it stands now, and how many tokens they hold
         (synchronous, no I/O). Tokens with nothing to remember (enabled, not cooling, all
         windows empty) and removed tokens are left out."""
-        now = pool._now()
+        core = core_of(pool)
+        now = core.now()
         wall = self._clock()
         salt = secrets.token_bytes(_SALT_BYTES)
         tokens: dict[str, dict[str, Any]] = {}
-        for value, slot in pool._sched.slots.items():
+        for value, slot in core.sched.slots.items():
             if slot.removed:
                 continue
             entry = _describe(slot, now)
@@ -135,21 +137,21 @@ class StateFile:
         data = (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode()
         return data, len(tokens)
 
-    def save_from(self, pool: TokenPool) -> int:
+    def save_from(self, pool: object) -> int:
         """Write ``pool``'s state now, atomically; returns how many tokens were saved.
         Raises :class:`OSError` if the file cannot be written."""
         data, count = self._snapshot(pool)
         self._write(data, count)
         return count
 
-    async def save(self, pool: TokenPool) -> int:
+    async def save(self, pool: object) -> int:
         """Like :meth:`save_from`, with the disk work in a worker thread (the snapshot is
         taken at once, on the loop)."""
         data, count = self._snapshot(pool)
         await anyio.to_thread.run_sync(self._write, data, count)
         return count
 
-    async def autosave(self, pool: TokenPool, every: float = 60.0) -> None:
+    async def autosave(self, pool: object, every: float = 60.0) -> None:
         """Save every ``every`` seconds until cancelled. A failed save is logged
         (``aurora.state.save_failed``) and tried again next time; it never stops the
         task, so a full disk does not take the application down."""
@@ -184,7 +186,7 @@ class StateFile:
 
     # -- loading -------------------------------------------------------------------
 
-    def load_into(self, pool: TokenPool) -> int:
+    def load_into(self, pool: object) -> int:
         """Restore the saved state into ``pool``'s tokens; returns how many were restored.
 
         Call it inside the event loop that runs the pool, before the first lease (window
@@ -215,12 +217,13 @@ class StateFile:
             return 0
         return self._apply(pool, state)
 
-    def _apply(self, pool: TokenPool, state: _State) -> int:
+    def _apply(self, pool: object, state: _State) -> int:
         """Decide from the file and the pool, then change the pool through its methods."""
         wall = self._clock()
         elapsed = max(0.0, wall - state.saved_at)
-        now = pool._now()
-        sched = pool._sched
+        core = core_of(pool)
+        now = core.now()
+        sched = core.sched
         salt = state.salt
         restored = 0
         for value, slot in list(sched.slots.items()):
@@ -234,12 +237,11 @@ class StateFile:
                 sched.touched(slot)  # its key moved later
             slot.backoff = max(slot.backoff, entry.backoff)
             if entry.disabled is not None:
-                pool._disable(slot, entry.disabled)
+                core.report(slot, Verdict.REVOKED, reason=entry.disabled, evidence=Evidence.RESTORE)
             left = entry.cooldown - elapsed
             if left > 0:
-                pool._cool(slot, left, "restored")
-        if sched.waiting:
-            pool._dispatch()
+                core.report(slot, Verdict.RATE_LIMITED, cooldown=left, evidence=Evidence.RESTORE)
+        core.restored()
         _log.info(
             "aurora.state.loaded",
             path=str(self.path),

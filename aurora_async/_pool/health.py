@@ -50,10 +50,10 @@ from .._core.expiry import jwt_expiry
 from .._core.limits import Limit
 from .._core.policy import Outcome, Verdict
 from .._core.scheduler import EPS
+from .core import Evidence, PoolCore, core_of
 
 if TYPE_CHECKING:
     from .._core.scheduler import Slot
-    from .pool import TokenPool
 
 __all__ = [
     "HealthChecker",
@@ -108,7 +108,7 @@ class _Periodic:
     open. Rounds start ``every`` seconds apart (at once after a round that overran)."""
 
     every: float
-    _pool: TokenPool
+    _core: PoolCore
     _task: asyncio.Task[None] | None = None
     _name = "aurora-periodic"
 
@@ -117,7 +117,7 @@ class _Periodic:
 
     async def run(self) -> None:
         """Rounds until cancelled or the pool is closed."""
-        while not self._pool.closed:
+        while not self._core.closed:
             started = anyio.current_time()
             await self.run_once()
             await anyio.sleep_until(started + self.every)
@@ -180,7 +180,7 @@ class HealthChecker(_Periodic):
 
     def __init__(
         self,
-        pool: TokenPool,
+        pool: object,
         probe: Probe,
         *,
         every: float = 60.0,
@@ -197,7 +197,7 @@ class HealthChecker(_Periodic):
             raise TypeError(f"budget must be a Limit, not {type(budget).__name__}")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
-        self._pool = pool
+        self._core = core_of(pool)
         self._probe = probe
         self.every = _check_seconds("every", every)
         self.timeout = _check_seconds("timeout", timeout)
@@ -217,7 +217,7 @@ class HealthChecker(_Periodic):
 
         ``None`` if it is being probed already, removed, or its windows have no room
         for a probe now. Raises :class:`KeyError` for an unknown name."""
-        slot = self._pool._slot(name)
+        slot = self._core.slot(name)
         value = slot.token.value
         if not self._wanted(value, slot, by_hand=True):
             return None
@@ -261,7 +261,7 @@ class HealthChecker(_Periodic):
     def _targets(self) -> list[tuple[str, Slot]]:
         """Disabled tokens, then idle tokens in service with no call gone well since the
         last round. Also forgets tokens that left the pool."""
-        slots = self._pool._sched.slots
+        slots = self._core.sched.slots
         seen = self._ok_seen
         disabled: list[tuple[str, Slot]] = []
         idle: list[tuple[str, Slot]] = []
@@ -295,12 +295,12 @@ class HealthChecker(_Periodic):
         cost = min(self.cost, slot.max_cost)
         if slot.ready(cost) > now + EPS:
             return False  # no room: a probe now could push the token over its limit
-        self._pool._sched.charge(slot, cost, now)
+        self._core.charge(slot, cost)
         self._probing.add(value)
         return True
 
     def _now(self) -> float:
-        return self._pool._now()
+        return self._core.now()
 
     async def _probe_in_group(
         self, value: str, slot: Slot, ticket: object, reports: list[ProbeReport]
@@ -311,7 +311,7 @@ class HealthChecker(_Periodic):
             self._capacity.release_on_behalf_of(ticket)
 
     async def _probe_and_apply(self, value: str, slot: Slot) -> ProbeReport:
-        pool = self._pool
+        redact = self._core.redact
         started = anyio.current_time()
         outcome: Outcome | None = None
         detail: str | None = None
@@ -329,14 +329,14 @@ class HealthChecker(_Periodic):
             else:
                 detail = f"the probe returned {type(result).__name__}, not bool or Outcome"
         except Exception as exc:  # the probe's own failure proves nothing about the token
-            detail = pool._redact(f"{type(exc).__name__}: {exc}")
+            detail = redact(f"{type(exc).__name__}: {exc}")
         finally:
             self._probing.discard(value)
         seconds = round(anyio.current_time() - started, 6)
         if outcome is None:
             return self._unanswered(slot, detail or "", seconds, timed_out=timed_out)
         action = self._apply(slot, outcome, seconds)
-        reason = pool._redact(outcome.reason) if outcome.reason else None
+        reason = redact(outcome.reason) if outcome.reason else None
         return ProbeReport(slot.name, outcome.verdict, action, reason, seconds)
 
     def _unanswered(
@@ -365,22 +365,21 @@ class HealthChecker(_Periodic):
         return ProbeReport(slot.name, None, ProbeAction.NONE, detail, seconds, timed_out)
 
     def _apply(self, slot: Slot, outcome: Outcome, seconds: float) -> ProbeAction:
-        """Act on a probe's outcome: decide, then call the pool's own methods."""
-        pool = self._pool
+        """Act on a probe's outcome: decide, then report it to the pool."""
+        core = self._core
         if slot.removed:  # by a reload, while the probe ran
             return ProbeAction.GONE
         verdict = outcome.verdict
         fields: dict[str, Any] = {"token": slot.name, "verdict": verdict.value}
         if outcome.reason:
-            fields["reason"] = pool._redact(outcome.reason)
+            fields["reason"] = core.redact(outcome.reason)
         if verdict is Verdict.OK:
             action = ProbeAction.NONE
             if slot.disabled:
                 _log.info("aurora.health.revived", was=slot.reason, seconds=seconds, **fields)
-                pool.enable(slot.name)
+                core.enable(slot, by_hand=False)
                 action = ProbeAction.REVIVED
-            if outcome.cooldown:
-                pool._cool(slot, outcome.cooldown, "probe")
+            core.report(slot, verdict, cooldown=outcome.cooldown, evidence=Evidence.PROBE)
             return action
         fatal = self._fatal(outcome)
         if slot.disabled:  # still not working: expected, and repeated every round
@@ -388,22 +387,15 @@ class HealthChecker(_Periodic):
             return ProbeAction.NONE
         if verdict is Verdict.RATE_LIMITED:
             _log.info("aurora.health.failed", fatal=False, action="cooled", **fields)
-            pool._cool(slot, _cooldown(pool, outcome), "probe")
+            core.report(slot, verdict, cooldown=outcome.cooldown, evidence=Evidence.PROBE)
             return ProbeAction.COOLED
         if fatal:
             _log.warning("aurora.health.failed", fatal=True, action="disabled", **fields)
-            pool._disable(slot, f"health probe: {outcome.reason or verdict.value}")
+            reason = f"health probe: {outcome.reason or verdict.value}"
+            core.report(slot, Verdict.REVOKED, reason=reason, evidence=Evidence.PROBE)
             return ProbeAction.DISABLED
         _log.info("aurora.health.failed", fatal=False, action="none", **fields)
         return ProbeAction.NONE
-
-
-def _cooldown(pool: TokenPool, outcome: Outcome) -> float:
-    """Retry-After if the probe gave one, else the first step of the pool's backoff."""
-    return outcome.cooldown if outcome.cooldown is not None else pool._backoff[0]
-
-
-# -- monitoring ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,7 +429,7 @@ class TokenMonitor(_Periodic):
 
     def __init__(
         self,
-        pool: TokenPool,
+        pool: object,
         *,
         every: float = 60.0,
         expiring_within: float = 86400.0,
@@ -451,7 +443,7 @@ class TokenMonitor(_Periodic):
             raise ValueError(f"rate_limited_at_least must be >= 1, got {rate_limited_at_least!r}")
         if not 0 <= rate_limited_share <= 1:
             raise ValueError(f"rate_limited_share must be in [0, 1], got {rate_limited_share!r}")
-        self._pool = pool
+        self._core = core_of(pool)
         self.every = _check_seconds("every", every)
         self.expiring_within = float(expiring_within)
         self.rate_limited_at_least = rate_limited_at_least
@@ -481,14 +473,14 @@ class TokenMonitor(_Periodic):
 
     def sweep(self) -> MonitorReport:
         """One look at every token (synchronous: it never awaits)."""
-        pool = self._pool
+        core = self._core
         wall = self._clock()
-        now = pool._now()
+        now = core.now()
         since = None if self._last_sweep is None else round(now - self._last_sweep, 6)
         self._last_sweep = now
         expiring: list[str] = []
         too_high: list[str] = []
-        slots = pool._sched.slots
+        slots = core.sched.slots
         for value, slot in slots.items():
             if slot.removed:
                 continue

@@ -8,16 +8,18 @@ from asyncio import get_running_loop
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from .._core.policy import Verdict
 from .._core.scheduler import Waiter
+from .core import PoolCore, core_of
 
 if TYPE_CHECKING:
     from .._core.scheduler import Slot
-    from .pool import TokenPool
 
 _Future = asyncio.Future  # the C class, without loop.create_future()'s Python frame
 _PENDING, _HELD, _DONE = 0, 1, 2
 _INF = float("inf")
-_FINE = (None, "ok")
+_OK = Verdict.OK
+_FINE = (None, _OK)
 
 
 class Lease(Waiter):
@@ -31,15 +33,17 @@ class Lease(Waiter):
 
     # A lease is also its own entry in the pool's queue (the scheduler's Waiter), so a
     # lease that has to wait costs no second object.
-    __slots__ = ("_outcome", "_pool", "_state", "fut", "timeout")
+    __slots__ = ("_core", "_outcome", "_state", "fut", "timeout")
 
-    def __init__(self, pool: TokenPool, cost: float, timeout: float | None) -> None:
-        self._pool = pool
+    def __init__(self, core: PoolCore, cost: float, timeout: float | None) -> None:
+        if not isinstance(core, PoolCore):  # TODO(seam): transitional, for the HTTP layer
+            core = core_of(core)  # type: ignore[unreachable]
+        self._core = core
         self.cost = cost
         self.timeout = timeout
         self.slot: Slot | None = None
         self._state = _PENDING
-        self._outcome: str | None = None
+        self._outcome: Verdict | None = None
         self.granted_at = self.enqueued_at = 0.0  #: loop times of the grant and request
 
     def _held(self) -> Slot:
@@ -78,26 +82,38 @@ class Lease(Waiter):
                 f"retry_after must be a non-negative finite number of seconds, got {retry_after!r}"
             )
         slot = self._held()
-        if self._outcome == "rate_limited":
+        if self._outcome is Verdict.RATE_LIMITED:
             return  # one lease, one 429: a second report counts nothing
-        self._outcome = "rate_limited"
-        self._pool._report_rate_limited(slot, retry_after)
+        self._outcome = Verdict.RATE_LIMITED
+        self._core.report(slot, Verdict.RATE_LIMITED, cooldown=retry_after)
 
     def revoked(self, reason: str | None = None) -> None:
         """The token is dead (a 401, revoked, expired): disable it for every caller."""
         slot = self._held()
-        self._outcome = "revoked"
-        self._pool._report_revoked(slot, reason or "revoked")
+        self._outcome = Verdict.REVOKED
+        self._core.report(slot, Verdict.REVOKED, reason=reason or "revoked")
 
     def failed(self) -> None:
         """The call failed for another reason: counted as an error, nothing disabled."""
         self._held()
-        self._outcome = "failed"
+        self._outcome = Verdict.SERVER_ERROR
 
     def succeeded(self) -> None:
         """The call went well (the default when the lease ends without a report)."""
         self._held()
-        self._outcome = "ok"
+        self._outcome = _OK
+
+    def exhausted(self, seconds: float, slack: float = 0.0) -> None:
+        """The server said (in rate-limit headers on a good answer) that the token's quota
+        is used up for ``seconds``: rest it until then, unless its own limiter holds it
+        that long anyway (``slack`` seconds of tolerance)."""
+        self._core.exhausted(self._held(), seconds, slack)
+
+    def client_error(self) -> None:
+        """The server refused the request itself (a 4xx other than 401/429): the token
+        works, so it counts as proven; the call counts as an error."""
+        self._held()
+        self._outcome = Verdict.CLIENT_ERROR
 
     def release(self) -> None:
         """End the lease (for leases from ``acquire()``; ``async with`` does it for you)."""
@@ -109,22 +125,22 @@ class Lease(Waiter):
                 outcome in _FINE
                 and slot.proven  # type: ignore[union-attr]
                 and slot.indexed  # type: ignore[union-attr]
-                and self._pool._backend is None
+                and self._core.backend is None
             ):
                 slot.ok += 1  # type: ignore[union-attr]  # the common case, as in __aexit__
                 slot.backoff = 0.0  # type: ignore[union-attr]
                 slot.in_flight -= 1  # type: ignore[union-attr]
                 return
-            self._pool._release(self._held(), outcome or "ok")
+            self._core.release(self._held(), outcome or _OK)
 
     async def __aenter__(self) -> Lease:
-        pool = self._pool
-        sched = pool._sched
-        loop = pool._loop
+        core = self._core
+        sched = core.sched
+        loop = core.loop
         usual = False
         if (
             self._state == _PENDING
-            and pool._fast
+            and core.fast
             and loop is get_running_loop()
             and self.timeout is None
         ):
@@ -142,39 +158,35 @@ class Lease(Waiter):
                     self.slot = slot
                     self.granted_at = self.enqueued_at = now
                     self._state = _HELD
-                    pool._granted += 1
-                    if now >= pool._next_mark:
-                        pool._mark(now)
+                    core.granted += 1
+                    if now >= core.next_mark:
+                        core.mark(now)
                     return self
         else:
             if self._state != _PENDING:
                 raise RuntimeError("a Lease can be entered only once; call pool.lease() again")
-            if pool._backend is not None:
-                await pool._backend.acquire(self)  # shared state: the backend decides
+            if core.backend is not None:
+                await core.backend.acquire(self)  # shared state: the backend decides
                 self._state = _HELD
                 return self
             # First use, a timeout, an odd cost, a closed pool: the careful path, which
-            # may grant at once (None) or say until when to wait.
-            ready = pool._prepare(self)
-            if ready is None:
+            # may grant at once or say until when to wait.
+            now, slot, deadline = core.prepare(self.cost, self.timeout)
+            if slot is not None:
+                self.slot = slot
+                self.granted_at = self.enqueued_at = now
+                self._state = _HELD
                 return self
-            now, deadline = ready
-            loop = pool._loop
+            loop = core.loop
         # Wait in the pool's queue (this lease is its own queue entry) until the
         # dispatcher resolves the future with a token, an error, or a timeout.
         fut: asyncio.Future[None] = _Future(loop=loop)
-        self.deadline = deadline
-        self.enqueued_at = now
-        self.live = True
         self.fut = fut
-        if sched.enqueue(self):
-            pool._dispatch()
-        if deadline < pool._timer_at:
-            pool._arm(deadline)
+        core.wait(self, now, deadline)
         try:
             await fut
         except BaseException:
-            pool._abandon(self)
+            core.abandon(self)
             raise
         self._state = _HELD
         return self
@@ -194,15 +206,16 @@ class Lease(Waiter):
                 and exc_type is None
                 and slot.proven  # type: ignore[union-attr]
                 and slot.indexed  # type: ignore[union-attr]
-                and self._pool._backend is None
+                and self._core.backend is None
             ):
                 # The common case, inlined: fine, and the token stays schedulable.
                 slot.ok += 1  # type: ignore[union-attr]
                 slot.backoff = 0.0  # type: ignore[union-attr]
                 slot.in_flight -= 1  # type: ignore[union-attr]
             else:
-                outcome = outcome or ("failed" if exc_type is not None else "ok")
-                self._pool._release(self._held(), outcome)
+                if outcome is None:
+                    outcome = Verdict.SERVER_ERROR if exc_type is not None else _OK
+                self._core.release(self._held(), outcome)
 
     def __repr__(self) -> str:
         state = ("pending", "held", "done")[self._state]
@@ -218,13 +231,18 @@ class RetryLease(Lease):
     __slots__ = ("avoid",)
 
     def __init__(
-        self, pool: TokenPool, cost: float, timeout: float | None, avoid: Slot | None
+        self, core: PoolCore, cost: float, timeout: float | None, avoid: Slot | None
     ) -> None:
-        super().__init__(pool, cost, timeout)
+        super().__init__(core, cost, timeout)
         self.avoid = avoid
 
     async def __aenter__(self) -> Lease:
         avoid = self.avoid
-        if avoid is not None and self._state == _PENDING and self._pool._take_other(self, avoid):
-            return self
+        if avoid is not None and self._state == _PENDING:
+            taken = self._core.take_other(self.cost, self.timeout, avoid)
+            if taken is not None:
+                self.granted_at = self.enqueued_at = taken[0]
+                self.slot = taken[1]
+                self._state = _HELD
+                return self
         return await super().__aenter__()

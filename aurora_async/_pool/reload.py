@@ -14,7 +14,6 @@ import contextlib
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio
 
@@ -22,9 +21,8 @@ from .. import _log
 from .._errors import TokenFileError
 from .._io.tokenfile import read_token_file
 from .._io.watch import DEFAULT_POLL_INTERVAL, FileWatcher, fingerprint
-
-if TYPE_CHECKING:
-    from .pool import TokenPool
+from .core import PoolCore, PoolState
+from .membership import apply_tokens, log_duplicates
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +37,8 @@ class ReloadResult:
 class Reloader:
     """The token file behind a pool, and the task that watches it."""
 
-    def __init__(self, pool: TokenPool, path: str, *, applied: bool = True) -> None:
-        self._pool = pool
+    def __init__(self, core: PoolCore, path: str, *, applied: bool = True) -> None:
+        self._core = core
         self.path = Path(path)
         self._watcher: FileWatcher | None = None
         self._task: asyncio.Task[None] | None = None
@@ -60,14 +58,14 @@ class Reloader:
                 path=exc.path,
                 line=exc.line,
                 error=exc.reason,
-                kept=len(self._pool._sched.slots),
+                kept=len(self._core.sched.slots),
             )
             raise
-        pool = self._pool
-        before = {v: s.name for v, s in pool._sched.slots.items() if not s.removed}
-        pool._log_duplicates(parsed)
-        pool.replace_tokens(parsed.values)
-        after = {v: s.name for v, s in pool._sched.slots.items() if not s.removed}
+        core = self._core
+        before = {v: s.name for v, s in core.sched.slots.items() if not s.removed}
+        log_duplicates(parsed)
+        apply_tokens(core, parsed.values)
+        after = {v: s.name for v, s in core.sched.slots.items() if not s.removed}
         result = ReloadResult(
             added=tuple(after[v] for v in after if v not in before),
             removed=tuple(before[v] for v in before if v not in after),
@@ -110,8 +108,8 @@ class Reloader:
 
     def reload_on_sighup(self) -> None:
         self._sighup = True
-        loop = self._pool._loop
-        if loop is not None and self._pool._state.value == "open":
+        loop = self._core.loop
+        if loop is not None and self._core.state is PoolState.OPEN:
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup, loop)
 
     def _on_sighup(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -128,5 +126,5 @@ class Reloader:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._sighup and self._pool._loop is not None:
-            self._pool._loop.remove_signal_handler(signal.SIGHUP)
+        if self._sighup and self._core.loop is not None:
+            self._core.loop.remove_signal_handler(signal.SIGHUP)

@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 from aurora_async import LeaseTimeout, Limit, TokenPool, TokenState
 from aurora_async._core.tokens import mask
 from aurora_async._io.statefile import FORMAT, VERSION, StateFile
+from aurora_async._pool.core import core_of
 
 pytestmark = pytest.mark.looptime
 
@@ -181,7 +182,8 @@ async def test_only_windows_of_the_same_limit_are_restored(tmp_path: Path) -> No
         state.load_into(second)
         token = second.stats().token(NA)
         assert token.headroom == 20 - 0  # the per-second limit changed: it starts empty
-        assert second._sched.slots[A].windows[1].level_at(asyncio.get_running_loop().time()) == 10
+        window = core_of(second).sched.slots[A].windows[1]
+        assert window.level_at(asyncio.get_running_loop().time()) == 10
 
 
 async def test_loading_twice_counts_the_usage_once(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from aurora_async import Limit, Outcome, TokenPool, TokenState, Verdict
 from aurora_async._core.tokens import mask
+from aurora_async._pool.core import core_of
 from aurora_async._pool.health import (
     HealthChecker,
     MonitorReport,
@@ -32,7 +33,8 @@ SECRETS = (A, B, C, D, E)
 
 def revoke(pool: TokenPool, name: str, reason: str = "HTTP 401 Unauthorized") -> None:
     """Disable a token the way a 401 does (probes revive those; not ones disabled by hand)."""
-    pool._disable(pool._slot(name), reason)
+    core = core_of(pool)
+    core.disable(core.slot(name), reason)
 
 
 def events(
@@ -563,7 +565,7 @@ async def test_tokens_expiring_soon_are_reported_once() -> None:
     soon, later, past = jwt(1_003_600, "soon"), jwt(1_000_000 + 10 * 86400, "later"), jwt(5, "p")
     pool = TokenPool([soon, later, past, A], limits=Limit(10))
     # JWTs share their first and last characters, so their masked names get #2, #3.
-    name = {value: slot.name for value, slot in pool._sched.slots.items()}
+    name = {value: slot.name for value, slot in core_of(pool).sched.slots.items()}
     async with pool:
         monitor = TokenMonitor(pool, expiring_within=86400, clock=lambda: wall[0])
         assert monitor.expiry(A) is None

@@ -60,7 +60,7 @@ def test_token_limits_override_the_pool_default() -> None:
         ({"low_water": 1.5}, ValueError, "low_water must be a share between 0 and 1, got 1.5"),
         ({"backoff": (0, 60)}, ValueError, r"backoff must be \(first, cap\) with 0 < first"),
         ({"backoff": (5, 1)}, ValueError, r"backoff must be \(first, cap\)"),
-        ({"limits": []}, TypeError, "limits must be a Limit or a non-empty sequence"),
+        ({"limits": []}, ValueError, "limits must hold at least one Limit"),
     ],
 )
 def test_invalid_pool_settings_are_rejected(

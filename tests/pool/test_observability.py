@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from aurora_async import LeaseTimeout, Limit, TokenFileError, TokenPool
 from aurora_async._core.tokens import mask
+from aurora_async._pool.core import core_of
 
 S1, S2, S3 = "envA-first-secret-0001", "envB-second-secret-0002", "envC-third-secret-0003"
 ALL = (S1, S2, S3)
@@ -195,7 +196,7 @@ class TimerLog:
         self._call_at = loop.call_at
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-        if getattr(callback, "__self__", None) is not self.pool or (
+        if getattr(callback, "__self__", None) is not core_of(self.pool) or (
             getattr(callback, "__name__", "") != "_on_timer"
         ):
             return self._call_at(when, callback, *args, **kw)

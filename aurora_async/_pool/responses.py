@@ -1,0 +1,38 @@
+"""What an HTTP response means for its token: the HTTP layer's report to the pool.
+
+The policy (``aurora_async._core.policy``) turns a response into an :class:`Outcome`;
+this applies it to the lease, so a response reaches the token the same way a lease's
+own report does (:meth:`Lease.rate_limited`, :meth:`Lease.revoked`, ...).
+"""
+
+from __future__ import annotations
+
+from .._core.headers import RateLimitInfo
+from .._core.policy import Outcome, Verdict
+from .lease import Lease
+
+
+def account_response(lease: Lease, outcome: Outcome, info: RateLimitInfo, slack: float) -> None:
+    """Report ``outcome`` on ``lease``; keep the headers' reading on its token.
+
+    ``OK`` with a cooldown (the server says nothing is left until a reset) rests the
+    token only if its own limiter would not hold it that long anyway (``slack`` seconds
+    of tolerance)."""
+    slot = lease.slot
+    if slot is None:
+        raise RuntimeError("this lease has not been granted yet: use it inside `async with`")
+    if info.limit is not None or info.remaining is not None or info.reset_after is not None:
+        slot.info = info
+    verdict = outcome.verdict
+    if verdict is Verdict.OK:
+        lease.succeeded()
+        if outcome.cooldown:
+            lease.exhausted(outcome.cooldown, slack)
+    elif verdict is Verdict.RATE_LIMITED:
+        lease.rate_limited(outcome.cooldown)
+    elif verdict is Verdict.REVOKED:
+        lease.revoked(outcome.reason or "revoked by the server")
+    elif verdict is Verdict.CLIENT_ERROR:
+        lease.client_error()
+    else:
+        lease.failed()
