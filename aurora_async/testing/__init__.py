@@ -1,8 +1,23 @@
 """Test helpers for users of aurora_async: a local rate-limited API to crawl offline.
 
-See :class:`MockAPI`.
+See :class:`MockAPI` and its profiles (:class:`LeakyBucket`, :class:`NginxLimitReq`,
+:class:`FixedWindow`, :class:`IetfRateLimit`), which mimic how real servers enforce limits.
 """
 
-from ._mockapi import MockAPI, MockTokenStats
+from ._fixed import FixedWindow
+from ._ietf import IetfRateLimit
+from ._leaky import LeakyBucket
+from ._mockapi import MockAPI
+from ._nginx import NginxLimitReq
+from ._profile import Profile
+from ._stats import MockTokenStats
 
-__all__ = ["MockAPI", "MockTokenStats"]
+__all__ = [
+    "FixedWindow",
+    "IetfRateLimit",
+    "LeakyBucket",
+    "MockAPI",
+    "MockTokenStats",
+    "NginxLimitReq",
+    "Profile",
+]

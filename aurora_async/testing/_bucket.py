@@ -28,8 +28,7 @@ from dataclasses import dataclass
 
 from aurora_async._core.limits import Limit
 
-#: Slack for float noise in comparisons, in seconds or units (far below any real limit).
-EPSILON = 1e-9
+from ._numbers import EPSILON
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +49,19 @@ class Verdict:
     retry_after: float
 
 
+def checked(limits: Sequence[Limit]) -> tuple[Limit, ...]:
+    """``limits`` as a tuple, if the mock can enforce them (one unit per request)."""
+    if not limits:
+        raise ValueError("a token needs at least one Limit")
+    for limit in limits:
+        if limit.burst < 1:
+            raise ValueError(
+                f"MockAPI charges 1 unit per request, so every burst must be at least 1; "
+                f"got {limit}"
+            )
+    return tuple(limits)
+
+
 class Bucket:
     """The GCRA state of one token: one theoretical arrival time per limit.
 
@@ -60,15 +72,7 @@ class Bucket:
     __slots__ = ("_burst", "_interval", "_slack", "_tat", "limits")
 
     def __init__(self, limits: Sequence[Limit]) -> None:
-        if not limits:
-            raise ValueError("a token needs at least one Limit")
-        for limit in limits:
-            if limit.burst < 1:
-                raise ValueError(
-                    f"MockAPI charges 1 unit per request, so every burst must be at least 1; "
-                    f"got {limit}"
-                )
-        self.limits: tuple[Limit, ...] = tuple(limits)
+        self.limits: tuple[Limit, ...] = checked(limits)
         self._burst = tuple(limit.burst for limit in self.limits)
         # Seconds per unit, and how far ahead of ``now`` ``tat`` may be for one more unit.
         self._interval = tuple(limit.per / limit.rate for limit in self.limits)
@@ -117,3 +121,17 @@ class Bucket:
             reset_after=max(0.0, next_unit),
             retry_after=0.0,
         )
+
+    def levels(self, now: float) -> tuple[float, ...]:
+        """How many units each window holds at ``now``."""
+        return tuple(
+            max(0.0, tat - now) / interval
+            for tat, interval in zip(self._tat, self._interval, strict=True)
+        )
+
+    def fill(self, levels: Sequence[float], now: float) -> None:
+        """Make each window hold ``levels`` units at ``now`` (one level per limit)."""
+        self._tat = [
+            now + level * interval if level > 0 else -math.inf
+            for level, interval in zip(levels, self._interval, strict=True)
+        ]

@@ -1,10 +1,10 @@
 """``MockAPI``: a local stand-in for a rate-limited API, to test crawlers offline.
 
 ``MockAPI`` is a small aiohttp server on the loopback interface that knows a set of
-tokens and enforces each token's limits with its own leaky-bucket (GCRA) arithmetic,
-the way a real API does: too fast and it answers ``429`` with ``Retry-After``; a revoked
-or unknown token gets ``401``. Point your crawler at :attr:`MockAPI.url` instead of the
-real API and assert on what the server saw::
+tokens and enforces each token's limits the way a real API does: too fast and it refuses
+the request (by default ``429`` with ``Retry-After``); a revoked or unknown token gets
+``401``. Point your crawler at :attr:`MockAPI.url` instead of the real API and assert on
+what the server saw::
 
     import aiohttp
     from aurora_async import Limit, Token, TokenPool
@@ -30,6 +30,27 @@ real API and assert on what the server saw::
             async with session.get(f"{api.url}/items/1", headers=headers) as resp:
                 print(resp.status, await resp.json())  # 200 {'ok': True, 'token': 'tok…001', ...}
 
+Profiles: how a token is limited. Real servers differ, and per credential (free and paid
+keys), so each token has a *profile*, given per token or for the whole server:
+
+- :class:`LeakyBucket` (the default, and what ``Limit`` objects mean): GCRA per
+  :class:`~aurora_async.Limit`, ``429`` with ``Retry-After`` and ``X-RateLimit-*`` headers
+  (below).
+- :class:`NginxLimitReq`: nginx's ``limit_req`` exactly as nginx computes it (integer
+  milli-requests, 1 ms ticks, ``burst``, ``nodelay`` or delays); a bare ``429`` page, no
+  ``Retry-After``, no headers.
+- :class:`FixedWindow`: N requests per window with GitHub's ``X-RateLimit-*`` headers,
+  answered ``403`` (or ``429``) without ``Retry-After`` when spent.
+- :class:`IetfRateLimit`: a quota per window announced in the IETF ``RateLimit`` and
+  ``RateLimit-Policy`` headers.
+
+::
+
+    MockAPI({"tok-a": NginxLimitReq(5, burst=2), "tok-b": NginxLimitReq(50, burst=5),
+             "tok-c": Limit(10, per=1)})
+    MockAPI(tokens, profile=NginxLimitReq(20, burst=3))   # every token without its own
+    api.set_profile("tok-b", NginxLimitReq(25, burst=5))  # at run time: the rate halves
+
 What it answers, on any method and any path:
 
 - ``200`` with JSON ``{"ok": true, "token": <masked name>, "path": ..., "method": ...}``
@@ -38,34 +59,39 @@ What it answers, on any method and any path:
 - ``401`` with ``WWW-Authenticate: Bearer error="invalid_token"`` and a JSON body saying why,
   for a missing, malformed, unknown or revoked token (:meth:`~MockAPI.revoke` and
   :meth:`~MockAPI.restore` switch tokens at run time).
-- ``429`` with ``Retry-After`` (the time until the request would fit, as ``"0.200"`` or,
-  with ``retry_after="int"``, rounded up to whole seconds like most real servers).
+- A refusal by the token's profile: with :class:`LeakyBucket`, ``429`` with ``Retry-After``
+  (the time until the request would fit, as ``"0.200"`` or, with ``retry_after="int"``,
+  rounded up to whole seconds like most real servers) and JSON
+  ``{"error": "rate_limited", "token": <masked name>}``; the other profiles say in their
+  docs what they answer.
 - ``503`` for a seeded random share ``error_rate`` of admitted requests.
 
-Admitted responses (and 429s) carry ``X-RateLimit-Limit`` (the binding window's burst),
-``X-RateLimit-Remaining`` (whole units left after this request, the least over the
-token's windows), ``X-RateLimit-Reset-After`` (seconds until that window frees its next
-whole unit, i.e. until ``Remaining`` goes up) and ``X-RateLimit-Reset`` (the same as Unix
-time, rounded up), unless ``rate_limit_headers=False``. A leaky bucket used at full speed
-shows ``Remaining: 0`` after nearly every request, with the next unit ``per / rate``
-seconds away; reporting the time until the bucket is *empty* instead would tell a client
-that obeys the header to wait ``burst`` times too long.
+With :class:`LeakyBucket`, admitted responses (and 429s) carry ``X-RateLimit-Limit`` (the
+binding window's burst), ``X-RateLimit-Remaining`` (whole units left after this request,
+the least over the token's windows), ``X-RateLimit-Reset-After`` (seconds until that
+window frees its next whole unit, i.e. until ``Remaining`` goes up) and
+``X-RateLimit-Reset`` (the same as Unix time, rounded up), unless
+``rate_limit_headers=False``. A leaky bucket used at full speed shows ``Remaining: 0``
+after nearly every request, with the next unit ``per / rate`` seconds away; reporting the
+time until the bucket is *empty* instead would tell a client that obeys the header to wait
+``burst`` times too long.
 
 Time is the event loop's (``loop.time()`` when the handler starts), so tests on virtual
 time see exact, instant behaviour, ``latency`` and slow responses included: with the
 ``looptime`` pytest plugin, start the server inside the marked test (its fixtures run on
-real time). The server keeps its own books: :meth:`~MockAPI.stats`,
-:meth:`~MockAPI.all_stats` (by masked name), :attr:`~MockAPI.totals` and
-:meth:`~MockAPI.admitted_times`, which is what a test needs to check "never over the limit"
-from the server's side.
+real time). Unix times in headers are ``time.time()`` plus the delay, so a client that
+reads them against its own ``time.time()`` gets the delay back. The server keeps its own
+books: :meth:`~MockAPI.stats`, :meth:`~MockAPI.all_stats` (by masked name),
+:attr:`~MockAPI.totals` and :meth:`~MockAPI.admitted_times`, which is what a test needs to
+check "never over the limit" from the server's side.
 
-``tolerance`` (default 5 ms) admits a request that would fit that much later. Real servers
-need one: they see requests when they arrive, not when they were sent, and a client that
-paces itself exactly at the limit has its requests delayed by varying amounts on the way
-(a new connection, a busy event loop, the network), so two of them can arrive closer
-together than they left. The tolerance never raises the long-run rate; it lets at most
-``burst + rate * (t + tolerance) / per`` units through in any interval ``t``. Use
-``tolerance=0`` for the strictest check of a client.
+``tolerance`` (default 5 ms; :class:`LeakyBucket` only) admits a request that would fit
+that much later. Real servers need one: they see requests when they arrive, not when they
+were sent, and a client that paces itself exactly at the limit has its requests delayed by
+varying amounts on the way (a new connection, a busy event loop, the network), so two of
+them can arrive closer together than they left. The tolerance never raises the long-run
+rate; it lets at most ``burst + rate * (t + tolerance) / per`` units through in any
+interval ``t``. Use ``tolerance=0`` for the strictest check of a client.
 
 Secrets stay secret: the server never logs (aiohttp's access log is off, since it would
 show a query-string token), and ``repr``, stats, errors and response bodies only ever
@@ -79,29 +105,28 @@ import contextlib
 import enum
 import math
 import random
-import re
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import Any, Final, TypeAlias
 
 from aiohttp import web
 
 from aurora_async._core.limits import Limit
 from aurora_async._core.tokens import Token, as_token, mask
 
-from ._bucket import EPSILON, Bucket, Verdict
+from ._auth import AUTH_NAMES, AuthMode, credentials, valid
+from ._bucket import Bucket
+from ._leaky import LeakyBucket, as_limits
+from ._profile import Enforcer, Profile, RetryAfterForm, ServerOptions, enforcer
+from ._stats import Counters, MockTokenStats
 
-AuthMode = Literal["bearer", "header", "query"]
+#: What a token may be given: limits (a :class:`LeakyBucket`), a profile, or ``None``
+#: for the server's default.
+TokenLimits: TypeAlias = Limit | Sequence[Limit] | Profile | None
 
-_AUTH_NAMES: Final[dict[str, str]] = {
-    "bearer": "Authorization",
-    "header": "X-API-Key",
-    "query": "api_key",
-}
-_TOKEN_SHAPE: Final = re.compile(r"[^\s\x00-\x1f]+")  # what Token() accepts
 _WWW_AUTHENTICATE: Final = 'Bearer error="invalid_token"'
 #: How long ``close()`` lets in-flight responses finish (delays are cut short at close).
 _SHUTDOWN_TIMEOUT: Final = 0.5
@@ -109,74 +134,44 @@ _SHUTDOWN_TIMEOUT: Final = 0.5
 _REPR_NAMES: Final = 5
 
 
-@dataclass(frozen=True, slots=True)
-class MockTokenStats:
-    """What the server saw for one token (or in total), as a snapshot.
-
-    ``requests`` counts every request; each got exactly one of ``ok`` (200),
-    ``rate_limited`` (429), ``unauthorized`` (401) or ``server_errors`` (503).
-    ``slow`` counts the requests that were answered after ``slow_latency``.
-    """
-
-    requests: int = 0
-    ok: int = 0
-    rate_limited: int = 0
-    unauthorized: int = 0
-    server_errors: int = 0
-    slow: int = 0
-
-
-class _Counters:
-    __slots__ = ("ok", "rate_limited", "requests", "server_errors", "slow", "unauthorized")
-
-    def __init__(self) -> None:
-        self.clear()
-
-    def clear(self) -> None:
-        self.requests = self.ok = self.rate_limited = 0
-        self.unauthorized = self.server_errors = self.slow = 0
-
-    def snapshot(self) -> MockTokenStats:
-        return MockTokenStats(
-            self.requests,
-            self.ok,
-            self.rate_limited,
-            self.unauthorized,
-            self.server_errors,
-            self.slow,
-        )
-
-
 class _Entry:
-    """One known token: its masked name, bucket, state and books."""
+    """One known token: its masked name, profile, limiter state and books."""
 
-    __slots__ = ("bucket", "counters", "exhausted_until", "name", "revoked", "times")
+    __slots__ = ("counters", "enforcer", "exhausted_until", "name", "profile", "revoked", "times")
 
-    def __init__(self, name: str, limits: Sequence[Limit]) -> None:
+    def __init__(self, name: str, profile: Profile, state: Enforcer) -> None:
         self.name = name
-        self.bucket = Bucket(limits)
+        self.profile = profile
+        self.enforcer = state
         self.revoked = False
         self.exhausted_until = -math.inf  # loop time
-        self.counters = _Counters()
+        self.counters = Counters()
         self.times: list[float] = []
+
+    @property
+    def bucket(self) -> Bucket:
+        """The GCRA state of a :class:`LeakyBucket` token."""
+        bucket = getattr(self.enforcer, "bucket", None)
+        if not isinstance(bucket, Bucket):
+            raise TypeError(f"token {self.name} has no leaky bucket: {self.profile!r}")
+        return bucket
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A response decided: status, JSON body (or an HTML page), headers, and how long the
+    limit holds it back."""
+
+    status: int
+    body: dict[str, Any] | str
+    headers: dict[str, str]
+    held: float = 0.0
 
 
 class _State(enum.Enum):
     NEW = "not started"
     RUNNING = "running"
     CLOSED = "closed"
-
-
-def _as_limits(limits: Limit | Sequence[Limit], where: str) -> tuple[Limit, ...]:
-    if isinstance(limits, Limit):
-        return (limits,)
-    result = tuple(limits)
-    for item in result:
-        if not isinstance(item, Limit):
-            raise TypeError(f"{where} must be Limit objects, not {type(item).__name__}")
-    if not result:
-        raise ValueError(f"{where} must hold at least one Limit")
-    return result
 
 
 def _share(name: str, value: float) -> float:
@@ -191,43 +186,53 @@ def _seconds(name: str, value: float) -> float:
     return float(value)
 
 
-def _ceil_ms(seconds: float) -> float:
-    """``seconds`` rounded up to whole milliseconds, ignoring float noise."""
-    return math.ceil(seconds * 1000 - EPSILON * 1000) / 1000
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if value.is_integer() else f"{value:.3f}".rstrip("0")
-
-
 def _rng(seed: int | None, salt: str) -> random.Random:
     return random.Random(None if seed is None else f"{salt}:{seed}")
+
+
+def _as_profile(limits: TokenLimits, where: str) -> Profile | None:
+    """``limits`` as a profile (``Limit`` objects make a :class:`LeakyBucket`)."""
+    if limits is None or isinstance(limits, Profile):
+        return limits
+    return LeakyBucket(as_limits(limits, f"{where} limits"))
+
+
+def _loop_time() -> float | None:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return None
 
 
 class MockAPI:
     """A local aiohttp server that enforces per-token rate limits (see the module docs).
 
-    ``tokens`` maps each token to its limits (a :class:`Limit` or several), or lists
-    tokens (strings or :class:`~aurora_async.Token` objects, whose own limits apply);
-    tokens without limits get ``default_limit``. ``revoked`` tokens are known but answered
-    with 401 (they need not be listed in ``tokens``). Unknown tokens get 401 unless
-    ``accept_unknown``, which admits them under ``default_limit``.
+    ``tokens`` maps each token to its limits (a :class:`Limit` or several, which make a
+    :class:`LeakyBucket`) or to a :class:`Profile`, or lists tokens (strings or
+    :class:`~aurora_async.Token` objects, whose own limits apply). Tokens without their
+    own get ``profile`` if given, else ``LeakyBucket(default_limit)`` (``default_limit``
+    defaults to ``Limit(10, per=1)``; give one of the two, not both). ``revoked`` tokens
+    are known but answered with 401 (they need not be listed in ``tokens``). Unknown
+    tokens get 401 unless ``accept_unknown``, which admits them under the default.
 
     ``tolerance`` (seconds) admits a request that would fit that much later (GCRA's
-    delay-variation tolerance, for arrival jitter); ``error_rate`` is the share of admitted
-    requests answered 503; every response waits ``latency`` seconds, except a ``slow_rate``
-    share that waits ``slow_latency`` instead. Both draws are seeded by ``seed`` (``None``:
-    not reproducible). ``auth`` says where the token goes: ``"bearer"`` (header
-    ``Authorization: Bearer <token>``), ``"header"`` (header ``X-API-Key: <token>``) or
-    ``"query"`` (``?api_key=<token>``); ``auth_name`` renames that header or parameter.
-    ``port=0`` picks a free port; :attr:`url` tells which.
+    delay-variation tolerance, for arrival jitter); it, ``retry_after`` and
+    ``rate_limit_headers`` apply to :class:`LeakyBucket` tokens that do not set their own.
+    ``error_rate`` is the share of admitted requests answered 503; every response waits
+    ``latency`` seconds, except a ``slow_rate`` share that waits ``slow_latency`` instead.
+    Both draws are seeded by ``seed`` (``None``: not reproducible). ``auth`` says where
+    the token goes: ``"bearer"`` (header ``Authorization: Bearer <token>``), ``"header"``
+    (header ``X-API-Key: <token>``) or ``"query"`` (``?api_key=<token>``); ``auth_name``
+    renames that header or parameter. ``port=0`` picks a free port; :attr:`url` tells
+    which.
     """
 
     def __init__(
         self,
-        tokens: Mapping[str, Limit | Sequence[Limit] | None] | Iterable[str | Token] = (),
+        tokens: Mapping[str, TokenLimits] | Iterable[str | Token] = (),
         *,
-        default_limit: Limit | Sequence[Limit] = Limit(10, per=1.0),  # noqa: B008  # frozen
+        default_limit: Limit | Sequence[Limit] | None = None,
+        profile: Profile | None = None,
         revoked: Iterable[str] = (),
         accept_unknown: bool = False,
         tolerance: float = 0.005,
@@ -236,7 +241,7 @@ class MockAPI:
         slow_rate: float = 0.0,
         slow_latency: float = 1.0,
         rate_limit_headers: bool = True,
-        retry_after: Literal["float", "int"] = "float",
+        retry_after: RetryAfterForm = "float",
         auth: AuthMode = "bearer",
         auth_name: str | None = None,
         host: str = "127.0.0.1",
@@ -248,20 +253,34 @@ class MockAPI:
                 raise TypeError(f"MockAPI {what} must be a collection of tokens, not one str")
         if retry_after not in ("float", "int"):
             raise ValueError(f"MockAPI retry_after must be 'float' or 'int', got {retry_after!r}")
-        if auth not in _AUTH_NAMES:
+        if auth not in AUTH_NAMES:
             raise ValueError(f"MockAPI auth must be 'bearer', 'header' or 'query', got {auth!r}")
-        self._default_limits = _as_limits(default_limit, "MockAPI default_limit")
-        Bucket(self._default_limits)  # validate now, not at the first unknown token
+        if profile is not None and default_limit is not None:
+            raise ValueError(
+                "MockAPI takes default_limit or profile for tokens without "
+                "their own limits, not both"
+            )
+        if profile is not None and not isinstance(profile, Profile):
+            raise TypeError(
+                f"MockAPI profile must be a Profile such as NginxLimitReq(5, burst=2), "
+                f"not {type(profile).__name__}"
+            )
+        if profile is None:
+            default = Limit(10, per=1.0) if default_limit is None else default_limit
+            profile = LeakyBucket(as_limits(default, "MockAPI default_limit"))
+        self._default_profile: Profile = profile
+        self._options = ServerOptions(
+            tolerance=_seconds("tolerance", tolerance),
+            retry_after=retry_after,
+            rate_limit_headers=rate_limit_headers,
+        )
         self._accept_unknown = accept_unknown
-        self._tolerance = _seconds("tolerance", tolerance)
         self._error_rate = _share("error_rate", error_rate)
         self._latency = _seconds("latency", latency)
         self._slow_rate = _share("slow_rate", slow_rate)
         self._slow_latency = _seconds("slow_latency", slow_latency)
-        self._rate_limit_headers = rate_limit_headers
-        self._retry_after = retry_after
         self._auth = auth
-        self._auth_name = auth_name or _AUTH_NAMES[auth]
+        self._auth_name = auth_name or AUTH_NAMES[auth]
         self._host = host
         self._port = port
         self._error_rng = _rng(seed, "errors")
@@ -269,19 +288,26 @@ class MockAPI:
 
         self._tokens: dict[str, _Entry] = {}
         self._names: set[str] = set()
-        self._anonymous = _Counters()  # requests with no known token
+        self._anonymous = Counters()  # requests with no known token
         self._state = _State.NEW
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()  # set by close(): delayed responses go out at once
 
+        items: list[tuple[Token, Profile | None]]
         if isinstance(tokens, Mapping):
-            items = [Token(value, limits) for value, limits in tokens.items()]
+            items = []
+            for value, limits in tokens.items():
+                token = Token(value)
+                items.append((token, _as_profile(limits, f"MockAPI token {token.name}")))
         else:
-            items = [as_token(item) for item in tokens]
-        for token in items:
+            items = []
+            for item in tokens:
+                token = as_token(item)
+                items.append((token, _as_profile(token.limits, f"MockAPI token {token.name}")))
+        for token, token_profile in items:
             if token.value in self._tokens:
                 raise ValueError(f"MockAPI: token {token.name} is listed twice")
-            self._add(token.value, token.limits)
+            self._add(token.value, token_profile)
         for value in revoked:
             self.revoke(value)
 
@@ -357,12 +383,35 @@ class MockAPI:
 
     # -- tokens -----------------------------------------------------------------------
 
-    def add_token(self, token: str, limits: Limit | Sequence[Limit] | None = None) -> None:
-        """Make ``token`` known from now on, with ``limits`` (default: ``default_limit``)."""
-        item = Token(token, limits)
+    def add_token(self, token: str, limits: TokenLimits = None) -> None:
+        """Make ``token`` known from now on, with ``limits`` (``Limit`` objects or a
+        :class:`Profile`; default: the server's default profile)."""
+        item = Token(token)
         if item.value in self._tokens:
             raise ValueError(f"MockAPI: token {item.name} is already known")
-        self._add(item.value, item.limits)
+        self._add(item.value, _as_profile(limits, f"MockAPI token {item.name}"))
+
+    def set_profile(self, token: str, profile: Limit | Sequence[Limit] | Profile) -> None:
+        """Limit ``token`` by ``profile`` (or ``Limit`` objects) from now on, as a server
+        that changes a credential's tier at run time.
+
+        If the new profile is of the same kind as the old one, what the token has spent
+        carries over (each profile's docs say how, e.g. nginx keeps a node's excess across
+        a reload); otherwise the token starts afresh under the new one.
+        """
+        entry = self._entry(token)
+        new = _as_profile(profile, f"MockAPI token {entry.name}")
+        if new is None:
+            raise TypeError(f"MockAPI.set_profile needs a Profile or limits for {entry.name}")
+        state = enforcer(new, self._options)
+        now = _loop_time()
+        if now is not None:  # without a running loop nothing has been served yet
+            state.adopt(entry.enforcer, now)
+        entry.profile, entry.enforcer = new, state
+
+    def profile(self, token: str) -> Profile:
+        """The profile that limits ``token`` now."""
+        return self._entry(token).profile
 
     def revoke(self, token: str) -> None:
         """Answer ``token`` with 401 from now on (an unknown token becomes known, revoked)."""
@@ -377,19 +426,23 @@ class MockAPI:
 
     def exhaust(self, token: str, seconds: float) -> None:
         """Spend ``token``'s quota for the next ``seconds``, as if another client had
-        used it up: until then every request with it is answered 429, with a
-        ``Retry-After`` of the time left (and nothing is charged to its bucket)."""
+        used it up: until then every request with it is refused as its profile refuses a
+        spent quota (nothing is charged to its state). With :class:`LeakyBucket`: 429
+        with a ``Retry-After`` of the time left; with :class:`FixedWindow` and
+        :class:`IetfRateLimit`, headers that reset when the time is up; with
+        :class:`NginxLimitReq`, its bare refusal."""
         seconds = _seconds("seconds", seconds)
         entry = self._entry(token)
         entry.exhausted_until = asyncio.get_running_loop().time() + seconds
 
-    def _add(self, value: str, limits: Sequence[Limit] | None) -> _Entry:
+    def _add(self, value: str, profile: Profile | None) -> _Entry:
         name = base = mask(value)
         number = 1
         while name in self._names:  # two secrets with the same masked name: keep both
             number += 1
             name = f"{base}#{number}"
-        entry = _Entry(name, self._default_limits if limits is None else limits)
+        profile = self._default_profile if profile is None else profile
+        entry = _Entry(name, profile, enforcer(profile, self._options))
         self._names.add(name)
         self._tokens[value] = entry
         return entry
@@ -435,27 +488,33 @@ class MockAPI:
         now = asyncio.get_running_loop().time()
         slow = self._slow_rate > 0 and self._slow_rng.random() < self._slow_rate
         # Decide and count synchronously, then do the awaiting.
-        status, body, headers = self._decide(request, now, slow)
-        if status == 200 and request.body_exists:
+        answer = self._decide(request, now, time.time(), slow)
+        body = answer.body
+        if answer.status == 200 and request.body_exists and isinstance(body, dict):
             size = 0  # counted as it streams in: no size limit, nothing kept
             async for chunk in request.content.iter_any():
                 size += len(chunk)
             body["body_bytes"] = size
-        delay = self._slow_latency if slow else self._latency
+        delay = answer.held + (self._slow_latency if slow else self._latency)
         if delay:
             # Like asyncio.sleep(delay), but close() cuts it short: answer, then go away.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._closing.wait()
-        return web.json_response(body, status=status, headers=headers)
+        if isinstance(body, str):
+            return web.Response(
+                body=body.encode(),
+                status=answer.status,
+                headers=answer.headers,
+                content_type="text/html",
+            )
+        return web.json_response(body, status=answer.status, headers=answer.headers)
 
-    def _decide(
-        self, request: web.Request, now: float, slow: bool
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        secret, problem = self._credentials(request)
+    def _decide(self, request: web.Request, now: float, wall: float, slow: bool) -> _Answer:
+        secret, problem = credentials(request, self._auth, self._auth_name, self._tokens)
         entry = self._tokens.get(secret) if secret is not None else None
         if entry is None and secret is not None:
-            if self._accept_unknown and _valid(secret):
+            if self._accept_unknown and valid(secret):
                 entry = self._add(secret, None)
             else:
                 problem = "unknown token"
@@ -466,67 +525,30 @@ class MockAPI:
             counters.unauthorized += 1
             if entry is not None:
                 problem = f"token {entry.name} is revoked"
-            return (
+            return _Answer(
                 401,
                 {"error": "invalid_token", "error_description": problem},
                 {"WWW-Authenticate": _WWW_AUTHENTICATE},
             )
 
         if now < entry.exhausted_until:
-            wait = entry.exhausted_until - now
-            verdict = Verdict(False, entry.bucket.limits[0], 0, wait, wait)
+            decision = entry.enforcer.exhausted(now, entry.exhausted_until, wall)
         else:
-            verdict = entry.bucket.take(now, self._tolerance)
-        headers = self._limit_headers(verdict)
-        if not verdict.admitted:
+            decision = entry.enforcer.decide(now, wall)
+        headers = decision.headers
+        if not decision.admitted:
             counters.rate_limited += 1
-            wait = verdict.retry_after
-            if self._retry_after == "int":
-                headers["Retry-After"] = str(max(1, math.ceil(wait - EPSILON)))
-            else:
-                headers["Retry-After"] = f"{max(0.001, _ceil_ms(wait)):.3f}"
-            return 429, {"error": "rate_limited", "token": entry.name}, headers
+            page = decision.page
+            refusal = {"error": "rate_limited", "token": entry.name} if page is None else page
+            return _Answer(decision.status, refusal, headers)
 
         entry.times.append(now)
+        counters.delayed += decision.delay > 0
         if self._error_rate > 0 and self._error_rng.random() < self._error_rate:
             counters.server_errors += 1
-            return 503, {"error": "unavailable", "token": entry.name}, headers
+            return _Answer(503, {"error": "unavailable", "token": entry.name}, headers)
         counters.ok += 1
         if request.method == "GET" and request.path == "/whoami":
-            return 200, {"token": entry.name}, headers
+            return _Answer(200, {"token": entry.name}, headers, decision.delay)
         body = {"ok": True, "token": entry.name, "path": request.path, "method": request.method}
-        return 200, body, headers
-
-    def _credentials(self, request: web.Request) -> tuple[str | None, str]:
-        """The token the request carries, or ``None`` and why there is none."""
-        name = self._auth_name
-        if self._auth == "query":
-            raw = request.query.get(name)
-            where = f"query parameter {name!r}"
-        else:
-            raw = request.headers.get(name)
-            where = f"header {name!r}"
-        if not raw:
-            return None, f"missing credentials: send the token in the {where}"
-        if self._auth != "bearer":
-            return raw, ""
-        scheme, _, secret = raw.partition(" ")
-        secret = secret.strip()
-        if scheme.lower() != "bearer" or not (secret in self._tokens or _valid(secret)):
-            return None, f"malformed {where}: expected 'Bearer <token>'"
-        return secret, ""
-
-    def _limit_headers(self, verdict: Verdict) -> dict[str, str]:
-        if not self._rate_limit_headers:
-            return {}
-        return {
-            "X-RateLimit-Limit": _number(verdict.limit.burst),
-            "X-RateLimit-Remaining": str(verdict.remaining),
-            "X-RateLimit-Reset-After": f"{_ceil_ms(verdict.reset_after):.3f}",
-            "X-RateLimit-Reset": str(math.ceil(time.time() + verdict.reset_after)),
-        }
-
-
-def _valid(secret: str) -> bool:
-    """Whether ``secret`` could be a token at all (non-empty, no white space or controls)."""
-    return _TOKEN_SHAPE.fullmatch(secret) is not None
+        return _Answer(200, body, headers, decision.delay)

@@ -630,7 +630,16 @@ async def test_no_secret_in_repr_stats_bodies_headers_or_logs(
 
 def test_public_names_are_exported_sorted() -> None:
     exported = aurora_async.testing.__all__
-    assert exported == sorted(exported) == ["MockAPI", "MockTokenStats"]
+    assert exported == sorted(exported)
+    assert exported == [
+        "FixedWindow",
+        "IetfRateLimit",
+        "LeakyBucket",
+        "MockAPI",
+        "MockTokenStats",
+        "NginxLimitReq",
+        "Profile",
+    ]
     public = {n for n in vars(aurora_async.testing) if not n.startswith("_")}
     assert public == set(exported)
 
