@@ -293,21 +293,15 @@ class MockAPI:
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()  # set by close(): delayed responses go out at once
 
-        items: list[tuple[Token, Profile | None]]
+        pairs: list[tuple[Token, TokenLimits]]
         if isinstance(tokens, Mapping):
-            items = []
-            for value, limits in tokens.items():
-                token = Token(value)
-                items.append((token, _as_profile(limits, f"MockAPI token {token.name}")))
+            pairs = [(Token(value), limits) for value, limits in tokens.items()]
         else:
-            items = []
-            for item in tokens:
-                token = as_token(item)
-                items.append((token, _as_profile(token.limits, f"MockAPI token {token.name}")))
-        for token, token_profile in items:
+            pairs = [(token, token.limits) for token in map(as_token, tokens)]
+        for token, limits in pairs:
             if token.value in self._tokens:
                 raise ValueError(f"MockAPI: token {token.name} is listed twice")
-            self._add(token.value, token_profile)
+            self._add(token.value, _as_profile(limits, f"MockAPI token {token.name}"))
         for value in revoked:
             self.revoke(value)
 
