@@ -152,10 +152,26 @@ async def run_round_robin(url: str, spec: Server, seconds: float) -> tuple[float
     return ok / (CAPACITY * seconds), (rr.attempts - ok) / max(1, rr.attempts)
 
 
+async def against(
+    make: Callable[[Server], contextlib.AbstractAsyncContextManager[str]],
+    spec: Server,
+    seconds: float,
+    declaration: str | None,
+) -> tuple[float, float]:
+    """One run against a fresh server: the pool declared as ``declaration``, or round
+    robin for ``None``."""
+    async with make(spec) as url:
+        if declaration is None:
+            return await run_round_robin(url, spec, seconds)
+        return await run_pool(url, spec, declaration, seconds)
+
+
 def run(seconds: float) -> Report:
     report = Report("calibrate")
     spec = server()
-    servers = {"MockAPI nginx profile": mock}
+    servers: dict[str, Callable[[Server], contextlib.AbstractAsyncContextManager[str]]] = {
+        "MockAPI nginx profile": mock
+    }
     try:
         import _nginx
 
@@ -167,30 +183,12 @@ def run(seconds: float) -> Report:
         report.notes.append("real nginx: skipped, benchmarks/_nginx.py missing")
     for where, make in servers.items():
         for declaration, (least, most) in TARGETS.items():
-
-            async def one(declaration: str = declaration) -> tuple[float, float]:
-                async with make(spec) as url:
-                    return await run_pool(url, spec, declaration, seconds)
-
-            share, limited = asyncio.run(one())
+            share, limited = asyncio.run(against(make, spec, seconds, declaration))
             met = share >= least and limited <= most
             target = f">= {least:.0%}, 429s <= {most:.0%}"
-            report.add(
-                Figure(
-                    f"{where}: {declaration}",
-                    share * 100,
-                    "%",
-                    target,
-                    met,
-                    f"429s {limited:.2%}",
-                )
-            )
-
-        async def baseline() -> tuple[float, float]:
-            async with make(spec) as url:
-                return await run_round_robin(url, spec, seconds)
-
-        share, refused = asyncio.run(baseline())
+            detail = f"429s {limited:.2%}"
+            report.add(Figure(f"{where}: {declaration}", share * 100, "%", target, met, detail))
+        share, refused = asyncio.run(against(make, spec, seconds, None))
         detail = f"429s and 401s {refused:.2%}"
         report.add(Figure(f"{where}: {ROUND_ROBIN}", share * 100, "%", detail=detail))
     report.notes.append(
