@@ -2,7 +2,7 @@
 
 Everything that talks to Redis goes through :class:`Connection`, which turns "Redis
 cannot serve now" (refused, reset, timed out, loading, read-only, cluster down...)
-into one exception, :class:`_Unavailable`, for the backend's failure policy. A dropped
+into one exception, :class:`Unavailable`, for the backend's failure policy. A dropped
 connection (``CLIENT KILL``, a restart) is retried once, at once, on a fresh one;
 ``NOSCRIPT`` (``SCRIPT FLUSH``, a restart, a failover) sends the script's source with
 ``EVAL``, which also caches it again. ``redis`` is imported here, lazily.
@@ -16,7 +16,7 @@ from typing import Any
 from .scripts import Script
 
 
-class _Unavailable(Exception):
+class Unavailable(Exception):
     """Redis did not answer in time, or not at all."""
 
 
@@ -70,7 +70,7 @@ class Connection:
         self.client: Any = client
 
     async def call(self, script: Script, keys: list[str], args: list[Any]) -> Any:
-        """Run ``script`` within the timeout; raises :class:`_Unavailable`."""
+        """Run ``script`` within the timeout; raises :class:`Unavailable`."""
         for attempt in (0, 1):
             try:
                 if self.owned:  # its own socket timeouts bound every read and connect
@@ -80,7 +80,7 @@ class Connection:
             except self._down as exc:
                 if attempt == 0 and isinstance(exc, self._dropped):
                     continue  # a fresh connection from the pool, once
-                raise _Unavailable(f"{type(exc).__name__}: {exc}") from exc
+                raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
@@ -99,7 +99,7 @@ class Connection:
             async with asyncio.timeout(timeout or self.timeout):
                 return await getattr(self.client, name)(*args)
         except self._down as exc:
-            raise _Unavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def aclose(self) -> None:
         """Close the client if this connection made it (never one it was given)."""

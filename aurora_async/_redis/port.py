@@ -1,0 +1,177 @@
+"""``PoolPort``: everything the Redis backend does to the pool it serves, in one place.
+
+The backend decides leases itself, but the tokens, their counters and the loop belong
+to the pool. Every read or write of the pool's state (its core, its scheduler, a slot's
+counters, a window's level) goes through one method here and nowhere else in
+``aurora_async._redis``, so when the pool core grows an operation for it, repointing the
+backend is a change to this file. The methods say what they need from the pool.
+
+Some of them repeat a rule the scheduler owns (a grant's counters, the cost check, the
+spent-window rule): each says so, and names its reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from .._core.scheduler import _UNCAPPED, Slot
+from .._errors import NoTokensAvailable
+from .._pool.core import PoolCore, core_of
+
+if TYPE_CHECKING:
+    from .._pool.lease import Lease
+
+INF = math.inf
+_US = 1_000_000
+
+
+class PoolPort:
+    """The pool, as the Redis backend may use it (bound once, by ``RedisBackend.bind``)."""
+
+    __slots__ = ("_core",)
+
+    def __init__(self) -> None:
+        self._core: PoolCore | None = None
+
+    def bind(self, pool: object) -> None:
+        """Serve ``pool``: a ``TokenPool`` or the core behind one."""
+        core = pool if isinstance(pool, PoolCore) else core_of(pool)
+        if self._core is not None and self._core is not core:
+            raise RuntimeError("this RedisBackend already serves another pool; make one per pool")
+        self._core = core
+
+    @property
+    def bound(self) -> bool:
+        return self._core is not None
+
+    @property
+    def core(self) -> PoolCore:
+        core = self._core
+        if core is None:
+            raise RuntimeError("RedisBackend.acquire before bind: pass it to TokenPool(backend=)")
+        return core
+
+    # -- the loop and its clock -------------------------------------------------------
+
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The pool's loop, once it has one (``async with pool`` or a first lease)."""
+        core = self._core
+        return None if core is None else core.loop
+
+    def now(self) -> float:
+        """The pool's loop time; ``-inf`` before the pool has a loop."""
+        loop = self.loop()
+        return loop.time() if loop is not None else -INF
+
+    def bind_loop(self) -> asyncio.AbstractEventLoop:
+        """Bind the pool to the running loop (once), and return it."""
+        return self.core.bind()
+
+    @property
+    def closed(self) -> bool:
+        return self.core.closed
+
+    # -- tokens -----------------------------------------------------------------------
+
+    def slots(self) -> Iterable[tuple[str, Slot]]:
+        """Every token slot of the pool, by secret (the secret only ever keys a map)."""
+        return self.core.sched.slots.items()
+
+    @property
+    def max_cost(self) -> float:
+        """The largest cost some usable token can take."""
+        return self.core.sched.max_cost
+
+    def cost_ok(self, cost: float) -> bool:
+        """The scheduler's cost check, fast path only (``Scheduler.check_cost`` raises
+        the reason when this is false)."""
+        try:
+            return 0 < cost <= self.core.sched.max_cost
+        except TypeError:
+            return False
+
+    def check_cost(self, cost: float) -> None:
+        """Raise at once for a lease no token can take (``Scheduler.check_cost``)."""
+        self.core.sched.check_cost(cost)
+
+    def no_tokens(self, cost: float) -> NoTokensAvailable:
+        """The pool's error for a lease no usable token can take (its text repeats the
+        one ``PoolCore.tokens_changed`` raises)."""
+        if self.core.sched.usable:
+            why = f"no usable token left can take cost {cost:g}"
+        else:
+            why = "every token is disabled or removed"
+        return NoTokensAvailable(f"{why}; see pool.stats() for the reasons")
+
+    @staticmethod
+    def capped(slot: Slot) -> bool:
+        """``slot`` has an in-flight cap (``max_in_flight`` or the trial cap)."""
+        return slot.cap < _UNCAPPED
+
+    @staticmethod
+    def unindex(slot: Slot) -> None:
+        """Keep ``slot`` out of the scheduler's own index, which a backend leaves unused
+        (and whose bookkeeping, done on every change, would be wasted). Edits the
+        scheduler's index fields, as ``Scheduler`` does when a slot leaves its index."""
+        if slot.indexed:
+            slot.lane.retire(slot.seq)
+            slot.seq = -1
+            slot.indexed = False
+
+    @staticmethod
+    def spent_windows(slot: Slot, seconds: float) -> list[bool]:
+        """The windows a cooldown of ``seconds`` fills when the API said the quota is
+        spent: those whose period is no longer than the cooldown, or the shortest one.
+        The same rule as ``Scheduler.cool`` (and the Lua ``token_op`` script)."""
+        longest = max(seconds, min(w.limit.per for w in slot.windows))
+        return [w.limit.per <= longest for w in slot.windows]
+
+    @staticmethod
+    def mirror(slot: Slot, undo: Sequence[str], server_now: int, now: float) -> None:
+        """Show the shared buckets of ``slot``, as a reservation left them (``undo``:
+        "before after" server times per window), in its own windows, which the pool
+        reads for ``stats()`` headroom and to tell whether a response's "nothing left"
+        says more than the limiter already knows. Writes each window's level."""
+        for w, after in zip(slot.windows, undo[1::2], strict=False):
+            w._last_check = now
+            w._level = max(0.0, (int(after) - server_now) / _US * w.rate)
+
+    # -- grants -------------------------------------------------------------------------
+
+    def grant(self, lease: Lease, slot: Slot, cost: float, now: float) -> None:
+        """Hand ``slot`` to ``lease`` at ``now``: the grant's bookkeeping (in_flight + 1,
+        leases + 1, units + cost, the pool's grant count), as ``Scheduler.dispatch``
+        does for the pool's own waiters."""
+        lease.slot = slot
+        lease.granted_at = now
+        slot.in_flight += 1
+        slot.leases += 1
+        slot.units += cost
+        self.core.count_grant(now)
+
+    def refund(self, lease: Lease, slot: Slot, cost: float) -> None:
+        """Undo :meth:`grant` for a lease cancelled before it resumed (in_flight - 1,
+        leases - 1, units - cost, the pool's grant count - 1; a removed slot is dropped
+        once idle), as ``Scheduler.refund`` and ``PoolCore.abandon`` do. The limiter
+        state is the backend's: it gives the reservation back itself."""
+        core = self.core
+        lease.slot = None
+        slot.in_flight -= 1
+        slot.leases -= 1
+        slot.units -= cost
+        core.granted -= 1
+        core.sched.forget_if_idle(slot)
+
+    # -- token states another worker changed ----------------------------------------------
+
+    def disable(self, slot: Slot, reason: str) -> None:
+        """Disable ``slot`` locally (the pool calls back ``disabled``)."""
+        self.core.disable(slot, reason)
+
+    def enable(self, slot: Slot) -> None:
+        """Enable ``slot`` locally, as ``pool.enable()`` does (the pool calls back
+        ``enabled``)."""
+        self.core.enable(slot, by_hand=False)

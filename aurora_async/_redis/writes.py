@@ -1,0 +1,140 @@
+"""Shared token states written to Redis in the background, in order.
+
+``lease.rate_limited()``, ``lease.revoked()``, ``pool.disable()`` and ``pool.enable()``
+never block: each queues one write here, and one task sends them in the order they were
+made. While Redis is away, cooldowns, disables and enables are kept and replayed when it
+is back (reads of the shared states are not: the recovery reads them anew).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections import deque
+from typing import NamedTuple
+
+from .. import _log
+from .calls import Unavailable
+from .context import Context
+from .failover import Failover
+from .membership import Membership
+from .scripts import SCRIPTS
+
+_US = 1_000_000
+#: Shared writes replayed when Redis is back.
+_REPLAYED = ("cool", "disable", "enable")
+
+
+class Op(NamedTuple):
+    """One shared write: ``cool``, ``disable``, ``enable`` a token, or read the
+    namespace's ``state``."""
+
+    kind: str
+    tid: str = ""
+    seconds: float = 0.0  #: cool: the duration ...
+    since: float = -math.inf  #: ... and when it was reported (the write may run later)
+    fills: str = ""  #: cool: "1 0 ..." the windows to fill (the quota was spent)
+    reason: str = ""  #: disable
+
+
+class Writes:
+    """The queue of shared writes and the one task that sends them."""
+
+    __slots__ = ("_ctx", "_failover", "_members", "_ops", "_replay", "_task")
+
+    def __init__(self, ctx: Context, failover: Failover, members: Membership) -> None:
+        self._ctx = ctx
+        self._failover = failover
+        self._members = members
+        self._ops: deque[Op] = deque()
+        self._replay: list[Op] = []  # made while Redis was away
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, op: Op) -> None:
+        """Queue ``op`` (or keep it for the replay while Redis is away)."""
+        if op.kind in ("disable", "enable"):
+            self._members.hold(op.tid)
+        if self._failover.up:
+            self._ops.append(op)
+            self.kick()
+        elif op.kind in _REPLAYED:
+            self._replay.append(op)
+
+    def kick(self) -> None:
+        """Start the writing task if there is something to write (and a loop)."""
+        if self._task is None and self._ops and self._ctx.port.loop() is not None:
+            self._task = self._ctx.spawn(self._run())
+
+    async def _run(self) -> None:
+        ops = self._ops
+        try:
+            while ops:
+                if not self._failover.up:
+                    self._replay += [o for o in ops if o.kind in _REPLAYED]
+                    ops.clear()
+                    break
+                op = ops[0]
+                try:
+                    await self._write(op)
+                except Unavailable as exc:
+                    self._failover.went_down(exc)
+                    continue
+                except Exception as exc:
+                    _log.error("aurora.redis.write_failed", op=op.kind, error=type(exc).__name__)
+                if ops and ops[0] is op:
+                    ops.popleft()
+                    self._settled(op)
+        finally:
+            self._task = None
+
+    def _settled(self, op: Op) -> None:
+        """``op`` reached Redis (or was given up)."""
+        if op.kind in ("disable", "enable"):
+            self._members.settle(op.tid)
+
+    async def _write(self, op: Op) -> None:
+        ctx = self._ctx
+        k = ctx.keys
+        kind = op.kind
+        if kind == "state":
+            await self._members.fetch_state()
+            return
+        arg: int | str = ""
+        if kind == "cool":
+            seconds = op.seconds
+            if op.since > -math.inf:
+                seconds -= ctx.now() - op.since  # the time it waited to be written
+            if seconds <= 0:
+                return
+            arg = math.ceil(seconds * _US)
+        elif kind == "disable":
+            arg = op.reason
+        await ctx.redis.call(
+            SCRIPTS["token_op"],
+            [k.ready, k.meta, k.disabled],
+            [k.token_prefix, op.tid, kind, arg, ctx.ttl_ms, op.fills],
+        )
+
+    async def replay(self) -> None:
+        """Send what was written while Redis was away, in order (it is back)."""
+        replay = self._replay
+        while replay:
+            await self._write(replay[0])
+            self._settled(replay.pop(0))
+
+    async def catch_up(self) -> None:
+        """Adopt the namespace's disabled states now (best effort, one round trip)."""
+        if self._failover.up:
+            with contextlib.suppress(Unavailable):
+                await self._write(Op("state"))
+
+    async def drain(self, timeout: float) -> None:
+        """Give the writes still queued up to ``timeout`` seconds to land (other workers
+        rely on them), then drop what is left."""
+        task = self._task
+        if task is not None and self._failover.up:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(task)
+        self._ops.clear()
