@@ -19,6 +19,7 @@ from ._errors import (
 from ._http.auth import Auth, BearerAuth, HeaderAuth, QueryAuth
 from ._http.options import HttpOptions
 from ._io.statefile import StateFile
+from ._io.tokenfile import read_tokens
 from ._pool.health import (
     HealthChecker,
     MonitorReport,
@@ -67,4 +68,5 @@ __all__ = [
     "TokenState",
     "TokenStats",
     "Verdict",
+    "read_tokens",
 ]

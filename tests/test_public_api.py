@@ -236,6 +236,7 @@ PUBLIC_NAMES = {
     "TokenState",
     "TokenStats",
     "Verdict",
+    "read_tokens",
 }
 
 _LIMIT_DEFAULT = "limits=Limit(rate=10.0, per=1.0, burst=10.0)"
@@ -280,6 +281,7 @@ SIGNATURES = {
     "Limit.__init__": "def (self, rate, per=1.0, burst=None)",
     "Limit.sliding_window": "classmethod (count, per=1.0, *, burst=2)",
     "Token": "class (value, limits=None, *, max_in_flight=None)",
+    "read_tokens": "def (path=None)",
 }
 
 #: The public attributes (no leading underscore) ``dir()`` shows on a class and on an
@@ -332,7 +334,7 @@ def describe(qualname: str) -> str:
     """What ``SIGNATURES`` says of ``qualname``, read from the code."""
     owner, _, attr = qualname.partition(".")
     obj = getattr(aurora_async, owner)
-    what = "class"
+    what = "class" if inspect.isclass(obj) else "def"
     if attr:
         member = inspect.getattr_static(obj, attr)
         if isinstance(member, property):

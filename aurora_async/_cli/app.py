@@ -133,7 +133,7 @@ def plan(
     """
     import json
 
-    from .limitspec import parse_limit
+    from .._core.limitspec import parse_limit
     from .plan import make_plan, render_plan
 
     try:

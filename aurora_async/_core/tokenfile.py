@@ -6,15 +6,29 @@ first non-space character is ``#`` are skipped. White space, control characters 
 invisible formatting characters inside a token are an error that names the source and the
 line, never the token. A token that appears again is kept once, where it first appears;
 :attr:`ParsedTokens.duplicates` lists every line of it so the caller can warn.
+
+A token may carry annotations: after the token, spaces or tabs, then ``KEY=VALUE`` fields
+separated by spaces or tabs::
+
+    sk-live-0123456789abcdef   limit=20/1s,burst=5 limit=5000/1h max_in_flight=4
+
+``limit=`` (repeatable: each one is a window the token must have room in) takes
+:func:`~aurora_async._core.limitspec.parse_limit`'s ``RATE/PERIOD[,burst=B]``;
+``max_in_flight=`` a positive whole number. A token has no white space, so what follows it
+cannot be mistaken for a part of it, and a plain one-token-per-line file reads as before.
+A bad annotation is an error naming the source, the line and the column, never the token.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from aurora_async._core.tokens import mask
+from aurora_async._core.limits import Limit
+from aurora_async._core.limitspec import parse_limit
+from aurora_async._core.tokens import Token, mask
 from aurora_async._errors import TokenFileError
 
 __all__ = [
@@ -45,21 +59,52 @@ _WHITE_SPACE = frozenset({"Zs", "Zl", "Zp"})
 _BAD_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Cs"})
 _UTF8_ADVICE = "save the file as UTF-8 (not UTF-16, Latin-1 or a word processor format)"
 
+#: The keys an annotation may have, and what their values look like.
+LIMIT_KEY = "limit"
+IN_FLIGHT_KEY = "max_in_flight"
+ANNOTATION_SYNTAX = (
+    "the annotations are limit=RATE/PERIOD[,burst=B] (one per window, e.g. "
+    "limit=20/1s,burst=5 limit=5000/1h) and max_in_flight=N, after the token and separated "
+    "by spaces; comments go on their own line"
+)
+_KEYS = frozenset({LIMIT_KEY, IN_FLIGHT_KEY})
+#: Where annotations start: the first run of spaces or tabs after the token; then fields.
+_SEPARATOR = re.compile(r"[ \t]+")
+_FIELD = re.compile(r"[^ \t]+")
+#: What an annotation's key looks like (a field such as ``dGVzdA==``, a piece of a base64
+#: token after a stray space, does not).
+_KEY = re.compile(r"([a-z_]+)=")
+
 
 @dataclass(frozen=True, slots=True)
 class TokenEntry:
-    """One token read from a source: its secret ``value`` and the line it first appears on."""
+    """One token read from a source: its secret ``value``, the line it first appears on,
+    and what that line annotates (``limits``, empty when none; ``max_in_flight``)."""
 
     value: str = field(repr=False)
     line: int
+    limits: tuple[Limit, ...] = ()
+    max_in_flight: int | None = None
 
     @property
     def name(self) -> str:
         """The masked display name of the token."""
         return mask(self.value)
 
+    @property
+    def annotated(self) -> bool:
+        """Whether the line gave the token limits or a cap of its own."""
+        return bool(self.limits) or self.max_in_flight is not None
+
+    def token(self) -> Token:
+        """The entry as a :class:`Token` (limits ``None`` when the line gave none)."""
+        return Token(self.value, self.limits or None, max_in_flight=self.max_in_flight)
+
     def __repr__(self) -> str:
-        return f"TokenEntry(name={self.name!r}, line={self.line})"
+        extra = f", limits={list(self.limits)!r}" if self.limits else ""
+        if self.max_in_flight is not None:
+            extra += f", max_in_flight={self.max_in_flight}"
+        return f"TokenEntry(name={self.name!r}, line={self.line}{extra})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +130,15 @@ class ParsedTokens:
     digest: str = field(default="", compare=False, repr=False)
 
     @property
-    def values(self) -> tuple[str, ...]:
-        """The secrets, in order, each once."""
-        return tuple(entry.value for entry in self.entries)
+    def values(self) -> tuple[str | Token, ...]:
+        """The tokens, in order, each once, as a pool takes them: the secret itself, or a
+        :class:`Token` with the limits (and cap) where the line annotates them."""
+        return tuple(entry.token() if entry.annotated else entry.value for entry in self.entries)
+
+    @property
+    def tokens(self) -> tuple[Token, ...]:
+        """The tokens, in order, each once, as :class:`Token` objects."""
+        return tuple(entry.token() for entry in self.entries)
 
 
 def parse_token_text(text: str | bytes, *, source: str) -> ParsedTokens:
@@ -114,18 +165,17 @@ def parse_token_text(text: str | bytes, *, source: str) -> ParsedTokens:
         if not token or token[0] == "#":
             skipped += 1
             continue
+        entry: TokenEntry | None = None
         # Fast path: printable text without a space is fine; otherwise look closer.
         if not token.isprintable() or " " in token:
-            problem = _problem(token)
-            if problem is not None:
-                index, char = problem
-                column = len(raw) - len(raw.lstrip()) + index + 1
-                message = _describe(char, token[index:])
-                raise TokenFileError(f"{message} (at column {column})", path=source, line=number)
+            offset = len(raw) - len(raw.lstrip())  # columns before the token
+            entry = _annotated(token, offset, number, source)
+            if entry is not None:
+                token = entry.value
         seen = first_line.get(token)
         if seen is None:
             first_line[token] = number
-            entries.append(TokenEntry(token, number))
+            entries.append(entry if entry is not None else TokenEntry(token, number))
         else:
             repeats.setdefault(token, [seen]).append(number)
     if not entries:
@@ -134,6 +184,66 @@ def parse_token_text(text: str | bytes, *, source: str) -> ParsedTokens:
             f"no tokens found: {why}; put one token per line", path=source, line=None
         )
     return ParsedTokens(source, tuple(entries), _duplicates(repeats), skipped, digest)
+
+
+def _annotated(line: str, offset: int, number: int, source: str) -> TokenEntry | None:
+    """The entry of a stripped ``line`` that is not plain printable text without a space:
+    a token with annotations (returned), or a token that is fine after all (``None``).
+
+    Raises :class:`TokenFileError` for a bad character in the token or a bad annotation;
+    ``offset`` is the number of columns before the token on the raw line.
+    """
+    split = _SEPARATOR.search(line)
+    if split is not None:
+        token, rest = line[: split.start()], line[split.end() :]
+        key = _KEY.match(rest)
+        if key is not None and _problem(token) is None:
+            column = offset + split.end() + 1
+            if key.group(1) not in _KEYS:
+                why = f"an unknown annotation after the token: {ANNOTATION_SYNTAX}"
+                raise _field_error(why, column, source, number)
+            limits, in_flight = _annotations(rest, column, source, number)
+            return TokenEntry(token, number, limits, in_flight)
+    problem = _problem(line)
+    if problem is None:
+        return None
+    index, char = problem
+    message = _describe(char, line[index:])
+    raise TokenFileError(f"{message} (at column {offset + index + 1})", path=source, line=number)
+
+
+def _annotations(
+    text: str, column: int, source: str, number: int
+) -> tuple[tuple[Limit, ...], int | None]:
+    """The limits and the cap set by ``text``, the annotations of a line, starting at
+    ``column``. Never echoes a field whose key is unknown: it may be a piece of a token
+    with white space inside."""
+    limits: list[Limit] = []
+    in_flight: int | None = None
+    for found in _FIELD.finditer(text):
+        key, sep, value = found.group().partition("=")
+        at = column + found.start()
+        if not sep or key not in _KEYS:
+            raise _field_error(f"not an annotation: {ANNOTATION_SYNTAX}", at, source, number)
+        if key == LIMIT_KEY:
+            try:
+                limits.append(parse_limit(value))
+            except (TypeError, ValueError) as exc:
+                why = f"bad {LIMIT_KEY}= annotation: {exc}"
+                raise _field_error(why, at, source, number) from None
+        elif in_flight is not None:
+            why = f"{IN_FLIGHT_KEY}= is given twice: give it once"
+            raise _field_error(why, at, source, number)
+        elif value.isascii() and value.isdigit() and int(value) > 0:
+            in_flight = int(value)
+        else:
+            why = f"bad {IN_FLIGHT_KEY}= annotation {value[:20]!r}: write a whole number > 0"
+            raise _field_error(why, at, source, number)
+    return tuple(limits), in_flight
+
+
+def _field_error(why: str, column: int, source: str, number: int) -> TokenFileError:
+    return TokenFileError(f"{why} (at column {column})", path=source, line=number)
 
 
 def parse_token_list(text: str, *, source: str) -> ParsedTokens:

@@ -17,6 +17,11 @@ flushed and fsynced, then ``os.replace``), with mode 0600. A file that cannot be
 understood is reported (``aurora.state.corrupt``) and ignored: state is a convenience,
 never a reason not to start.
 
+Only a regular file is read, without blocking and up to ``max_bytes``: a FIFO or a device
+named as the state file is reported and ignored, never waited on nor read without end, and
+a save refuses to replace it (the save fails, and says why). Disk work runs in a worker
+thread wherever a coroutine asks for it (:meth:`StateFile.load`, :meth:`StateFile.save`).
+
 File format (version 1)::
 
     {"format": "aurora_async.state", "version": 1, "saved_at": 1718000000.0,
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import hmac
 import json
@@ -50,14 +56,17 @@ from .. import _log
 from .._core.limits import Limit
 from .._core.policy import Verdict
 from .._pool.core import Evidence, core_of
+from .regular import NotRegular, TooLarge, read_regular, special_kind
 
 if TYPE_CHECKING:
     from .._core.scheduler import Slot
 
-__all__ = ["FORMAT", "VERSION", "StateFile"]
+__all__ = ["DEFAULT_MAX_BYTES", "FORMAT", "VERSION", "StateFile"]
 
 FORMAT = "aurora_async.state"
 VERSION = 1
+#: The largest state file read (256 MiB: about a million tokens with something to remember).
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 _SALT_BYTES = 16
 
@@ -92,7 +101,7 @@ class StateFile:
 
         state = StateFile("/var/lib/crawler/aurora-state.json")
         async with pool:
-            state.load_into(pool)            # before the first lease
+            await state.load(pool)           # before the first lease
             saver = asyncio.create_task(state.autosave(pool, every=60))
             try:
                 ...
@@ -102,10 +111,17 @@ class StateFile:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+            raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
         self.path = Path(path)
         self._clock = clock
+        self.max_bytes = max_bytes
 
     def __repr__(self) -> str:
         return f"StateFile({str(self.path)!r})"
@@ -170,6 +186,10 @@ class StateFile:
 
     def _write(self, data: bytes, count: int) -> None:
         path = self.path
+        kind = special_kind(path)
+        if kind is not None:  # never put a file in place of a FIFO or a device
+            why = f"{path} is {kind}, not a regular file: a save does not replace it"
+            raise OSError(errno.EINVAL, why)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as file:  # mkstemp made it 0600
@@ -193,29 +213,43 @@ class StateFile:
         levels are restored as the larger of the saved level, run down by the time since
         it was saved, and the level the window has now). Tokens in the file but not in
         the pool are ignored. A missing file restores nothing; a file that cannot be read
-        or understood is reported (``aurora.state.corrupt``) and ignored."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            raise RuntimeError(
-                "StateFile.load_into() must run inside the event loop that runs the pool "
-                "(e.g. right after `async with pool:`): window levels are kept in loop time"
-            ) from None
+        or understood is reported (``aurora.state.corrupt``) and ignored. It reads the
+        file on the loop's thread: from a coroutine, prefer :meth:`load`."""
+        _require_loop("load_into")
+        state = self._read_state()
+        return 0 if state is None else self._apply(pool, state)
+
+    async def load(self, pool: object) -> int:
+        """Like :meth:`load_into`, with the file read and parsed in a worker thread, so a
+        slow disk or a large file does not stall the event loop."""
+        _require_loop("load")
+        state = await anyio.to_thread.run_sync(self._read_state)
+        return 0 if state is None else self._apply(pool, state)
+
+    def _read_state(self) -> _State | None:
+        """The file's state, or ``None`` (reported) when there is none to use. Blocking
+        I/O; it never waits on a FIFO nor reads more than ``max_bytes``."""
         path = str(self.path)
         try:
-            data = self.path.read_bytes()
+            data = read_regular(self.path, limit=self.max_bytes)
         except FileNotFoundError:
             _log.info("aurora.state.missing", path=path, hint="starting with no saved state")
-            return 0
+            return None
         except OSError as exc:
             _corrupt(path, f"cannot read it: {exc.strerror or type(exc).__name__}")
-            return 0
+            return None
+        if isinstance(data, NotRegular):
+            _corrupt(path, f"it is {data.kind}, not a regular file: not read", hint=_SPECIAL)
+            return None
+        if isinstance(data, TooLarge):
+            held = f"{data.size:,} bytes" if data.size is not None else "more"
+            _corrupt(path, f"it is larger than the limit of {data.limit:,} bytes ({held})")
+            return None
         try:
-            state = _parse(data)
+            return _parse(data)
         except _Corrupt as exc:
             _corrupt(path, str(exc))
-            return 0
-        return self._apply(pool, state)
+            return None
 
     def _apply(self, pool: object, state: _State) -> int:
         """Decide from the file and the pool, then change the pool through its methods."""
@@ -294,13 +328,25 @@ def _restore_windows(
     return changed
 
 
-def _corrupt(path: str, reason: str) -> None:
-    _log.warning(
-        "aurora.state.corrupt",
-        path=path,
-        reason=reason,
-        hint="ignored: the pool starts without saved state; the next save replaces it",
-    )
+_IGNORED = "ignored: the pool starts without saved state; the next save replaces it"
+_SPECIAL = (
+    "ignored: the pool starts without saved state, and saves fail until state_file names "
+    "a regular file (or a path where one can be made)"
+)
+
+
+def _corrupt(path: str, reason: str, *, hint: str = _IGNORED) -> None:
+    _log.warning("aurora.state.corrupt", path=path, reason=reason, hint=hint)
+
+
+def _require_loop(method: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            f"StateFile.{method}() must run inside the event loop that runs the pool "
+            "(e.g. right after `async with pool:`): window levels are kept in loop time"
+        ) from None
 
 
 def _fsync_dir(directory: Path) -> None:

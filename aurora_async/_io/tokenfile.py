@@ -4,6 +4,11 @@ Parsing is in :mod:`aurora_async._core.tokenfile`; this module only decides wher
 look, reads the bytes and turns every way that can fail into a :class:`TokenFileError`
 that says where it looked, why it was there, and how to point the library elsewhere.
 No message ever carries a token.
+
+Only a regular file is read, and at most :data:`DEFAULT_MAX_BYTES` of it (or
+``$AURORA_TOKENS_MAX_BYTES``): a FIFO, ``/dev/zero`` or another device is refused at once
+instead of hanging or filling the memory (see :mod:`aurora_async._io.regular`). Reading is
+blocking I/O: from a coroutine, call these functions in a worker thread.
 """
 
 from __future__ import annotations
@@ -14,21 +19,33 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from aurora_async import _log
 from aurora_async._core.tokenfile import ParsedTokens, parse_token_list, parse_token_text
+from aurora_async._core.tokens import Token
 from aurora_async._errors import TokenFileError
+from aurora_async._io.regular import NotRegular, TooLarge, read_regular
 
 __all__ = [
     "DEFAULT_FILE",
+    "DEFAULT_MAX_BYTES",
     "ENV_FILE",
+    "ENV_MAX_BYTES",
     "ENV_TOKENS",
+    "max_bytes",
+    "read_token_bytes",
     "read_token_env",
     "read_token_file",
+    "read_tokens",
     "resolve_token_path",
+    "warn_duplicates",
 ]
 
 ENV_FILE = "AURORA_TOKENS_FILE"
 ENV_TOKENS = "AURORA_TOKENS"
+ENV_MAX_BYTES = "AURORA_TOKENS_MAX_BYTES"
 DEFAULT_FILE = "access_tokens.txt"
+#: The largest token file read (64 MiB: over a million tokens with limits on every line).
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 HOW_GIVEN = "given"
 HOW_ENV = f"from ${ENV_FILE}"
@@ -65,31 +82,75 @@ def read_token_file(
     """Read and parse the token file chosen as :func:`resolve_token_path` does.
 
     Raises :class:`TokenFileError` when the file is missing, unreadable, a directory, a
-    dangling symbolic link, empty, or malformed; the message says which path was used,
-    how it was chosen and what to do.
+    dangling symbolic link, not a regular file (a FIFO, a device), larger than
+    :func:`max_bytes`, empty, or malformed; the message says which path was used, how it
+    was chosen and what to do.
     """
     found, how, workdir = _resolve(path, environ, cwd)
     where = f"{how}; working directory: {workdir}"
+    data = read_token_bytes(found, where, environ=environ)
     try:
-        data = found.read_bytes()
+        return parse_token_text(data, source=str(found))
+    except TokenFileError as exc:
+        if exc.line is not None:
+            raise
+        raise TokenFileError(f"{exc.reason} ({where}). {_empty_hint()}", path=found) from None
+
+
+def read_tokens(path: str | os.PathLike[str] | None = None) -> list[Token]:
+    """The tokens of a token file, in order, each once, as :class:`Token` objects.
+
+    For building a token list of your own: a line's annotations (``limit=20/1s,burst=5``,
+    ``max_in_flight=4``) become the token's ``limits`` and ``max_in_flight``; a token
+    without them has ``limits=None`` (the pool's default). ``path`` ``None`` means
+    ``$AURORA_TOKENS_FILE``, else ``./access_tokens.txt``. Duplicates are kept once, with a
+    warning (``aurora.tokens.duplicate``). Raises :class:`TokenFileError`, as
+    ``TokenPool.from_file`` does. Blocking file I/O: from a coroutine, run it in a thread
+    (``await asyncio.to_thread(read_tokens, path)``).
+    """
+    parsed = read_token_file(path)
+    warn_duplicates(parsed)
+    return list(parsed.tokens)
+
+
+def warn_duplicates(parsed: ParsedTokens) -> None:
+    """Warn of each token a file or variable holds more than once, by masked name."""
+    for dup in parsed.duplicates:
+        _log.warning(
+            "aurora.tokens.duplicate",
+            source=parsed.source,
+            token=dup.name,
+            lines=list(dup.lines),
+            kept_line=dup.lines[0],
+        )
+
+
+def max_bytes(environ: Mapping[str, str] | None = None) -> int:
+    """The largest token file read: ``$AURORA_TOKENS_MAX_BYTES`` (a whole number of bytes)
+    when set, else :data:`DEFAULT_MAX_BYTES`. Raises :class:`TokenFileError` for a value
+    that is not a positive whole number."""
+    env = os.environ if environ is None else environ
+    raw = env.get(ENV_MAX_BYTES)
+    if raw is None or not raw.strip():
+        return DEFAULT_MAX_BYTES
+    text = raw.strip().replace("_", "")
+    if not (text.isascii() and text.isdigit() and int(text) > 0):
+        raise TokenFileError(
+            f"{ENV_MAX_BYTES} must be a whole number of bytes > 0, e.g. {2 * DEFAULT_MAX_BYTES} "
+            f"for 128 MiB, got {raw[:40]!r}; unset it for the default of 64 MiB",
+            path=f"${ENV_MAX_BYTES}",
+        )
+    return int(text)
+
+
+def read_token_bytes(found: Path, where: str, *, environ: Mapping[str, str] | None = None) -> bytes:
+    """The bytes of the token file ``found`` (chosen as ``where`` says), read without
+    blocking and up to :func:`max_bytes`; every failure is a :class:`TokenFileError`."""
+    limit = max_bytes(environ)
+    try:
+        data = read_regular(found, limit=limit)
     except FileNotFoundError:
-        if os.path.islink(found):
-            target = os.readlink(found)
-            message = (
-                f"{found} is a symbolic link to {target}, which does not exist ({where}). "
-                "Check that the link's target is mounted: a volume or secret that is not "
-                "mounted, or a key that was removed from a Kubernetes secret, leaves such a "
-                "link behind."
-            )
-        else:
-            message = f"token file not found: {found} ({where})."
-            if not os.path.isdir(found.parent):
-                message += f" The directory {found.parent} does not exist either."
-            if any(part != part.strip() for part in found.parts):
-                message += " Note: the path has a part with leading or trailing white space."
-        raise TokenFileError(f"{message} {_hints(found)}", path=found) from None
-    except IsADirectoryError:
-        raise TokenFileError(_directory_message(found, where), path=found) from None
+        raise TokenFileError(_missing_message(found, where), path=found) from None
     except PermissionError:
         if os.path.isdir(found):  # Windows reports a directory as "permission denied"
             raise TokenFileError(_directory_message(found, where), path=found) from None
@@ -99,14 +160,13 @@ def read_token_file(
             f"cannot read the token file {found} ({where}): {exc.strerror or exc}. {_hints(found)}",
             path=found,
         ) from None
-    try:
-        return parse_token_text(data, source=str(found))
-    except TokenFileError as exc:
-        if exc.line is not None:
-            raise
-        raise TokenFileError(
-            f"{exc.reason} ({where}). {_hints(found)}", path=found, line=None
-        ) from None
+    if isinstance(data, NotRegular):
+        if data.is_directory:
+            raise TokenFileError(_directory_message(found, where), path=found)
+        raise TokenFileError(_special_message(found, data.kind, where), path=found)
+    if isinstance(data, TooLarge):
+        raise TokenFileError(_too_large_message(found, data, where), path=found)
+    return data
 
 
 def read_token_env(
@@ -168,6 +228,51 @@ def _resolve(
     if not found.is_absolute():
         found = workdir / found
     return found, how, workdir
+
+
+def _missing_message(found: Path, where: str) -> str:
+    if os.path.islink(found):
+        target = os.readlink(found)
+        message = (
+            f"{found} is a symbolic link to {target}, which does not exist ({where}). "
+            "Check that the link's target is mounted: a volume or secret that is not "
+            "mounted, or a key that was removed from a Kubernetes secret, leaves such a "
+            "link behind."
+        )
+    else:
+        message = f"token file not found: {found} ({where})."
+        if not os.path.isdir(found.parent):
+            message += f" The directory {found.parent} does not exist either."
+        if any(part != part.strip() for part in found.parts):
+            message += " Note: the path has a part with leading or trailing white space."
+    return f"{message} {_hints(found)}"
+
+
+def _empty_hint() -> str:
+    return (
+        "The file is there but holds no token: fill it, or point the library at the file "
+        f"that holds them: pass its path (TokenPool.from_file(path=...)) or set {ENV_FILE}. "
+        "In a container, an empty file at the mount point usually means the secret itself "
+        "is empty: check its contents on the host or in the secret store."
+    )
+
+
+def _special_message(found: Path, kind: str, where: str) -> str:
+    return (
+        f"{found} is {kind}, not a regular file ({where}); it is not read, as it may never "
+        "end or never arrive. Put the tokens in a regular file, one per line, and pass its "
+        f"path or set {ENV_FILE} to it; to hand tokens over from a program or a pipe, set "
+        f"{ENV_TOKENS} instead (TokenPool.from_env)."
+    )
+
+
+def _too_large_message(found: Path, exc: TooLarge, where: str) -> str:
+    size = f"{exc.size:,} bytes" if exc.size is not None else f"more than {exc.limit:,} bytes"
+    return (
+        f"{found} is too large for a token file: {size}, over the limit of {exc.limit:,} "
+        f"bytes ({where}). Is it the right file? To read a larger token file, set "
+        f"{ENV_MAX_BYTES} to its size in bytes or more."
+    )
 
 
 def _hints(found: Path) -> str:

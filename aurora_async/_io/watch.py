@@ -6,6 +6,10 @@ events at all. So the watcher listens to the file's *directory* with ``watchfile
 (inotify and friends; an optional extra) and also polls the file every
 ``poll_interval`` seconds, and reloads only when the file's bytes actually changed.
 Both run as tasks of one anyio task group, stopped together when the pool closes.
+
+The file is read in a worker thread, without blocking (a FIFO swapped in for the file is
+not waited on) and at most up to the token file's size limit: a file that cannot be read
+that way has no digest, and the reload that follows reports why.
 """
 
 from __future__ import annotations
@@ -17,17 +21,23 @@ from pathlib import Path
 import anyio
 
 from .. import _log
+from .._errors import TokenFileError
+from .regular import read_regular
+from .tokenfile import max_bytes
 
 #: How often the file is polled when no file event arrives (seconds).
 DEFAULT_POLL_INTERVAL = 2.0
 
 
 def fingerprint(path: Path) -> str | None:
-    """A digest of the file's bytes, following symlinks; ``None`` if unreadable."""
+    """A digest of the file's bytes, following symlinks; ``None`` if it cannot be read as a
+    token file is (missing, unreadable, not a regular file, too large). Blocking I/O, but
+    it never waits on a FIFO nor reads more than the token file limit."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
+        data = read_regular(path, limit=max_bytes())
+    except (OSError, TokenFileError):
         return None
+    return hashlib.sha256(data).hexdigest() if isinstance(data, bytes) else None
 
 
 class FileWatcher:

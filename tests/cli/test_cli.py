@@ -27,6 +27,7 @@ from aurora_async._cli.bench import BenchRun, ScriptRun, find_benchmarks, render
 from aurora_async._cli.chart import build_figure, parse_target, write_chart
 from aurora_async._cli.check import CheckReport, check_token_file, render_text
 from aurora_async._cli.demo_view import PlainView, RichView, choose_view
+from aurora_async._io import tokenfile as tokenfile_io
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 NO_MATPLOTLIB = "no chart: matplotlib is not installed (pip install 'aurora_async[plot]')"
@@ -271,10 +272,10 @@ def test_unreadable_file(
 ) -> None:
     write(isolated / "t.txt", SECRET_A)
 
-    def denied(self: Path) -> bytes:
+    def denied(name: str | os.PathLike[str], **_kwargs: object) -> bytes:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(tokenfile_io, "read_regular", denied)
     result = invoke(runner, "check", "t.txt")
     assert result.exit_code == 1
     assert "permission denied reading" in result.stdout

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from aurora_async import Limit
 from aurora_async._cli.app import app
-from aurora_async._cli.limitspec import parse_limit
 from aurora_async._cli.plan import at_target, make_plan, render_plan, saturated_rate
+from aurora_async._core.limitspec import parse_limit
 
 
 @pytest.fixture

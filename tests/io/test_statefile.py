@@ -435,7 +435,7 @@ async def test_an_unreadable_file_is_reported_and_ignored(tmp_path: Path) -> Non
             assert StateFile(path).load_into(pool) == 0
         [event] = state_events(logs)
         assert event["event"] == "aurora.state.corrupt"
-        assert event["reason"] == "cannot read it: Is a directory"
+        assert event["reason"] == "it is a directory, not a regular file: not read"
 
 
 async def test_a_missing_file_is_a_first_start(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from aurora_async._core.tokenfile import (
     parse_token_text,
 )
 from aurora_async._core.tokens import mask
+from aurora_async._io import tokenfile as tokenfile_io
 from aurora_async._io.tokenfile import (
     DEFAULT_FILE,
     ENV_FILE,
@@ -850,10 +851,10 @@ def test_directory_reported_as_permission_denied(
     path = tmp_path / "d"
     path.mkdir()
 
-    def denied(self: Path) -> bytes:
-        raise PermissionError(13, "Permission denied", str(self))
+    def denied(name: str | os.PathLike[str], **_kwargs: object) -> bytes:
+        raise PermissionError(13, "Permission denied", os.fspath(name))
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(tokenfile_io, "read_regular", denied)
     exc = read_error(path, environ={}, cwd=tmp_path)
     assert exc.reason.startswith(f"{path} is a directory, not a file (given; ")
 
@@ -921,16 +922,24 @@ def test_permission_denied_on_the_way_to_the_file(
 ) -> None:
     path = tmp_path / "locked" / "t.txt"
 
-    def denied(self: Path, **_kwargs: object) -> os.stat_result:
-        raise PermissionError(13, "Permission denied", str(self))
+    def denied(name: str | os.PathLike[str], **_kwargs: object) -> os.stat_result:
+        raise PermissionError(13, "Permission denied", os.fspath(name))
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(tokenfile_io, "read_regular", denied)
     monkeypatch.setattr(Path, "stat", denied)
     exc = read_error(path, environ={}, cwd=tmp_path)
     owner = " (or a directory on the way to it cannot be searched by this user)"
     assert exc.reason == permission_reason(
         path, "given", tmp_path, os.geteuid(), os.getegid(), owner
     )
+
+
+EMPTY_HINT = (
+    "The file is there but holds no token: fill it, or point the library at the file that "
+    "holds them: pass its path (TokenPool.from_file(path=...)) or set AURORA_TOKENS_FILE. "
+    "In a container, an empty file at the mount point usually "
+    "means the secret itself is empty: check its contents on the host or in the secret store."
+)
 
 
 def test_empty_file(tmp_path: Path) -> None:
@@ -941,8 +950,9 @@ def test_empty_file(tmp_path: Path) -> None:
     assert exc.line is None
     assert exc.reason == (
         "no tokens found: it is empty; put one token per line (default ./access_tokens.txt in "
-        f"the working directory; working directory: {tmp_path}). {hints(path)}"
+        f"the working directory; working directory: {tmp_path}). {EMPTY_HINT}"
     )
+    assert "docker run -v" not in exc.reason  # the file is mounted: the hint for a missing one
 
 
 def test_file_with_only_comments(tmp_path: Path) -> None:
@@ -951,7 +961,7 @@ def test_file_with_only_comments(tmp_path: Path) -> None:
     exc = read_error(path, environ={}, cwd=tmp_path)
     assert exc.reason == (
         "no tokens found: all 2 line(s) are blank or comments; put one token per line "
-        f"(given; working directory: {tmp_path}). {hints(path)}"
+        f"(given; working directory: {tmp_path}). {EMPTY_HINT}"
     )
 
 

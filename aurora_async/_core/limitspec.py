@@ -1,4 +1,6 @@
-"""Limits written on the command line: ``"5/1s"``, ``"5000/3600s"``, ``"30/min"``.
+"""Limits written as text: ``"5/1s"``, ``"5000/3600s"``, ``"30/min"``.
+
+Used by ``aurora-async plan --limit`` and by the ``limit=`` annotations of a token file.
 
 ``RATE/[N]UNIT[,burst=B]``: at most ``RATE`` requests per ``N`` units of time (``N``
 defaults to 1), with an optional bucket size. Units: ``ms``, ``s`` (``sec``, ``second``),
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 
-from .._core.limits import Limit
+from .limits import Limit
 
 __all__ = ["parse_limit"]
 
