@@ -7,6 +7,11 @@ files it wrote, and writes one markdown summary (and, with matplotlib, a chart).
 
 The suite is not part of the installed package: it lives in a source checkout, next to
 the ``aurora_async`` package (an editable install) or in the working directory.
+
+A script exits 1 when one of its figures misses its target, after writing its results:
+that is a result to show, not a failure of the run. A script fails when it exits with
+another status, or exits 1 without a missed figure among the results it wrote (a crash).
+The command's exit status is 1 only for failures, and for missed targets with ``--check``.
 """
 
 from __future__ import annotations
@@ -51,12 +56,28 @@ class ScriptRun:
     results: tuple[dict[str, Any], ...]  #: the JSON payloads it wrote
 
     @property
-    def status(self) -> str:
+    def missed(self) -> tuple[str, ...]:
+        """The figures that missed their target, as ``benchmark: figure``."""
+        return tuple(
+            f"{payload.get('benchmark', self.script)}: {figure.get('name', '?')}"
+            for payload in self.results
+            for figure in payload.get("figures", [])
+            if isinstance(figure, dict) and figure.get("ok") is False
+        )
+
+    @property
+    def failed(self) -> bool:
+        """The script did not run to its end: an exit status other than 0, except the 1
+        of a script whose results show a missed target."""
         if self.returncode == 0:
-            return "ok"
-        if self.returncode == 1 and self.results:
-            return "a target was missed"
-        return f"failed (exit {self.returncode})"
+            return False
+        return not (self.returncode == 1 and self.missed)
+
+    @property
+    def status(self) -> str:
+        if self.failed:
+            return f"failed (exit {self.returncode})"
+        return "a target was missed" if self.missed else "ok"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +91,18 @@ class BenchRun:
     written: tuple[Path, ...] = field(default=())
 
     @property
-    def exit_code(self) -> int:
-        return 0 if self.scripts and all(s.returncode == 0 for s in self.scripts) else 1
+    def failed(self) -> bool:
+        """No script ran, or one failed."""
+        return not self.scripts or any(s.failed for s in self.scripts)
+
+    @property
+    def missed(self) -> tuple[str, ...]:
+        """Every figure that missed its target, as ``benchmark: figure``."""
+        return tuple(name for s in self.scripts for name in s.missed)
+
+    def exit_code(self, *, check: bool = False) -> int:
+        """1 if the run failed, or if ``check`` and a target was missed; else 0."""
+        return 1 if self.failed or (check and self.missed) else 0
 
 
 def find_benchmarks(cwd: Path | None = None) -> Path | None:

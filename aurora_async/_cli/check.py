@@ -1,7 +1,8 @@
 """``aurora-async check``: is this token file usable, and if not, which lines are wrong.
 
 The verdict is the library's own: :func:`~aurora_async._io.tokenfile.read_token_file`
-reads the file exactly as ``TokenPool.from_file`` would. The parser stops at the first
+reads the file exactly as ``TokenPool.from_file`` would (a regular file only, up to the
+size limit; annotations such as ``limit=20/1s`` checked). The parser stops at the first
 bad line, so when there is one, every line is then parsed on its own to list them all.
 Nothing printed ever carries a token: only masked names, line numbers and reasons.
 """
@@ -14,10 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._core.tokenfile import parse_token_text
+from .._core.limits import Limit
+from .._core.tokenfile import TokenEntry, parse_token_text
 from .._core.tokens import mask
 from .._errors import TokenFileError
-from .._io.tokenfile import read_token_file, resolve_token_path
+from .._io.tokenfile import read_token_bytes, read_token_file, resolve_token_path
 
 __all__ = ["CheckReport", "check_token_file", "render_json", "render_text"]
 
@@ -41,6 +43,32 @@ class DuplicateToken:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLine:
+    """A token's masked name and what its line annotates (nothing: the pool's default)."""
+
+    name: str
+    limits: tuple[Limit, ...] = ()
+    max_in_flight: int | None = None
+
+    @classmethod
+    def of(cls, entry: TokenEntry) -> TokenLine:
+        return cls(entry.name, entry.limits, entry.max_in_flight)
+
+    @property
+    def annotated(self) -> bool:
+        return bool(self.limits) or self.max_in_flight is not None
+
+    def describe(self) -> str:
+        """``limits 20/1s (burst 5), 5000/3600s; max_in_flight 4``, or the default."""
+        parts = []
+        if self.limits:
+            parts.append("limits " + ", ".join(str(limit) for limit in self.limits))
+        if self.max_in_flight is not None:
+            parts.append(f"max_in_flight {self.max_in_flight}")
+        return "; ".join(parts) if parts else "the pool's default limits"
+
+
+@dataclass(frozen=True, slots=True)
 class CheckReport:
     """What ``check`` found. ``error`` is a problem with the file as a whole (missing,
     a directory, unreadable, empty); ``bad_lines`` are lines that are not tokens."""
@@ -53,6 +81,12 @@ class CheckReport:
     bad_lines: tuple[BadLine, ...] = ()
     error: str | None = None
     names: tuple[str, ...] = field(default=())  #: masked names, in file order
+    lines: tuple[TokenLine, ...] = field(default=())  #: each token's annotations, in order
+
+    @property
+    def annotated(self) -> int:
+        """How many tokens have limits (or a cap) of their own."""
+        return sum(1 for line in self.lines if line.annotated)
 
     @property
     def usable(self) -> bool:
@@ -83,7 +117,7 @@ def check_token_file(
     except TokenFileError as exc:
         if exc.line is None:
             return CheckReport(path=str(found), how=how, error=exc.reason)
-        return _every_bad_line(found, how, exc)
+        return _every_bad_line(found, how, exc, environ)
     return CheckReport(
         path=str(found),
         how=how,
@@ -91,14 +125,17 @@ def check_token_file(
         skipped=parsed.skipped,
         duplicates=tuple(DuplicateToken(d.name, d.lines) for d in parsed.duplicates),
         names=tuple(entry.name for entry in parsed.entries),
+        lines=tuple(TokenLine.of(entry) for entry in parsed.entries),
     )
 
 
-def _every_bad_line(found: Path, how: str, first: TokenFileError) -> CheckReport:
+def _every_bad_line(
+    found: Path, how: str, first: TokenFileError, environ: Mapping[str, str] | None
+) -> CheckReport:
     """Parse each line on its own, so every bad line is reported, not just the first."""
     try:
-        data = found.read_bytes()
-    except OSError:  # pragma: no cover  # it was just read; a race with a delete
+        data = read_token_bytes(found, how, environ=environ)
+    except TokenFileError:  # pragma: no cover  # it was just read; a race with a change
         data = b""
     if any(hint in first.reason for hint in _UTF16_HINTS):  # no lines: one verdict for all
         lines: list[bytes] = []
@@ -108,6 +145,7 @@ def _every_bad_line(found: Path, how: str, first: TokenFileError) -> CheckReport
             lines.pop()
     bad: dict[int, str] = {first.line: first.reason} if first.line is not None else {}
     seen: dict[str, list[int]] = {}
+    first_entry: dict[str, TokenEntry] = {}
     skipped = 0
     for number, raw in enumerate(lines, 1):
         # A line after the first is parsed behind a blank line, so a byte order mark is
@@ -121,7 +159,9 @@ def _every_bad_line(found: Path, how: str, first: TokenFileError) -> CheckReport
             else:
                 bad.setdefault(number, exc.reason)
             continue
-        seen.setdefault(parsed.entries[0].value, []).append(number)
+        entry = parsed.entries[0]
+        seen.setdefault(entry.value, []).append(number)
+        first_entry.setdefault(entry.value, entry)
     duplicates = tuple(
         DuplicateToken(mask(value), tuple(numbers))
         for value, numbers in seen.items()
@@ -135,6 +175,7 @@ def _every_bad_line(found: Path, how: str, first: TokenFileError) -> CheckReport
         duplicates=duplicates,
         bad_lines=tuple(BadLine(line, reason) for line, reason in sorted(bad.items())),
         names=tuple(mask(value) for value in seen),
+        lines=tuple(TokenLine.of(entry) for entry in first_entry.values()),
     )
 
 
@@ -148,11 +189,20 @@ def render_text(report: CheckReport, *, list_names: bool = False) -> str:
     if report.error is not None:
         lines += [f"error: {report.error}", "result: NOT usable"]
         return "\n".join(lines)
-    skipped = f" ({_plural(report.skipped, 'line')} blank or comments)" if report.skipped else ""
+    notes = []
+    if report.annotated:
+        notes.append(f"{report.annotated} with limits of their own")
+    if report.skipped:
+        notes.append(f"{_plural(report.skipped, 'line')} blank or comments")
     valid = " valid" if report.bad_lines else ""
-    lines.append(f"tokens: {report.tokens}{valid}{skipped}")
+    extra = f" ({'; '.join(notes)})" if notes else ""
+    lines.append(f"tokens: {report.tokens}{valid}{extra}")
     if list_names:
-        lines += [f"  {name}" for name in report.names]
+        if report.annotated:
+            width = max(len(line.name) for line in report.lines)
+            lines += [f"  {line.name:<{width}}  {line.describe()}" for line in report.lines]
+        else:
+            lines += [f"  {name}" for name in report.names]
     if report.duplicates:
         lines.append(
             f"duplicates: {_plural(len(report.duplicates), 'token')} listed more than once, "
@@ -185,6 +235,17 @@ def render_json(report: CheckReport) -> str:
         "usable": report.usable,
         "tokens": report.tokens,
         "names": list(report.names),
+        "token_limits": [
+            {
+                "name": line.name,
+                "limits": [
+                    {"rate": limit.rate, "per": limit.per, "burst": limit.burst}
+                    for limit in line.limits
+                ],
+                "max_in_flight": line.max_in_flight,
+            }
+            for line in report.lines
+        ],
         "skipped_lines": report.skipped,
         "duplicates": [{"name": d.name, "lines": list(d.lines)} for d in report.duplicates],
         "bad_lines": [{"line": b.line, "reason": b.reason} for b in report.bad_lines],
