@@ -286,3 +286,15 @@ def test_read_tokens_finds_the_file_as_from_file_does(
     monkeypatch.setenv("AURORA_TOKENS_FILE", "missing.txt")
     with pytest.raises(TokenFileError, match="token file not found"):
         read_tokens()
+
+
+def test_the_readme_example_reads_as_it_says() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### The token file\n", 1)[1].split("\n### ", 1)[0]
+    example = section.split("```text\n", 1)[1].split("```", 1)[0]
+    parsed = parse_token_text(example, source="README.md")
+    assert [(entry.name, entry.limits, entry.max_in_flight) for entry in parsed.entries] == [
+        ("sk-f…cdef", (), None),
+        ("sk-p…cdef", (Limit(20, burst=5), Limit(5000, per=3600)), None),
+        ("sk-t…cdef", (Limit(50),), 8),
+    ]
