@@ -252,7 +252,8 @@ def parse_token_list(text: str, *, source: str) -> ParsedTokens:
     Tokens are separated by newlines, commas or white space. A line whose first non-space
     character is ``#`` is a comment, as in a file. The ``line`` of an entry (and of an
     error) is the 1-based position of the token in the list. Otherwise the rules of
-    :func:`parse_token_text` apply.
+    :func:`parse_token_text` apply, except that a list has no annotations: an item
+    that looks like one (``limit=5/1s``) is an error, not a token.
     """
     if text.startswith(BOM):
         text = text[1:]
@@ -272,6 +273,15 @@ def parse_token_list(text: str, *, source: str) -> ParsedTokens:
                 raise TokenFileError(
                     f"a '#' comment after a token (token number {position} in the list): "
                     "comments must be on their own line",
+                    path=source,
+                    line=position,
+                )
+            key = _KEY.match(token)
+            if key is not None and key.group(1) in _KEYS:
+                raise TokenFileError(
+                    f"a token-file annotation ({key.group()}...) in the list (token number "
+                    f"{position}): the list holds tokens only; put tokens with limits of "
+                    "their own in a token file (TokenPool.from_file)",
                     path=source,
                     line=position,
                 )

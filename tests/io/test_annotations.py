@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 import aurora_async
 from aurora_async import LeaseTimeout, Limit, Token, TokenFileError, TokenPool, read_tokens
-from aurora_async._core.tokenfile import TokenEntry, parse_token_text
+from aurora_async._core.tokenfile import TokenEntry, parse_token_list, parse_token_text
 from aurora_async._core.tokens import mask
 
 SRC = "tokens.txt"
@@ -298,3 +298,23 @@ def test_the_readme_example_reads_as_it_says() -> None:
         ("sk-p…cdef", (Limit(20, burst=5), Limit(5000, per=3600)), None),
         ("sk-t…cdef", (Limit(50),), 8),
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "position", "shown"),
+    [
+        (f"{A} limit=20/1s,burst=5", 2, "limit="),
+        (f"{A},{B}\tmax_in_flight=2", 3, "max_in_flight="),
+    ],
+)
+def test_a_token_list_has_no_annotations(text: str, position: int, shown: str) -> None:
+    """An annotated line pasted into $AURORA_TOKENS would otherwise make tokens of
+    ``limit=20/1s`` and ``burst=5``."""
+    with pytest.raises(TokenFileError) as info:
+        parse_token_list(text, source="$AURORA_TOKENS")
+    assert (info.value.path, info.value.line) == ("$AURORA_TOKENS", position)
+    assert info.value.reason == (
+        f"a token-file annotation ({shown}...) in the list (token number {position}): the "
+        "list holds tokens only; put tokens with limits of their own in a token file "
+        "(TokenPool.from_file)"
+    )

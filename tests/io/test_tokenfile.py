@@ -490,7 +490,10 @@ def test_secret_never_in_reprs() -> None:
 
 _TOKEN_CHARS = st.characters(exclude_categories=("Zs", "Zl", "Zp", "Cc", "Cf", "Cs"))
 TOKENS = st.text(_TOKEN_CHARS, min_size=1, max_size=20).filter(
-    lambda t: not t.startswith("#") and not any(c.isspace() for c in t)
+    lambda t: (
+        not t.startswith(("#", "limit=", "max_in_flight="))  # annotations are not tokens
+        and not any(c.isspace() for c in t)
+    )
 )
 PADDING = st.text(st.sampled_from(" \t\u00a0\u3000\x0c"), max_size=3)
 COMMENT_TEXT = st.text(
