@@ -36,6 +36,9 @@ class Limit:
     #: How many units the bucket drains per second (computed once: every window of this
     #: limit shares the one float, which keeps the scheduler's hot loop in cache).
     per_second: float = field(repr=False, compare=False)
+    #: Whether ``burst`` was given (trusted) rather than defaulted to ``rate`` (a guess);
+    #: not part of equality, hashing or the repr.
+    burst_given: bool = field(repr=False, compare=False)
 
     def __init__(self, rate: float, per: float = 1.0, burst: float | None = None) -> None:
         rate = _positive("rate", rate)
@@ -44,6 +47,7 @@ class Limit:
         object.__setattr__(self, "per", per)
         object.__setattr__(self, "burst", rate if burst is None else _positive("burst", burst))
         object.__setattr__(self, "per_second", rate / per)
+        object.__setattr__(self, "burst_given", burst is not None)
 
     @classmethod
     def sliding_window(cls, count: float, per: float = 1.0, *, burst: float = 2) -> Limit:
