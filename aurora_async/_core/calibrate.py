@@ -80,7 +80,7 @@ PROBE_STEP = 0.02
 #: Clean saturated periods before a raise, (at least seconds, at least calls): a rate
 #: probe; a climb back toward known rates; a burst step; a slow-start doubling.
 PROBE_PERIOD = (5.0, 400.0)
-CLIMB_PERIOD = (1.0, 40.0)
+CLIMB_PERIOD = (2.0, 60.0)
 BURST_PERIOD = (1.0, 50.0)
 SLOW_START_PERIOD = (0.5, 10.0)
 SLOW_START_FACTOR = 2.0
@@ -164,8 +164,9 @@ class Calibrator:
 
     @property
     def wants_ticks(self) -> bool:
-        """Whether :meth:`tick` can still decide anything (something may grow)."""
-        if not self.trusted:
+        """Whether :meth:`tick` can still decide anything: something may grow, or an
+        episode is not over yet."""
+        if not self.trusted or self.evidence.unsettled:
             return True
         fast = self.windows[self._fast]
         return fast.rate < fast.ceiling or fast.burst < self._burst_cap(fast)
@@ -212,9 +213,9 @@ class Calibrator:
         ``retry_after`` is the server's, in seconds, if it sent one."""
         evidence = self.evidence
         if evidence.in_episode(granted_at):  # in flight when the episode began
-            if retry_after is not None and now + retry_after > self.cool_until:
-                self.cool_until = now + retry_after
             left = self.cool_until - now
+            if retry_after is not None and retry_after > left:
+                self.cool_until, left = now + retry_after, retry_after
             return RateLimitedDecision(False, left if left > 0 else 0.0, None, evidence.step)
         first, cap = self.backoff
         episode = evidence.begin_episode(now, ok, first)
@@ -307,8 +308,7 @@ class Calibrator:
             burst, reason = max(floor, math.floor(burst / 2)), "burst refused"
         else:  # saturated (or again): the rate is too high
             reason = "rate refused"
-            if chained and burst > floor:
-                self._refused = min(self._refused, burst)
+            if chained and burst > floor:  # maybe the burst: it may grow back
                 burst, reason = max(floor, math.floor(burst / 2)), "burst and rate refused"
             self._hi = min(self._hi, rate)
             rate = self._lowered_rate(now, ok)

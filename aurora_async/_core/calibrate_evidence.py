@@ -110,6 +110,12 @@ class Evidence:
         """An upper bound of the server's rate (:func:`.calibrate_grid.measured_rate`)."""
         return measured_rate(self._marks, now, ok)
 
+    @property
+    def unsettled(self) -> bool:
+        """An episode since the last clean saturated period (or idle moment): ticks
+        are still needed to tell when it is over."""
+        return self.episode_at > self.settled_at
+
     def in_episode(self, granted_at: float) -> bool:
         """Whether a lease granted then was in flight when the current episode began."""
         return granted_at < self.episode_at
@@ -121,9 +127,10 @@ class Evidence:
         far too high); else by backing off one more step."""
         if now - self._ticked_at > _TICK_GAP:  # not ticked lately (nothing to grow):
             self._marks.clear()  # the marks may span idle time, and the token may
-            self.settled_at = self.idle_at = now  # have been idle: blame a burst first
+            self.idle_at = now  # have been idle: blame a burst first
+            self.settled_at = self._ticked_at
         served = ok > self.episode_ok or self.episodes == 0
-        chained = self.episode_at > self.settled_at or not served
+        chained = self.unsettled or not served
         if served:
             self._silent_since = now
         self.episode_at = now

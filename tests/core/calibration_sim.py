@@ -180,6 +180,22 @@ class TokenRun:
     changes: list[tuple[float, Change]] = field(default_factory=list)
     final: tuple[Limit, ...] = ()
 
+    def refused_after(self, at: float) -> int:
+        return sum(1 for t in self.refusals if t >= at)
+
+    def settled_after(self, at: float) -> float:
+        """Seconds from ``at`` to the last 429 heard after it (0 if none)."""
+        late = [t for t in self.refusals if t >= at]
+        return late[-1] - at if late else 0.0
+
+    def converged_after(self, at: float, rate: float) -> float:
+        """Seconds from ``at`` until the token's effective rate (its least window's)
+        first came within 3% of ``rate`` or below (``inf`` if it never did)."""
+        for when, change in self.changes:
+            if when >= at and min(limit.per_second for limit in change.limits) <= rate * 1.03:
+                return when - at
+        return math.inf
+
 
 @dataclass
 class Result:
@@ -196,6 +212,19 @@ class Result:
     @property
     def refused(self) -> int:
         return sum(t.refused for t in self.tokens)
+
+    @property
+    def fired(self) -> int:
+        return sum(t.fired for t in self.tokens)
+
+    def converged_after(self, at: float, factor: float) -> float:
+        """The slowest token's :meth:`TokenRun.converged_after` its tier's rate times
+        ``factor`` (the server's new rate)."""
+        return max(t.converged_after(at, t.tier[0] * factor) for t in self.tokens)
+
+    def tier(self, rate: float) -> Result:
+        """The tokens of one tier."""
+        return Result([t for t in self.tokens if t.tier[0] == rate])
 
 
 def run_token(
@@ -339,3 +368,36 @@ def fixed_windows(window: float, *, announce: bool) -> Callable[[float, int], Se
         return FixedWindow(round(rate * window), window, announce_window=announce)
 
     return server
+
+
+Declare = Callable[[float, int], tuple[Sequence[Limit], bool]]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    declare: Declare
+    servers: Callable[[float, int], Server] | None = None
+    #: issue 11's target: (least share of capacity, most share of requests answered 429)
+    target: tuple[float, float] | None = None
+    changed_at: float | None = None  # when the server changes its limits...
+    changed_by: float = 1.0  # ... and by what factor
+
+
+#: Issue 11's scenarios, with the 12-token mix over 20 simulated seconds.
+SCENARIOS = (
+    Scenario("declared exact", exact, target=(0.99, 0.0)),
+    Scenario("right rates, default burst", default_burst, target=(0.95, 0.01)),
+    Scenario("rates 2x too high", too_high(2), target=(0.90, 0.02)),
+    Scenario("rates 5x too high", too_high(5)),
+    Scenario("nothing declared", nothing, target=(0.90, 0.02)),
+    Scenario(
+        "server halves rates at 10 s",
+        default_burst,
+        halved_at(10.0),
+        changed_at=10.0,
+        changed_by=0.5,
+    ),
+    Scenario("quota by headers, window stated", nothing, fixed_windows(10.0, announce=True)),
+    Scenario("quota by headers, window not", nothing, fixed_windows(10.0, announce=False)),
+)
