@@ -20,7 +20,7 @@ class TokenStats:
     in_flight: int  #: leases out now
     cooldown_left: float  #: seconds until a cooldown ends (0 when not cooling)
     reason: str | None  #: why it is disabled
-    limits: tuple[str, ...]  #: its limit windows, e.g. ("3/1s", "5000/3600s")
+    limits: tuple[str, ...]  #: its effective limit windows, e.g. ("3/1s", "5000/3600s")
     units: float  #: cost units leased
     headroom: float  #: units it could take now (the least room left in any window)
     proven: bool  #: has completed a call successfully (until then: trial in-flight cap)
@@ -28,9 +28,14 @@ class TokenStats:
     last_remaining: float | None = None  #: what the server said remained
     last_reset: float | None = None  #: seconds until the server said it resets (when read)
     expires_in: float | None = None  #: seconds until the token expires, where known
-    #: Rate-limited by the server although its own limiter let every call through, at
-    #: the last monitor sweep (see ``TokenMonitor``): its configured limit is too high.
+    #: The server refused calls its own limiter let through: its declared limit is too
+    #: high (decided at once by calibration; without it, at the last monitor sweep).
     limit_too_high: bool = False
+    #: The limits it was declared with (the user's, or the library's default guess);
+    #: ``limits`` are what the pool enforces now.
+    declared_limits: tuple[str, ...] = ()
+    #: Where ``limits`` come from: "declared", "default", "header" or "learned".
+    limit_source: str = "declared"
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,9 +54,9 @@ from .timeouts import bounded
 from .urls import has_credentials, left_origin, merged, target
 
 if TYPE_CHECKING:
+    from .._pool.core import PoolCore
     from .._pool.lease import Lease
     from .options import HttpOptions
-    from .port import Pool
 
 __all__ = ["HttpClient"]
 
@@ -67,8 +67,8 @@ _has_credentials = has_credentials  # its old home: tests import it from here
 class HttpClient:
     """The HTTP side of one pool: its session and its request loop."""
 
-    def __init__(self, pool: Pool, options: HttpOptions) -> None:
-        self._port = port = PoolPort(pool)
+    def __init__(self, core: PoolCore, options: HttpOptions) -> None:
+        self._port = port = PoolPort(core)
         self.options = options
         self._session = options.session
         self._owned = options.session is None

@@ -27,6 +27,7 @@ from .._core.limits import Limit
 from .._core.policy import Verdict
 from .._core.scheduler import EPS, INF, Scheduler, Slot, Waiter, check_timeout
 from .._errors import LeaseTimeout, NoTokensAvailable, PoolClosed
+from .calibration import Calibration
 from .low_water import LowWater
 from .redact import Redactor
 
@@ -125,9 +126,13 @@ class PoolCore:
         low_water: float,
         backoff: tuple[float, float],
         start_full: bool,
+        limits_declared: bool = True,
+        calibrate: bool = True,
     ) -> None:
         _CORES[facade] = self
         self.limits = limits  #: the limits of tokens that have none of their own
+        #: ``limits`` are the user's (a ceiling), not the library's default (a guess).
+        self.limits_declared = limits_declared
         self.max_in_flight = max_in_flight
         self.backoff = backoff  #: (first, cap) seconds of cooldown after a bare 429
         self.start_full = start_full
@@ -146,9 +151,12 @@ class PoolCore:
         self.marks: deque[tuple[float, int]] = deque(maxlen=12)
         sched = self.sched
         self.redact = Redactor(
-            lambda: ((v, s.name) for v, s in (*_retired(sched), *sched.slots.items()))
+            lambda: ((v, s.name) for v, s in (*sched.retired_items(), *sched.slots.items()))
         )
         self.low_water = LowWater(low_water, sched.slots.values)
+        self.calibration = Calibration(
+            sched, self.now, lambda: self.loop, enabled=calibrate, backoff=backoff
+        )
 
     # -- the clock and the loop ----------------------------------------------------
 
@@ -241,6 +249,13 @@ class PoolCore:
         if loop is None or loop is not asyncio.get_running_loop():
             loop = self.bind()
         sched = self.sched
+        if self.calibration.enabled:
+            try:
+                large = cost > sched.max_cost
+            except TypeError:
+                large = False  # check_cost says what is wrong with it
+            if large:
+                self.calibration.widen(cost)
         sched.check_cost(cost)
         check_timeout(timeout)
         now = loop.time()
@@ -384,17 +399,25 @@ class PoolCore:
         cooldown: float | None = None,
         reason: str | None = None,
         evidence: Evidence = Evidence.CALL,
+        granted_at: float | None = None,
     ) -> None:
         """What a call (or probe, or restored state) says about a token, acted on now.
 
         ``RATE_LIMITED`` cools the token for ``cooldown`` (the server's Retry-After) or
         its backoff; ``REVOKED`` disables it with ``reason``; ``OK`` with a ``cooldown``
         (the server says nothing remains until a reset) rests it. Counters of calls are
-        kept by :meth:`release` when the lease ends, except 429s, counted here."""
+        kept by :meth:`release` when the lease ends, except 429s, counted here. A 429
+        on a lease granted at ``granted_at`` is evidence for the token's calibration:
+        the first of an episode lowers its effective limit and rests it; those of the
+        same episode (in flight when it began) change nothing more."""
         if verdict is Verdict.RATE_LIMITED:
             if evidence is Evidence.CALL:
                 slot.rate_limited += 1
-                if cooldown is None:
+                if granted_at is not None and self.calibration.enabled:
+                    decided = self.calibration.rate_limited(slot, granted_at, cooldown)
+                    if decided is not None:  # else: an episode already answered
+                        self.cool(slot, decided[0], decided[1], spent=True)
+                elif cooldown is None:
                     first, cap = self.backoff
                     cooldown = slot.backoff = min(cap, slot.backoff * 2 if slot.backoff else first)
                     self.cool(slot, cooldown, "backoff", spent=True)
@@ -486,24 +509,24 @@ class PoolCore:
 
     # -- closing -------------------------------------------------------------------
 
+    def open(self) -> asyncio.AbstractEventLoop:
+        """Bind to the running loop and start taking leases (and calibrating)."""
+        loop = self.bind()
+        self.state = PoolState.OPEN
+        self.calibration.start()
+        return loop
+
     def close(self) -> None:
         """No more leases: waiters get ``PoolClosed``; the timers stop."""
         self.state = PoolState.CLOSED
         self.fast = False
         self.arm(INF)
         self.low_water.stop()
+        self.calibration.stop()
         sched = self.sched
         for waiter in list(sched.waiters()):
             sched.cancel(waiter)
             fail(waiter, PoolClosed("the pool was closed while this lease was waiting"))
-
-
-def _retired(sched: Scheduler) -> list[tuple[str, Slot]]:
-    # TODO(seam): the scheduler's public accessor, once it has one
-    getter = getattr(sched, "retired_items", None)
-    if getter is not None:
-        return list(getter())
-    return list(sched._retired.items())
 
 
 def fail(waiter: Waiter, error: BaseException) -> None:

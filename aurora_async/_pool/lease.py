@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from .._core.policy import Verdict
 from .._core.scheduler import Waiter
-from .core import PoolCore, core_of
+from .core import PoolCore
 
 if TYPE_CHECKING:
     from .._core.scheduler import Slot
@@ -36,8 +36,6 @@ class Lease(Waiter):
     __slots__ = ("_core", "_outcome", "_state", "fut", "timeout")
 
     def __init__(self, core: PoolCore, cost: float, timeout: float | None) -> None:
-        if not isinstance(core, PoolCore):  # TODO(seam): transitional, for the HTTP layer
-            core = core_of(core)  # type: ignore[unreachable]
         self._core = core
         self.cost = cost
         self.timeout = timeout
@@ -85,7 +83,9 @@ class Lease(Waiter):
         if self._outcome is Verdict.RATE_LIMITED:
             return  # one lease, one 429: a second report counts nothing
         self._outcome = Verdict.RATE_LIMITED
-        self._core.report(slot, Verdict.RATE_LIMITED, cooldown=retry_after)
+        self._core.report(
+            slot, Verdict.RATE_LIMITED, cooldown=retry_after, granted_at=self.granted_at
+        )
 
     def revoked(self, reason: str | None = None) -> None:
         """The token is dead (a 401, revoked, expired): disable it for every caller."""

@@ -6,7 +6,6 @@ from collections.abc import Iterable
 
 from .. import _log
 from .._core.scheduler import Slot
-from .._core.tokenfile import ParsedTokens
 from .._core.tokens import Token, as_token
 from .._errors import check_positive_int
 from .core import PoolCore
@@ -27,8 +26,10 @@ def apply_tokens(core: PoolCore, tokens: Iterable[str | Token]) -> None:
     for value, old in list(sched.slots.items()):
         if value not in wanted:
             remove(core, old)
+    calibration = core.calibration
     for value, token in wanted.items():
-        limits = token.limits or core.limits
+        declared = token.limits or core.limits
+        trusted = token.limits is not None or core.limits_declared
         cap = token.max_in_flight if token.max_in_flight is not None else core.max_in_flight
         slot = sched.slots.get(value)
         if slot is None:
@@ -40,12 +41,15 @@ def apply_tokens(core: PoolCore, tokens: Iterable[str | Token]) -> None:
         if slot is None:
             name = _unique_name(token.name, names, tries)
             names.add(name)
-            sched.add(token, name, limits, cap, now, full=core.start_full)
+            calibrator = calibration.begin(declared, trusted)
+            limits = declared if calibrator is None else calibrator.effective
+            slot = sched.add(token, name, limits, cap, now, full=core.start_full)
+            calibration.attach(slot, calibrator)
             continue
         slot.token = token
         sched.restore(slot)
-        if tuple(w.limit for w in slot.windows) != limits:
-            sched.relimit(slot, limits, now)
+        if calibration.declared(slot) != declared:
+            calibration.redeclare(slot, declared, trusted)
         sched.set_cap(slot, cap)
     core.tokens_changed()
 
@@ -99,15 +103,3 @@ def _unique_name(name: str, taken: set[str], tries: dict[str, int]) -> str:
         if candidate not in taken:
             tries[name] = n
             return candidate
-
-
-def log_duplicates(parsed: ParsedTokens) -> None:
-    """Warn of each token a file or variable holds more than once, by masked name."""
-    for dup in parsed.duplicates:
-        _log.warning(
-            "aurora.tokens.duplicate",
-            source=parsed.source,
-            token=dup.name,
-            lines=list(dup.lines),
-            kept_line=dup.lines[0],
-        )

@@ -25,10 +25,11 @@ from .._core.tokens import Token, as_limits
 from .._errors import PoolClosed, check_positive_int
 from .._http.options import HttpOptions
 from .._io.statefile import StateFile
+from .._io.tokenfile import read_token_env, read_token_file, warn_duplicates
 from .core import Backend, PoolCore, PoolState
 from .health import HealthChecker, Probe, TokenMonitor
 from .lease import Lease
-from .membership import apply_tokens, log_duplicates
+from .membership import apply_tokens
 from .reload import Reloader, ReloadResult
 from .snapshot import snapshot
 
@@ -62,6 +63,11 @@ class TokenPool:
         brim, instead of empty: no opening burst. Safer when the server may remember
         recent use (a restart) or sees requests bunch up on the way (fresh connections):
         each token fires at its steady rate from the start.
+    :param calibrate: treat limits as beliefs (the default): each token's effective limit
+        moves with evidence (429s its limiter allowed, rate-limit headers, clean service),
+        below the declared one (a ceiling; the library's default is only a first guess),
+        and a burst left at its default starts at one unit and grows. ``False``: the
+        declared limits are facts, enforced exactly. (Not yet with a ``backend``.)
     :param backend: shared state for many processes (``RedisBackend``).
     :param probe: ``async def probe(token) -> bool | Outcome``, run every ``probe_every``
         seconds (each within ``probe_timeout``) to revive disabled tokens that work again
@@ -92,6 +98,7 @@ class TokenPool:
         state_file: str | os.PathLike[str] | None = None,
         state_every: float = 60.0,
         start_full: bool = False,
+        calibrate: bool = True,
         **http_options: Any,
     ) -> None:
         check_positive_int("max_in_flight", max_in_flight)
@@ -118,6 +125,8 @@ class TokenPool:
             low_water=low_water,
             backoff=(float(first), float(cap)),
             start_full=bool(start_full),
+            limits_declared=limits is not DEFAULT_LIMIT,
+            calibrate=bool(calibrate) and backend is None,
         )
         self._reloader: Reloader | None = None
         self._http: HttpClient | None = None
@@ -158,11 +167,10 @@ class TokenPool:
         With ``watch=True`` the file is reloaded when it changes, from when the pool is
         entered (``async with pool``) until it is closed; see :meth:`reload`.
         """
-        from .._io.tokenfile import read_token_file
 
         parsed = read_token_file(path)
         pool = cls(parsed.values, limits=limits, **kwargs)
-        log_duplicates(parsed)
+        warn_duplicates(parsed)
         pool._reloader = Reloader(pool._core, parsed.source)
         if watch:
             pool.watch(poll_interval=poll_interval)
@@ -178,11 +186,10 @@ class TokenPool:
     ) -> TokenPool:
         """A pool of the tokens in an environment variable (separated by newlines,
         commas or white space), for containers that inject secrets that way."""
-        from .._io.tokenfile import read_token_env
 
         parsed = read_token_env(var)
         pool = cls(parsed.values, limits=limits, **kwargs)
-        log_duplicates(parsed)
+        warn_duplicates(parsed)
         return pool
 
     # -- the token set -----------------------------------------------------------
@@ -284,7 +291,7 @@ class TokenPool:
         if client is None:
             from .._http.client import HttpClient
 
-            client = self._http = HttpClient(self, self._http_options)  # TODO(seam): core
+            client = self._http = HttpClient(self._core, self._http_options)
         return client
 
     def request(
@@ -372,12 +379,11 @@ class TokenPool:
             raise PoolClosed("this pool was closed; create a new one")
         if core.state is PoolState.OPEN:
             raise RuntimeError("this pool is already open: enter it once (async with pool)")
-        loop = core.bind()
-        core.state = PoolState.OPEN
+        loop = core.open()
         if self._reloader is not None:
             self._reloader.start(loop)
         if self._state_file is not None:
-            self._state_file.load_into(self)
+            await self._state_file.load(self)
             self._autosave = loop.create_task(
                 self._state_file.autosave(self, self._state_every), name="aurora-state-save"
             )
@@ -444,31 +450,3 @@ def _check_keywords(given: dict[str, Any]) -> None:
         f"TokenPool got unexpected keyword argument(s) {', '.join(hints)}; "
         f"it takes: {', '.join(known)}"
     )
-
-
-# TODO(seam): transitional shims for the HTTP layer and the Redis backend while they
-# are reshaped in parallel; removed once they take the core.
-def _shim_account(self: TokenPool, lease: Lease, outcome: Any, info: Any, slack: float) -> None:
-    from .responses import account_response
-
-    account_response(lease, outcome, info, slack)
-
-
-def _shim_granted(self: TokenPool, value: int) -> None:
-    self._core.granted = value
-
-
-_SHIMS: dict[str, Any] = {
-    "_account_response": _shim_account,
-    "_redact": property(lambda self: self._core.redact),
-    "_sched": property(lambda self: self._core.sched),
-    "_loop": property(lambda self: self._core.loop),
-    "_bind": property(lambda self: self._core.bind),
-    "_now": property(lambda self: self._core.now),
-    "_count_grant": property(lambda self: self._core.count_grant),
-    "_granted": property(lambda self: self._core.granted, _shim_granted),
-    "_disable": property(lambda self: self._core.disable),
-    "_dispatch": property(lambda self: self._core.dispatch),
-}
-for _name, _value in _SHIMS.items():
-    setattr(TokenPool, _name, _value)

@@ -19,10 +19,10 @@ import anyio
 
 from .. import _log
 from .._errors import TokenFileError
-from .._io.tokenfile import read_token_file
+from .._io.tokenfile import read_token_file, warn_duplicates
 from .._io.watch import DEFAULT_POLL_INTERVAL, FileWatcher, fingerprint
 from .core import PoolCore, PoolState
-from .membership import apply_tokens, log_duplicates
+from .membership import apply_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,7 @@ class Reloader:
             raise
         core = self._core
         before = {v: s.name for v, s in core.sched.slots.items() if not s.removed}
-        log_duplicates(parsed)
+        warn_duplicates(parsed)
         apply_tokens(core, parsed.values)
         after = {v: s.name for v, s in core.sched.slots.items() if not s.removed}
         result = ReloadResult(

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from .._core.headers import RateLimitInfo
 from .._core.policy import Outcome, Verdict
+from .core import PoolCore
 from .lease import Lease
 
 
-def account_response(lease: Lease, outcome: Outcome, info: RateLimitInfo, slack: float) -> None:
-    """Report ``outcome`` on ``lease``; keep the headers' reading on its token.
+def account_response(
+    core: PoolCore, lease: Lease, outcome: Outcome, info: RateLimitInfo, slack: float
+) -> None:
+    """Report ``outcome`` on ``lease``; keep the headers' reading on its token (and let
+    its calibration read them).
 
     ``OK`` with a cooldown (the server says nothing is left until a reset) rests the
     token only if its own limiter would not hold it that long anyway (``slack`` seconds
@@ -23,6 +27,7 @@ def account_response(lease: Lease, outcome: Outcome, info: RateLimitInfo, slack:
         raise RuntimeError("this lease has not been granted yet: use it inside `async with`")
     if info.limit is not None or info.remaining is not None or info.reset_after is not None:
         slot.info = info
+        core.calibration.headers(slot, info)
     verdict = outcome.verdict
     if verdict is Verdict.OK:
         lease.succeeded()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 
+from .._core.calibrate_types import CalibrationSnapshot
 from .._core.scheduler import Slot, TokenState
 from .._core.stats import PoolStats, TokenStats
 from .core import PoolCore
@@ -15,8 +16,9 @@ def snapshot(core: PoolCore, flagged: Collection[str] = ()) -> PoolStats:
     looks too high (the token monitor's finding)."""
     now = core.now()
     wall = time.time()
+    calibration = core.calibration
     tokens = tuple(
-        token_stats(slot, now, wall, slot.token.value in flagged)
+        token_stats(slot, now, wall, slot.token.value in flagged, calibration.snapshot(slot))
         for slot in core.sched.slots.values()
     )
     counts = dict.fromkeys(TokenState, 0)
@@ -36,8 +38,16 @@ def snapshot(core: PoolCore, flagged: Collection[str] = ()) -> PoolStats:
     )
 
 
-def token_stats(slot: Slot, now: float, wall: float, too_high: bool) -> TokenStats:
+def token_stats(
+    slot: Slot, now: float, wall: float, too_high: bool, calibration: CalibrationSnapshot | None
+) -> TokenStats:
     info = slot.info
+    limits = tuple(str(w.limit) for w in slot.windows)
+    declared, source = limits, "declared"
+    if calibration is not None:
+        declared = tuple(str(limit) for limit in calibration.declared)
+        source = calibration.source.value
+        too_high = calibration.limit_too_high
     return TokenStats(
         name=slot.name,
         state=slot.state(now),
@@ -48,7 +58,7 @@ def token_stats(slot: Slot, now: float, wall: float, too_high: bool) -> TokenSta
         in_flight=slot.in_flight,
         cooldown_left=round(max(0.0, slot.cool_until - now), 9),
         reason=slot.reason,
-        limits=tuple(str(w.limit) for w in slot.windows),
+        limits=limits,
         units=slot.units,
         headroom=round(max(0.0, slot.headroom(now)), 9),
         proven=slot.proven,
@@ -57,4 +67,6 @@ def token_stats(slot: Slot, now: float, wall: float, too_high: bool) -> TokenSta
         last_reset=getattr(info, "reset_after", None),
         expires_in=None if slot.expires_at is None else slot.expires_at - wall,
         limit_too_high=too_high,
+        declared_limits=declared,
+        limit_source=source,
     )

@@ -56,6 +56,7 @@ from .waiters import Ticket, Timeline
 from .writes import Op, Writes
 
 if TYPE_CHECKING:
+    from .._pool.core import PoolCore
     from .._pool.lease import Lease
 
 INF = math.inf
@@ -213,8 +214,8 @@ class RedisBackend:
 
     # -- the Backend protocol ----------------------------------------------------------
 
-    def bind(self, pool: object) -> None:
-        self._port.bind(pool)
+    def bind(self, core: PoolCore) -> None:
+        self._port.bind(core)
         self._members.refresh()
 
     async def acquire(self, lease: Lease) -> None:

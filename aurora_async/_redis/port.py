@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from .._core.scheduler import _UNCAPPED, Slot
 from .._errors import NoTokensAvailable
-from .._pool.core import PoolCore, core_of
+from .._pool.core import PoolCore
 
 if TYPE_CHECKING:
     from .._pool.lease import Lease
@@ -36,9 +36,8 @@ class PoolPort:
     def __init__(self) -> None:
         self._core: PoolCore | None = None
 
-    def bind(self, pool: object) -> None:
-        """Serve ``pool``: a ``TokenPool`` or the core behind one."""
-        core = pool if isinstance(pool, PoolCore) else core_of(pool)
+    def bind(self, core: PoolCore) -> None:
+        """Serve the pool behind ``core``."""
         if self._core is not None and self._core is not core:
             raise RuntimeError("this RedisBackend already serves another pool; make one per pool")
         self._core = core

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aurora_async import Limit, TokenPool
+from aurora_async._pool.core import core_of
 
 
 async def test_retired_tokens_are_bounded() -> None:
@@ -11,4 +12,4 @@ async def test_retired_tokens_are_bounded() -> None:
         pool.disable(pool.stats().tokens[-1].name, "rotated")
         pool.replace_tokens([f"tok-gen-{gen:06d}-xxxx"])
     assert len(pool.stats().tokens) == 1
-    assert len(pool._sched._retired) <= 1000
+    assert len(dict(core_of(pool).sched.retired_items())) <= 1000

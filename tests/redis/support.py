@@ -18,6 +18,7 @@ import pytest
 import structlog
 
 from aurora_async import Limit, TokenPool
+from aurora_async._pool.core import core_of
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
@@ -158,4 +159,4 @@ def conforms(
 
 
 def limits_of(pool: TokenPool) -> dict[str, tuple[Limit, ...]]:
-    return {s.name: tuple(w.limit for w in s.windows) for s in pool._sched.slots.values()}
+    return {s.name: tuple(w.limit for w in s.windows) for s in core_of(pool).sched.slots.values()}

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from aurora_async import Lease, LeaseTimeout, Limit, NoTokensAvailable, PoolClosed, Token, TokenPool
+from aurora_async._pool.core import core_of
 from aurora_async._redis import RedisBackend
 
 pytestmark = pytest.mark.redis
@@ -46,7 +47,7 @@ class Harness:
         if self.kind == "memory":
             t0 = min(lease.granted_at for lease in leases)
             return sorted((round(lease.granted_at - t0, 6), lease.name) for lease in leases)
-        backend = pool._backend
+        backend = core_of(pool).backend
         assert isinstance(backend, RedisBackend)
         log = await backend.audit_log()
         taken = [(e.at_us, e.name or e.id) for e in log if e.cost > 0]

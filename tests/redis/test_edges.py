@@ -17,6 +17,7 @@ from aurora_async import (
     TokenPool,
     TokenState,
 )
+from aurora_async._pool.core import core_of
 from aurora_async._redis import RedisBackend
 
 from .support import Events, RedisProcess
@@ -29,7 +30,7 @@ SLOW = Limit(10, per=1, burst=1)  # one every 0.1 s
 
 
 def backend_of(pool: TokenPool) -> RedisBackend:
-    backend = pool._backend
+    backend = core_of(pool).backend
     assert isinstance(backend, RedisBackend)
     return backend
 

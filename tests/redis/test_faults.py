@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from aurora_async import BackendUnavailable, Limit, TokenPool
+from aurora_async._pool.core import core_of
 from aurora_async._redis import RedisBackend
 
 from .support import Events, RedisProcess, conforms
@@ -94,7 +95,7 @@ async def test_script_flush_mid_run_reloads_the_scripts(
     load = Load(pool)
     async with pool:
         await during(load.run(0.5), (0.2, raw.script_flush))
-        times = await server_times(pool._backend)  # type: ignore[arg-type]
+        times = await server_times(core_of(pool).backend)  # type: ignore[arg-type]
     assert "aurora.redis.script_loaded" in events.names()
     assert "aurora.redis.degraded" not in events.names()
     assert not load.errors
@@ -113,7 +114,7 @@ async def test_killed_connections_are_replaced_at_once(
 
     async with pool:
         await during(load.run(0.6), (0.15, kill), (0.3, kill), (0.45, kill))
-        times = await server_times(pool._backend)  # type: ignore[arg-type]
+        times = await server_times(core_of(pool).backend)  # type: ignore[arg-type]
     assert "aurora.redis.degraded" not in events.names()
     assert not load.errors
     assert_within(times, LIMIT)

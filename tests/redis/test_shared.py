@@ -15,6 +15,7 @@ import pytest
 from redis.crc import key_slot
 
 from aurora_async import Limit, NoTokensAvailable, Token, TokenPool, TokenState
+from aurora_async._pool.core import core_of
 from aurora_async._redis import RedisBackend
 from aurora_async._redis.keys import token_id
 
@@ -27,7 +28,7 @@ NAME_A, NAME_B, NAME_C = "aaaa…0001", "bbbb…0002", "cccc…0003"
 
 
 def backend_of(pool: TokenPool) -> RedisBackend:
-    backend = pool._backend
+    backend = core_of(pool).backend
     assert isinstance(backend, RedisBackend)
     return backend
 
