@@ -95,6 +95,7 @@ _MAX_PATIENCE = 16
 _BISECT = 1.0 + 2 * PROBE_STEP
 
 _NO_PROBE = ("", 0.0)
+_RESYNC = "the server counts more used"
 
 
 class Calibrator:
@@ -143,7 +144,7 @@ class Calibrator:
         self.floor = max(1.0, float(min_burst))  #: the least burst, in units
         self.windows = [Belief.from_limit(lim, trusted=trusted, floor=self.floor) for lim in limits]
         self.source = LimitSource.DECLARED if trusted else LimitSource.DEFAULT
-        self.cool_until = -math.inf  #: the token must not fire before this
+        self.cool_until = now  #: the token must not fire before this
         self.evidence = Evidence(now)
         self._fast = self._fastest()  # the window learned from 429s: the shortest
         self._slow = not trusted  # slow start: the rate doubles until the first episode
@@ -153,7 +154,7 @@ class Calibrator:
         self._decreased = self.windows[self._fast].rate  # the rate at the last decrease
         self._patience = 1  # rate probes wait this many periods (doubles when refused)
         self._refused = math.inf  # the least burst the server refused
-        self._resets: dict[float, float] = {}  # stated quota -> longest reset seen
+        self._resets: dict[float, float] | None = None  # quota -> longest reset seen
 
     # -- what the pool reads -----------------------------------------------------------
 
@@ -261,10 +262,13 @@ class Calibrator:
         per = (
             window
             if window is not None
-            else guess_window(self.windows, self._resets, limit, reset_after)
+            else guess_window(self.windows, self._guesses(), limit, reset_after)
         )
         if per is None:
             return None
+        for belief in self.windows:  # the usual answer: a quota already known
+            if belief.quota == limit and abs(belief.per - per) <= 1e-9 * per:
+                return self._level(belief, remaining, reset_after)
         old = self.effective
         fast = self.windows[self._fast]
         before = (fast.rate, fast.burst)
@@ -273,16 +277,27 @@ class Calibrator:
         if self.windows[self._fast] is not fast or (fast.rate, fast.burst) != before:
             self._relearn()
         new = self.effective
+        if new == old:
+            return self._level(belief, remaining, reset_after)
+        self.source = LimitSource.HEADER
         level = header_level(belief.rate, belief.burst, remaining, reset_after)
-        if new == old and level is None:
-            return None
-        levels = None
-        if level is not None:
-            levels = tuple(level if w is belief else None for w in self.windows)
-        if new != old:
-            self.source = LimitSource.HEADER
+        levels = None if level is None else self._levels(belief, level)
         reason = f"server states {limit:g} per {per:g}s"
         return Change(new, LimitSource.HEADER, LIMIT_FROM_HEADER, old, levels, reason)
+
+    def _level(
+        self, belief: Belief, remaining: float | None, reset_after: float | None
+    ) -> Change | None:
+        """Only a level for ``belief``'s bucket, if the server's count asks for one."""
+        level = header_level(belief.rate, belief.burst, remaining, reset_after)
+        if level is None:
+            return None
+        limits = self.effective
+        levels = self._levels(belief, level)
+        return Change(limits, LimitSource.HEADER, LIMIT_FROM_HEADER, limits, levels, _RESYNC)
+
+    def _levels(self, belief: Belief, level: float) -> tuple[float | None, ...]:
+        return tuple(level if window is belief else None for window in self.windows)
 
     # -- decisions -----------------------------------------------------------------------
 
@@ -420,6 +435,11 @@ class Calibrator:
         return min(
             range(len(self.windows)), key=lambda i: (self.windows[i].per, self.windows[i].rate)
         )
+
+    def _guesses(self) -> dict[float, float]:
+        if self._resets is None:
+            self._resets = {}
+        return self._resets
 
     def _relearn(self) -> None:
         """The fast window changed by a server's word: what was learned of it is moot."""

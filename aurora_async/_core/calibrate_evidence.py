@@ -8,7 +8,6 @@ with the backoff they lead to. It decides nothing about limits; the calibrator a
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 
 from .calibrate_grid import measured_rate
@@ -26,6 +25,8 @@ _TICK_GAP = 4 * TICK
 #: At most one mark a second from ticks (plus one per episode and raise), 40 kept.
 MARK_EVERY = 1.0
 _MARKS = 40
+_NEVER = -math.inf
+_NO_MARKS: list[tuple[float, int]] = []  # shared until a token has marks (never mutated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ class Evidence:
     )
 
     def __init__(self, now: float) -> None:
-        self.episode_at = -math.inf  #: when the current (or last) episode began
+        self.episode_at = _NEVER  #: when the current (or last) episode began
         self.episode_ok = 0  #: the ok count then
         self.episodes = 0  #: how many so far
         self.step = 0  #: the backoff step
@@ -64,10 +65,10 @@ class Evidence:
         self.idle_at = now  #: the last time the token was seen idle (or new)
         self.stretch_at = now  #: the current saturated stretch began
         self._stretch_units = 0.0
-        self._silent_since = -math.inf  # the last episode after which calls were served
+        self._silent_since = _NEVER  # the last episode after which calls were served
         self._ticked_at = now
-        self._marks: deque[tuple[float, int]] = deque(maxlen=_MARKS)
-        self._last_mark = -math.inf
+        self._marks = _NO_MARKS  # (time, ok count), oldest first
+        self._last_mark = _NEVER
 
     def tick(self, now: float, ok: int, units: float, rate: float) -> float:
         """A tick: how long the token has been saturated at ``rate`` (units a second)
@@ -81,7 +82,7 @@ class Evidence:
             return 0.0
         if units - self._stretch_units + _SLACK < SATURATED * rate * elapsed:
             self.restart(now, units)
-            self._marks.clear()
+            self._marks = _NO_MARKS
             self.settled_at = self.idle_at = now
             return 0.0
         if now - self._last_mark >= MARK_EVERY:
@@ -99,12 +100,17 @@ class Evidence:
         self._stretch_units = units
 
     def mark(self, now: float, ok: int) -> None:
-        self._marks.append((now, ok))
+        marks = self._marks
+        if marks is _NO_MARKS:
+            self._marks = marks = []
+        elif len(marks) >= _MARKS:
+            del marks[0]
+        marks.append((now, ok))
         self._last_mark = now
 
     def forget_marks(self) -> None:
-        """The rate went up: the server may have had room since the marks."""
-        self._marks.clear()
+        """The server may have had room (or drained) since the marks: they bound nothing."""
+        self._marks = _NO_MARKS
 
     def measured(self, now: float, ok: int) -> float:
         """An upper bound of the server's rate (:func:`.calibrate_grid.measured_rate`)."""
@@ -126,7 +132,7 @@ class Evidence:
         ago (a full server refuses the first call after a short cooldown: the rate is
         far too high); else by backing off one more step."""
         if now - self._ticked_at > _TICK_GAP:  # not ticked lately (nothing to grow):
-            self._marks.clear()  # the marks may span idle time, and the token may
+            self._marks = _NO_MARKS  # the marks may span idle time, and the token may
             self.idle_at = now  # have been idle: blame a burst first
             self.settled_at = self._ticked_at
         served = ok > self.episode_ok or self.episodes == 0
@@ -140,5 +146,5 @@ class Evidence:
             self.step = 0
             return Episode(True, chained, 0)
         self.step += 1
-        self._marks.clear()
+        self._marks = _NO_MARKS
         return Episode(False, chained, self.step)

@@ -15,6 +15,21 @@ from .limits import Limit
 __all__ = ["Belief", "guess_window", "header_level", "place_quota", "quota_bucket"]
 
 
+#: Learned limits are few (a grid of rates): tokens share one object per value.
+_SHARED: dict[tuple[float, float, float], Limit] = {}
+_SHARED_MAX = 4096
+
+
+def _shared(rate: float, per: float, burst: float) -> Limit:
+    key = (rate, per, burst)
+    limit = _SHARED.get(key)
+    if limit is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        limit = _SHARED[key] = Limit(rate, per=per, burst=burst)
+    return limit
+
+
 @dataclass(slots=True)
 class Belief:
     """One window: its effective rate and burst and how far they may grow.
@@ -54,7 +69,7 @@ class Belief:
             ):
                 limit = declared
             else:
-                limit = Limit(self.rate * self.per, per=self.per, burst=self.burst)
+                limit = _shared(self.rate * self.per, self.per, self.burst)
             self.limit = limit
         return limit
 
