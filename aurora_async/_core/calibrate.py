@@ -198,7 +198,11 @@ class Calibrator:
     # -- evidence ----------------------------------------------------------------------
 
     def tick(self, now: float, ok: int, units: float) -> Change | None:
-        """Record a snapshot; after a clean saturated period, raise the limit a little."""
+        """The token's counters, about every :data:`TICK` seconds while
+        :attr:`wants_ticks`: marks for the measured rate, and after a clean period in
+        which the token used its rate, a raise (rule 3). A token granted nothing since
+        its last tick may be skipped: an idle token learns nothing, and the next tick
+        (or 429) sees the gap."""
         rate = self._used_rate()
         clean = self.evidence.tick(now, ok, units, rate)
         if clean == 0.0 or clean < self._period(rate):
@@ -211,7 +215,9 @@ class Calibrator:
         self, now: float, granted_at: float, ok: int, units: float, retry_after: float | None
     ) -> RateLimitedDecision:
         """A 429 on a lease granted at ``granted_at`` that the token's limiter allowed;
-        ``retry_after`` is the server's, in seconds, if it sent one."""
+        ``retry_after`` is the server's, in seconds, if it sent one. The pool cools the
+        token for the decision's ``cooldown``, fills its buckets on a new episode (the
+        refused call counts as spent) and applies its ``change``, if any."""
         evidence = self.evidence
         if evidence.in_episode(granted_at):  # in flight when the episode began
             left = self.cool_until - now
@@ -255,8 +261,10 @@ class Calibrator:
         (:func:`.calibrate_windows.quota_bucket`), capped by a trusted declared one; a
         window nobody declared is added; the library's guesses give way. The change
         carries a level for that window so that it admits no more than ``remaining``
-        until the reset (a restart, or another client on the key, costs no 429). ``None``
-        when nothing changes and no level is asked for."""
+        until the reset (a restart, or another client on the key, costs no 429): the
+        pool raises that bucket's level to it, never lowers it. ``None`` when nothing
+        changes and no level is asked for. An answer saying nothing remains still cools
+        the token until the reset, as the pool does today."""
         if limit is None or limit <= 0:
             return None
         per = (

@@ -70,9 +70,9 @@ class RateLimitedDecision:
     buckets: the refused call counts as spent). A 429 of an episode already answered
     (``new_episode`` false: its lease was in flight when the episode began) changes
     nothing: its ``cooldown`` is what is left of the episode's (or the server's
-    Retry-After, if longer). ``backoff_step`` is 0 while the token is being answered by
-    lowering its limit, then 1, 2, ... for each consecutive episode with no call served
-    in between (the cooldown doubles with each step, up to the cap).
+    Retry-After, if longer). ``backoff_step`` is 0 while episodes are answered by
+    lowering the limit, then 1, 2, ... for each further episode with no call served
+    since the last (the cooldown doubles with each step, up to the cap).
     """
 
     new_episode: bool

@@ -235,9 +235,11 @@ def run_token(
     duration: float,
     tier: tuple[float, int] = (0, 0),
     start: float = 0.0,
+    arrivals: Sequence[float] | None = None,
 ) -> TokenRun:
-    """One saturating client from ``start`` to ``duration`` seconds; counts the requests
-    fired before it ends (their answers may come later)."""
+    """One client from ``start`` to ``duration`` seconds: saturating (always a waiter),
+    or with requests arriving at the sorted times ``arrivals``. Counts the requests
+    fired before the end (their answers may come later)."""
     run = TokenRun(tier, capacity=server.capacity(duration - start))
     buckets = [Bucket(limit, 0.0) for limit in calibrator.effective]
     pending: deque[tuple[float, float, Answer]] = deque()  # (heard at, granted at, answer)
@@ -264,6 +266,9 @@ def run_token(
 
     while True:
         fire_at = max([cool_until, *(bucket.ready_at(1.0) for bucket in buckets)])
+        if arrivals is not None:  # the next request must have arrived
+            waiting = arrivals[run.fired] if run.fired < len(arrivals) else math.inf
+            fire_at = max(fire_at, waiting)
         heard_at = pending[0][0] if pending else math.inf
         now = min(fire_at, heard_at, next_tick)
         if now >= duration and not pending:

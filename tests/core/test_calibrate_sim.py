@@ -190,3 +190,19 @@ def test_rates_declared_too_high_converge_within_seconds(factor: int, rtt: float
         rate = token.tier[0]
         assert token.converged_after(0.0, rate * 1.25 / 1.03) <= 1.7
         assert token.converged_after(0.0, rate) <= (8.0 if rate == 5 else 1.7)
+
+
+@pytest.mark.parametrize("rtt", [0.001, 0.05])
+def test_a_declared_burst_too_large_for_volleys_is_halved_until_it_fits(rtt: float) -> None:
+    """Volleys of 10 calls every 5 s at a server of 10/s with nginx burst 2 (3 at once):
+    the declared burst of 10 is refused, halved to 5, refused again and halved to 2,
+    and then every volley goes through. The rate, never at fault, is kept."""
+    arrivals = [float(second) for second in range(0, 60, 5) for _ in range(10)]
+    calibrator = Calibrator([Limit(10, burst=10)], trusted=True, now=0.0)
+    token = run_token(calibrator, NginxLimitReq(10, 2), rtt=rtt, duration=60.0, arrivals=arrivals)
+    assert [change.reason for _, change in token.changes] == ["burst refused"] * 2
+    assert calibrator.effective == (Limit(10, burst=2),)
+    assert token.refused == 7 + 2  # 10 - 3 of the first volley, 5 - 3 of the second
+    assert all(at < 5.1 + rtt for at in token.refusals)
+    assert token.fired == 120
+    assert calibrator.limit_too_high
