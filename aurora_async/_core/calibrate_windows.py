@@ -57,8 +57,8 @@ class Belief:
         return cls(limit.per, limit.per_second, burst, ceiling, limit.burst, limit, trusted)
 
     def effective(self) -> Limit:
-        """The window as a ``Limit``: the declared object itself while it is unchanged (so
-        tokens declared alike stay equal), else a new one."""
+        """The window as a ``Limit``: the declared object itself while it is unchanged,
+        else one shared by every window of the same value (cached until :meth:`set`)."""
         limit = self.limit
         if limit is None:
             declared = self.declared
