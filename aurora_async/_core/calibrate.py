@@ -69,7 +69,7 @@ from .calibrate_types import (
 from .calibrate_windows import Belief, guess_window, header_level, place_quota
 from .limits import Limit
 
-__all__ = ["TICK", "Calibrator"]
+__all__ = ["TICK", "Calibrator", "starting_limits"]
 
 #: Lowering: to this share of the measured rate, and at least 3% of the old rate...
 DECREASE = 0.97
@@ -459,3 +459,15 @@ class Calibrator:
         self._patience = 1
         self._refused = math.inf
         self._slow = False
+
+
+def starting_limits(
+    limits: Sequence[Limit], *, trusted: bool, min_burst: float = 1.0
+) -> tuple[Limit, ...]:
+    """The effective limits a token declared with ``limits`` starts with: what a new
+    :class:`Calibrator` would say, without making one (a pool makes one only for a token
+    that is used)."""
+    floor = max(1.0, float(min_burst))
+    return tuple(
+        Belief.from_limit(limit, trusted=trusted, floor=floor).effective() for limit in limits
+    )

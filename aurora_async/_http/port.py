@@ -12,7 +12,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from .._pool.core import PoolCore
-from .._pool.lease import Lease, RetryLease
+from .._pool.lease import Lease, RetryLease, lease_slot
 from .._pool.responses import account_response
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ class PoolPort:
     @staticmethod
     def slot(lease: Lease) -> Slot | None:
         """The lease's token, for :meth:`acquire` to avoid on the next attempt."""
-        return lease.slot
+        return lease_slot(lease)
 
     @staticmethod
     def token(lease: Lease) -> str:

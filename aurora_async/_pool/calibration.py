@@ -1,13 +1,16 @@
 """``Calibration``: the pool's side of self-calibrating limits.
 
-Limits are beliefs, not facts. Each token has a :class:`Calibrator` (pure: evidence and
-``now`` in, decisions out, in ``aurora_async._core.calibrate``) that keeps the declared
-limits as a ceiling (or, for the library's default, a first guess) and an *effective*
-limit the scheduler uses. This module feeds it the evidence the pool sees (429s the
-token's own limiter allowed, rate-limit headers, clean service, by a tick four times a
-second while some calibrator asks for it), applies what it decides to the scheduler,
-and logs each change (``aurora.token.limit_lowered``, ``limit_raised``,
+Limits are beliefs, not facts. Each token that is used gets a :class:`Calibrator` (pure:
+evidence and ``now`` in, decisions out, in ``aurora_async._core.calibrate``) that keeps
+the declared limits as a ceiling (or, for the library's default, a first guess) and an
+*effective* limit the scheduler uses. This module feeds it the evidence the pool sees
+(429s the token's own limiter allowed, rate-limit headers, and clean service, read by a
+tick four times a second while the pool is busy), applies what it decides to the
+scheduler, and logs each change (``aurora.token.limit_lowered``, ``limit_raised``,
 ``limit_from_header``). The scheduler never exceeds the effective limit it has.
+
+A token that was never used has no calibrator (it costs nothing); its effective limits
+are :func:`~aurora_async._core.calibrate.starting_limits` of its declared ones.
 """
 
 from __future__ import annotations
@@ -16,23 +19,41 @@ import asyncio
 from collections.abc import Callable
 
 from .. import _log
-from .._core.calibrate import TICK, Calibrator
-from .._core.calibrate_types import CalibrationSnapshot, Change
+from .._core.calibrate import TICK, Calibrator, starting_limits
+from .._core.calibrate_types import CalibrationSnapshot, Change, LimitSource
 from .._core.headers import RateLimitInfo
 from .._core.limits import Limit
 from .._core.scheduler import Scheduler, Slot
 
+#: A token's declared limits and whether they are the user's (a ceiling) or a guess.
+Declared = Callable[[Slot], tuple[tuple[Limit, ...], bool]]
+
 
 class Calibration:
-    """One calibrator per token of a pool, and the one tick timer they share."""
+    """The calibrators of a pool's tokens, and the one tick timer they share."""
 
-    __slots__ = ("_by_slot", "_floor", "_loop", "_now", "_sched", "_timer", "backoff", "enabled")
+    __slots__ = (
+        "_by_slot",
+        "_declared",
+        "_floor",
+        "_granted",
+        "_last_granted",
+        "_loop",
+        "_now",
+        "_sched",
+        "_seen",
+        "_timer",
+        "backoff",
+        "enabled",
+    )
 
     def __init__(
         self,
         sched: Scheduler,
         now: Callable[[], float],
         loop: Callable[[], asyncio.AbstractEventLoop | None],
+        granted: Callable[[], int],
+        declared: Declared,
         *,
         enabled: bool,
         backoff: tuple[float, float],
@@ -42,51 +63,33 @@ class Calibration:
         self._sched = sched
         self._now = now
         self._loop = loop
+        self._granted = granted
+        self._declared = declared
         self._by_slot: dict[Slot, Calibrator] = {}
+        self._seen: dict[Slot, float] = {}  # units granted at the last tick
         self._timer: asyncio.TimerHandle | None = None
+        self._last_granted = -1
         self._floor = 1.0  # the largest cost leased: no effective burst goes below it
 
     # -- tokens joining and leaving ------------------------------------------------
 
-    def begin(self, declared: tuple[Limit, ...], trusted: bool) -> Calibrator | None:
-        """A calibrator for a new token with ``declared`` limits (``trusted``: the user's,
-        not the library's default); its ``effective`` limits are the token's first.
-        ``None`` when the pool does not calibrate."""
+    def starting(self, declared: tuple[Limit, ...], trusted: bool) -> tuple[Limit, ...]:
+        """The effective limits of a new token with ``declared`` limits."""
         if not self.enabled:
-            return None
-        return Calibrator(
-            declared,
-            trusted=trusted,
-            now=self._now(),
-            min_burst=self._floor,
-            backoff=self.backoff,
-        )
-
-    def attach(self, slot: Slot, calibrator: Calibrator | None) -> None:
-        """Calibrate ``slot`` with ``calibrator`` (from :meth:`begin`) from now on."""
-        if calibrator is not None:
-            self._by_slot[slot] = calibrator
-            self._arm()
-
-    def declared(self, slot: Slot) -> tuple[Limit, ...]:
-        """The limits the user (or the default) declared for ``slot``."""
-        calibrator = self._by_slot.get(slot)
-        if calibrator is not None:
-            return calibrator.declared
-        return tuple(w.limit for w in slot.windows)
+            return declared
+        return starting_limits(declared, trusted=trusted, min_burst=self._floor)
 
     def redeclare(self, slot: Slot, declared: tuple[Limit, ...], trusted: bool) -> None:
         """``slot``'s declared limits changed (a reload): start over from them."""
-        calibrator = self.begin(declared, trusted)
-        limits = declared if calibrator is None else calibrator.effective
-        self._sched.relimit(slot, limits, self._now())
         self._by_slot.pop(slot, None)
-        self.attach(slot, calibrator)
+        self._seen.pop(slot, None)
+        self._sched.relimit(slot, self.starting(declared, trusted), self._now())
 
-    def forget(self, slots: set[Slot]) -> None:
-        """Tokens the pool no longer remembers: drop their calibrators."""
-        for slot in [s for s in self._by_slot if s not in slots]:
+    def forget(self, keep: set[Slot]) -> None:
+        """Drop the calibrators of tokens the pool no longer remembers."""
+        for slot in [s for s in self._by_slot if s not in keep]:
             del self._by_slot[slot]
+            self._seen.pop(slot, None)
 
     def widen(self, cost: float) -> None:
         """A lease of ``cost`` units: no effective burst stays below it (where the
@@ -95,10 +98,20 @@ class Calibration:
             return
         self._floor = cost
         now = self._now()
-        for slot, calibrator in self._by_slot.items():
-            change = calibrator.set_min_burst(cost)
+        for slot in list(self._sched.slots.values()):
+            change = self._of(slot, now).set_min_burst(cost)
             if change is not None:
                 self._apply(slot, change, now)
+
+    def _of(self, slot: Slot, now: float) -> Calibrator:
+        """``slot``'s calibrator, made on first use."""
+        calibrator = self._by_slot.get(slot)
+        if calibrator is None:
+            declared, trusted = self._declared(slot)
+            calibrator = self._by_slot[slot] = Calibrator(
+                declared, trusted=trusted, now=now, min_burst=self._floor, backoff=self.backoff
+            )
+        return calibrator
 
     # -- evidence --------------------------------------------------------------------
 
@@ -107,13 +120,12 @@ class Calibration:
     ) -> tuple[float, str] | None:
         """A 429 on a lease of ``slot`` granted at ``granted_at``: how long to cool it
         (and why), or ``None`` when the 429 belongs to an episode already answered."""
-        calibrator = self._by_slot.get(slot)
-        if calibrator is None:
-            return None
         now = self._now()
+        calibrator = self._of(slot, now)
         decision = calibrator.rate_limited(now, granted_at, slot.ok, slot.units, retry_after)
         if decision.change is not None:
             self._apply(slot, decision.change, now)
+        self._arm()
         if not decision.new_episode:
             return None
         if retry_after is not None:
@@ -126,30 +138,32 @@ class Calibration:
 
     def headers(self, slot: Slot, info: RateLimitInfo) -> None:
         """What a response's rate-limit headers say about ``slot``'s limit."""
-        calibrator = self._by_slot.get(slot)
-        if calibrator is None or info.limit is None:
+        if not self.enabled or info.limit is None:
             return
         now = self._now()
         window = getattr(info, "window", None)
-        change = calibrator.from_headers(now, info.limit, info.remaining, info.reset_after, window)
+        change = self._of(slot, now).from_headers(
+            now, info.limit, info.remaining, info.reset_after, window
+        )
         if change is not None:
             self._apply(slot, change, now)
 
     def snapshot(self, slot: Slot) -> CalibrationSnapshot | None:
+        """``slot``'s declared and effective limits, for ``stats()``."""
+        if not self.enabled:
+            return None
         calibrator = self._by_slot.get(slot)
-        return None if calibrator is None else calibrator.snapshot()
+        if calibrator is not None:
+            return calibrator.snapshot()
+        declared, trusted = self._declared(slot)
+        effective = tuple(w.limit for w in slot.windows)
+        source = LimitSource.DECLARED if trusted else LimitSource.DEFAULT
+        return CalibrationSnapshot(declared, effective, source, False, 0)
 
     # -- the tick --------------------------------------------------------------------
 
-    def _arm(self) -> None:
-        loop = self._loop()
-        if self._timer is not None or loop is None:
-            return
-        if any(c.wants_ticks for c in self._by_slot.values()):
-            self._timer = loop.call_at(loop.time() + TICK, self._tick)
-
     def start(self) -> None:
-        """The pool is open: tick when asked to."""
+        """The pool is open: tick while it is busy."""
         self._arm()
 
     def stop(self) -> None:
@@ -157,14 +171,33 @@ class Calibration:
             self._timer.cancel()
             self._timer = None
 
+    def _arm(self) -> None:
+        loop = self._loop()
+        if self.enabled and self._timer is None and loop is not None:
+            self._timer = loop.call_at(loop.time() + TICK, self._tick)
+
     def _tick(self) -> None:
+        """Show the calibrator of each token used since the last tick how it served. An
+        idle pool costs one comparison a tick; a busy one a dictionary lookup per token
+        (skipping a token granted nothing since the last tick is safe: it learns nothing
+        from an idle stretch)."""
         self._timer = None
-        now = self._now()
-        for slot, calibrator in list(self._by_slot.items()):
-            if calibrator.wants_ticks and not slot.removed:
-                change = calibrator.tick(now, slot.ok, slot.units)
-                if change is not None:
-                    self._apply(slot, change, now)
+        granted = self._granted()
+        busy = granted != self._last_granted
+        self._last_granted = granted
+        if busy:
+            now = self._now()
+            seen = self._seen
+            for slot in list(self._sched.slots.values()):
+                units = slot.units
+                if slot.removed or seen.get(slot, 0.0) == units:
+                    continue  # granted nothing since the last tick: nothing to learn
+                seen[slot] = units
+                calibrator = self._of(slot, now)
+                if calibrator.wants_ticks:
+                    change = calibrator.tick(now, slot.ok, units)
+                    if change is not None:
+                        self._apply(slot, change, now)
         self._arm()
 
     def _apply(self, slot: Slot, change: Change, now: float) -> None:
@@ -183,4 +216,3 @@ class Calibration:
             source=change.source.value,
             reason=change.reason,
         )
-        self._arm()

@@ -56,6 +56,23 @@ class Evidence(enum.Enum):
 PROBE_429_RULE = "a probe's 429 rests the token, without doubling or filling its buckets"
 
 
+_Future = asyncio.Future  # the C class, without loop.create_future()'s Python frame
+
+
+class Queued(Waiter):
+    """A lease waiting in the pool's queue (or the backend's): its entry, resolved
+    through ``fut``. A lease that gets a token at once never makes one."""
+
+    __slots__ = ("fut", "timeout")
+
+    def __init__(
+        self, cost: float, deadline: float, enqueued_at: float, timeout: float | None
+    ) -> None:
+        super().__init__(cost, deadline, enqueued_at)
+        self.timeout = timeout  #: seconds the lease may wait (``None``: no bound)
+        self.fut: asyncio.Future[None] | None = None
+
+
 @runtime_checkable
 class Backend(Protocol):
     """Where the limiter state lives when it is shared (``RedisBackend``): what the pool
@@ -70,7 +87,7 @@ class Backend(Protocol):
     def bind(self, core: PoolCore) -> None:
         """Called once by the pool's constructor, after its tokens are in place."""
 
-    async def acquire(self, lease: Waiter) -> None:
+    async def acquire(self, lease: Queued) -> None:
         """Grant ``lease`` (set ``lease.slot``, ``granted_at``, ``enqueued_at`` and count
         the grant on its slot) or raise ``LeaseTimeout``, ``NoTokensAvailable`` or
         ``PoolClosed``; cancel-safe."""
@@ -155,7 +172,13 @@ class PoolCore:
         )
         self.low_water = LowWater(low_water, sched.slots.values)
         self.calibration = Calibration(
-            sched, self.now, lambda: self.loop, enabled=calibrate, backoff=backoff
+            sched,
+            self.now,
+            lambda: self.loop,
+            lambda: self.granted,
+            self.declared,
+            enabled=calibrate,
+            backoff=backoff,
         )
 
     # -- the clock and the loop ----------------------------------------------------
@@ -199,6 +222,14 @@ class PoolCore:
         """The token set or a masked name changed: drop the caches built from it."""
         self._names = None
         self.redact.forget()
+
+    def declared(self, slot: Slot) -> tuple[tuple[Limit, ...], bool]:
+        """``slot``'s declared limits, and whether the user declared them (a ceiling)
+        rather than the library's default (a first guess)."""
+        own = slot.token.limits
+        if own is not None:
+            return own, True
+        return self.limits, self.limits_declared
 
     def slot(self, name: str) -> Slot:
         """The token with masked name ``name``; ``KeyError`` naming it otherwise."""
@@ -286,16 +317,20 @@ class PoolCore:
         self.count_grant(now)
         return now, slot
 
-    def wait(self, waiter: Waiter, now: float, deadline: float) -> None:
-        """Queue ``waiter`` (a lease, its own queue entry, whose ``fut`` is set) until
-        the dispatcher resolves that future with a token, an error, or a timeout."""
-        waiter.deadline = deadline
-        waiter.enqueued_at = now
-        waiter.live = True
-        if self.sched.enqueue(waiter):
+    def wait(self, queued: Queued, now: float, deadline: float) -> asyncio.Future[None]:
+        """Put ``queued`` in the pool's queue until ``deadline``; the returned future is
+        resolved by the dispatcher with a token (``queued.slot``), an error or a
+        timeout. A caller that stops waiting calls :meth:`abandon`."""
+        fut: asyncio.Future[None] = _Future(loop=self.loop)
+        queued.fut = fut
+        queued.deadline = deadline
+        queued.enqueued_at = now
+        queued.live = True
+        if self.sched.enqueue(queued):
             self.dispatch()
         if deadline < self.timer_at:
             self.arm(deadline)
+        return fut
 
     def abandon(self, waiter: Waiter) -> None:
         """The waiting task left (cancelled, or its future failed)."""
@@ -340,7 +375,7 @@ class PoolCore:
             granted, expired, wake = sched.dispatch(now)
             refunded = 0
             for lease in granted:
-                fut = lease.fut  # type: ignore[attr-defined]
+                fut = lease.fut  # type: ignore[attr-defined]  # the queue holds Queued
                 if fut.done():  # cancelled while queued; its task has not run yet
                     sched.refund(lease.slot, lease.cost, now, now, lease)  # type: ignore[arg-type]
                     lease.slot = None  # given back: nothing for abandon() to refund

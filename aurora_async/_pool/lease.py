@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 from asyncio import get_running_loop
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .._core.policy import Verdict
-from .._core.scheduler import Waiter
-from .core import PoolCore
+from .core import PoolCore, Queued
 
 if TYPE_CHECKING:
     from .._core.scheduler import Slot
 
-_Future = asyncio.Future  # the C class, without loop.create_future()'s Python frame
 _PENDING, _HELD, _DONE = 0, 1, 2
 _INF = float("inf")
 _OK = Verdict.OK
 _FINE = (None, _OK)
 
 
-class Lease(Waiter):
+class Lease:
     """A granted token, from ``pool.lease()`` (``async with``) or ``await pool.acquire()``.
 
     Report what happened with :meth:`rate_limited`, :meth:`revoked` or :meth:`failed`;
@@ -31,24 +28,38 @@ class Lease(Waiter):
     ended with :meth:`release`.
     """
 
-    # A lease is also its own entry in the pool's queue (the scheduler's Waiter), so a
-    # lease that has to wait costs no second object.
-    __slots__ = ("_core", "_outcome", "_state", "fut", "timeout")
+    # A lease that never waits is just these fields; one that must wait puts a queue
+    # entry (``Queued``) in the pool's queue and takes its token from it.
+    __slots__ = (
+        "_core",
+        "_cost",
+        "_enqueued_at",
+        "_granted_at",
+        "_outcome",
+        "_slot",
+        "_state",
+        "_timeout",
+    )
 
     def __init__(self, core: PoolCore, cost: float, timeout: float | None) -> None:
         self._core = core
-        self.cost = cost
-        self.timeout = timeout
-        self.slot: Slot | None = None
+        self._cost = cost
+        self._timeout = timeout
+        self._slot: Slot | None = None
         self._state = _PENDING
         self._outcome: Verdict | None = None
-        self.granted_at = self.enqueued_at = 0.0  #: loop times of the grant and request
+        self._granted_at = self._enqueued_at = 0.0  # loop times of the grant and request
 
     def _held(self) -> Slot:
-        slot = self.slot
+        slot = self._slot
         if slot is None:
             raise RuntimeError("this lease has not been granted yet: use it inside `async with`")
         return slot
+
+    @property
+    def cost(self) -> float:
+        """The units this lease takes from its token's buckets."""
+        return self._cost
 
     @property
     def token(self) -> str:
@@ -58,7 +69,7 @@ class Lease(Waiter):
     @property
     def waited(self) -> float:
         """Seconds this lease waited in the queue before it was granted."""
-        return self.granted_at - self.enqueued_at
+        return self._granted_at - self._enqueued_at
 
     @property
     def name(self) -> str:
@@ -72,8 +83,10 @@ class Lease(Waiter):
     def rate_limited(self, retry_after: float | None = None) -> None:
         """The server answered 429 (or equivalent): cool the token down.
 
-        ``retry_after`` is in seconds; without it the token backs off (doubling each
-        time it is rate-limited again, up to the pool's cap).
+        ``retry_after`` is in seconds. Without it, the pool decides: a calibrating pool
+        lowers the token's effective limit and rests it briefly (backing off, doubling,
+        only while it keeps being refused); with ``calibrate=False`` the token backs off,
+        doubling each time it is rate-limited again, up to the pool's cap.
         """
         if retry_after is not None and not (retry_after >= 0 and math.isfinite(retry_after)):
             raise ValueError(
@@ -84,7 +97,7 @@ class Lease(Waiter):
             return  # one lease, one 429: a second report counts nothing
         self._outcome = Verdict.RATE_LIMITED
         self._core.report(
-            slot, Verdict.RATE_LIMITED, cooldown=retry_after, granted_at=self.granted_at
+            slot, Verdict.RATE_LIMITED, cooldown=retry_after, granted_at=self._granted_at
         )
 
     def revoked(self, reason: str | None = None) -> None:
@@ -119,7 +132,7 @@ class Lease(Waiter):
         """End the lease (for leases from ``acquire()``; ``async with`` does it for you)."""
         if self._state == _HELD:
             self._state = _DONE
-            slot = self.slot
+            slot = self._slot
             outcome = self._outcome
             if (
                 outcome in _FINE
@@ -137,57 +150,62 @@ class Lease(Waiter):
         core = self._core
         sched = core.sched
         loop = core.loop
+        cost = self._cost
         usual = False
         if (
             self._state == _PENDING
             and core.fast
             and loop is get_running_loop()
-            and self.timeout is None
+            and self._timeout is None
         ):
             try:  # noqa: SIM105 - contextlib.suppress costs a context manager per lease
-                usual = 0 < self.cost <= sched.max_cost
+                usual = 0 < cost <= sched.max_cost
             except TypeError:
                 pass
         if usual:
             now = loop.time()  # type: ignore[union-attr]
-            deadline = _INF
             if not sched.waiting:
                 # The fast path, inlined: a token can fire now and nobody waits.
-                slot = sched.try_take(self.cost, now)
+                slot = sched.try_take(cost, now)
                 if slot is not None:
-                    self.slot = slot
-                    self.granted_at = self.enqueued_at = now
+                    self._slot = slot
+                    self._granted_at = self._enqueued_at = now
                     self._state = _HELD
                     core.granted += 1
                     if now >= core.next_mark:
                         core.mark(now)
                     return self
+            queued = Queued(cost, _INF, now, None)
+            deadline = _INF
         else:
             if self._state != _PENDING:
                 raise RuntimeError("a Lease can be entered only once; call pool.lease() again")
+            queued = Queued(cost, _INF, 0.0, self._timeout)
             if core.backend is not None:
-                await core.backend.acquire(self)  # shared state: the backend decides
-                self._state = _HELD
-                return self
+                await core.backend.acquire(queued)  # shared state: the backend decides
+                return self._take(queued)
             # First use, a timeout, an odd cost, a closed pool: the careful path, which
             # may grant at once or say until when to wait.
-            now, slot, deadline = core.prepare(self.cost, self.timeout)
+            now, slot, deadline = core.prepare(cost, self._timeout)
             if slot is not None:
-                self.slot = slot
-                self.granted_at = self.enqueued_at = now
-                self._state = _HELD
-                return self
-            loop = core.loop
-        # Wait in the pool's queue (this lease is its own queue entry) until the
-        # dispatcher resolves the future with a token, an error, or a timeout.
-        fut: asyncio.Future[None] = _Future(loop=loop)
-        self.fut = fut
-        core.wait(self, now, deadline)
+                queued.slot = slot
+                queued.granted_at = queued.enqueued_at = now
+                return self._take(queued)
+        # Wait in the pool's queue until the dispatcher resolves the entry's future with
+        # a token, an error, or a timeout.
+        fut = core.wait(queued, now, deadline)
         try:
             await fut
         except BaseException:
-            core.abandon(self)
+            core.abandon(queued)
             raise
+        return self._take(queued)
+
+    def _take(self, queued: Queued) -> Lease:
+        """Hold the token granted to ``queued``."""
+        self._slot = queued.slot
+        self._granted_at = queued.granted_at
+        self._enqueued_at = queued.enqueued_at
         self._state = _HELD
         return self
 
@@ -199,7 +217,7 @@ class Lease(Waiter):
     ) -> None:
         if self._state == _HELD:
             self._state = _DONE
-            slot = self.slot
+            slot = self._slot
             outcome = self._outcome
             if (
                 outcome is None
@@ -219,8 +237,13 @@ class Lease(Waiter):
 
     def __repr__(self) -> str:
         state = ("pending", "held", "done")[self._state]
-        who = f" {self.slot.name}" if self.slot is not None else ""
-        return f"<Lease{who} cost={self.cost:g} {state}>"
+        who = f" {self._slot.name}" if self._slot is not None else ""
+        return f"<Lease{who} cost={self._cost:g} {state}>"
+
+
+def lease_slot(lease: Lease) -> Slot | None:
+    """The token a lease holds (for the package's own layers: the HTTP retry loop)."""
+    return lease._slot
 
 
 class RetryLease(Lease):
@@ -228,21 +251,21 @@ class RetryLease(Lease):
     to another token if one can fire now, else (like any lease) to the soonest, which
     may be ``avoid`` again. Waiting, it is served in turn like any lease."""
 
-    __slots__ = ("avoid",)
+    __slots__ = ("_avoid",)
 
     def __init__(
         self, core: PoolCore, cost: float, timeout: float | None, avoid: Slot | None
     ) -> None:
         super().__init__(core, cost, timeout)
-        self.avoid = avoid
+        self._avoid = avoid
 
     async def __aenter__(self) -> Lease:
-        avoid = self.avoid
+        avoid = self._avoid
         if avoid is not None and self._state == _PENDING:
-            taken = self._core.take_other(self.cost, self.timeout, avoid)
+            taken = self._core.take_other(self._cost, self._timeout, avoid)
             if taken is not None:
-                self.granted_at = self.enqueued_at = taken[0]
-                self.slot = taken[1]
+                self._granted_at = self._enqueued_at = taken[0]
+                self._slot = taken[1]
                 self._state = _HELD
                 return self
         return await super().__aenter__()

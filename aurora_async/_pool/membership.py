@@ -41,16 +41,16 @@ def apply_tokens(core: PoolCore, tokens: Iterable[str | Token]) -> None:
         if slot is None:
             name = _unique_name(token.name, names, tries)
             names.add(name)
-            calibrator = calibration.begin(declared, trusted)
-            limits = declared if calibrator is None else calibrator.effective
-            slot = sched.add(token, name, limits, cap, now, full=core.start_full)
-            calibration.attach(slot, calibrator)
+            limits = calibration.starting(declared, trusted)
+            sched.add(token, name, limits, cap, now, full=core.start_full)
             continue
+        if core.declared(slot) != (declared, trusted):
+            slot.token = token
+            calibration.redeclare(slot, declared, trusted)
         slot.token = token
         sched.restore(slot)
-        if calibration.declared(slot) != declared:
-            calibration.redeclare(slot, declared, trusted)
         sched.set_cap(slot, cap)
+    calibration.forget({*sched.slots.values(), *(s for _, s in sched.retired_items())})
     core.tokens_changed()
 
 

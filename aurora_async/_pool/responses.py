@@ -10,7 +10,7 @@ from __future__ import annotations
 from .._core.headers import RateLimitInfo
 from .._core.policy import Outcome, Verdict
 from .core import PoolCore
-from .lease import Lease
+from .lease import Lease, lease_slot
 
 
 def account_response(
@@ -22,7 +22,7 @@ def account_response(
     ``OK`` with a cooldown (the server says nothing is left until a reset) rests the
     token only if its own limiter would not hold it that long anyway (``slack`` seconds
     of tolerance)."""
-    slot = lease.slot
+    slot = lease_slot(lease)
     if slot is None:
         raise RuntimeError("this lease has not been granted yet: use it inside `async with`")
     if info.limit is not None or info.remaining is not None or info.reset_after is not None:

@@ -56,8 +56,7 @@ from .waiters import Ticket, Timeline
 from .writes import Op, Writes
 
 if TYPE_CHECKING:
-    from .._pool.core import PoolCore
-    from .._pool.lease import Lease
+    from .._pool.core import PoolCore, Queued
 
 INF = math.inf
 #: How long a worker counts as alive without a call (its heartbeat is a flag on its
@@ -218,7 +217,7 @@ class RedisBackend:
         self._port.bind(core)
         self._members.refresh()
 
-    async def acquire(self, lease: Lease) -> None:
+    async def acquire(self, lease: Queued) -> None:
         port = self._port
         pool_closed = port.closed  # (a RuntimeError before bind)
         if self._ctx.closed or pool_closed:

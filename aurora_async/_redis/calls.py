@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from .._errors import BackendUnavailable
 from .scripts import Script
 
-
-class Unavailable(Exception):
-    """Redis did not answer in time, or not at all."""
+#: Redis did not answer in time, or not at all: what every failed call raises, for the
+#: backend's failure policy (the one error type a user may also meet, under fail-closed).
+Unavailable = BackendUnavailable
 
 
 def import_redis() -> Any:

@@ -22,7 +22,7 @@ from .._errors import NoTokensAvailable
 from .._pool.core import PoolCore
 
 if TYPE_CHECKING:
-    from .._pool.lease import Lease
+    from .._pool.core import Queued
 
 INF = math.inf
 _US = 1_000_000
@@ -140,7 +140,7 @@ class PoolPort:
 
     # -- grants -------------------------------------------------------------------------
 
-    def grant(self, lease: Lease, slot: Slot, cost: float, now: float) -> None:
+    def grant(self, lease: Queued, slot: Slot, cost: float, now: float) -> None:
         """Hand ``slot`` to ``lease`` at ``now``: the grant's bookkeeping (in_flight + 1,
         leases + 1, units + cost, the pool's grant count), as ``Scheduler.dispatch``
         does for the pool's own waiters."""
@@ -151,7 +151,7 @@ class PoolPort:
         slot.units += cost
         self.core.count_grant(now)
 
-    def refund(self, lease: Lease, slot: Slot, cost: float) -> None:
+    def refund(self, lease: Queued, slot: Slot, cost: float) -> None:
         """Undo :meth:`grant` for a lease cancelled before it resumed (in_flight - 1,
         leases - 1, units - cost, the pool's grant count - 1; a removed slot is dropped
         once idle), as ``Scheduler.refund`` and ``PoolCore.abandon`` do. The limiter

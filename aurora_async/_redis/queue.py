@@ -32,7 +32,7 @@ from .waiters import (
 )
 
 if TYPE_CHECKING:
-    from .._pool.lease import Lease
+    from .._pool.core import Queued
 
 INF = float("inf")
 
@@ -88,7 +88,7 @@ class LocalQueue:
         self.timeline = Timeline(self._on_timer)
         self.pending: dict[str, int] = {}  #: token id -> reservations not yet granted
 
-    def add(self, lease: Lease, fut: asyncio.Future[None], deadline: float) -> Ticket:
+    def add(self, lease: Queued, fut: asyncio.Future[None], deadline: float) -> Ticket:
         ticket = Ticket(lease, fut, deadline, self._next_seq())
         self.outbox.append(ticket)
         return ticket

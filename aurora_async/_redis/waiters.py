@@ -18,7 +18,7 @@ from .degrade import Undo
 
 if TYPE_CHECKING:
     from .._core.scheduler import Slot
-    from .._pool.lease import Lease
+    from .._pool.core import Queued
 
 INF = math.inf
 QUEUED, SENT, BLOCKED, RESERVED, GRANTED, DONE = range(6)
@@ -47,7 +47,7 @@ class Ticket:
         "undo",
     )
 
-    def __init__(self, lease: Lease, fut: asyncio.Future[None], deadline: float, seq: int):
+    def __init__(self, lease: Queued, fut: asyncio.Future[None], deadline: float, seq: int):
         self.lease = lease
         self.fut = fut
         self.cost = float(lease.cost)
