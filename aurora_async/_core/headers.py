@@ -78,9 +78,16 @@ class RateLimitInfo:
     remaining: float | None = None  # what remains in it
     reset_after: float | None = None  # seconds until the quota is restored
     retry_after: float | None = None  # seconds from Retry-After
+    window: float | None = None  # seconds the quota is for, where stated (RateLimit-Policy w)
 
     def __post_init__(self) -> None:
-        for value in (self.limit, self.remaining, self.reset_after, self.retry_after):
+        for value in (
+            self.limit,
+            self.remaining,
+            self.reset_after,
+            self.retry_after,
+            self.window,
+        ):
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"RateLimitInfo fields must be finite and >= 0 or None: {self!r}")
 
@@ -123,7 +130,9 @@ def parse_rate_limit_headers(
     ]
     chosen = _most_restrictive(readings)
     retry_after = reader.field(("retry-after",), partial(_retry_after, now=reader.now))
-    info = RateLimitInfo(chosen.limit, chosen.remaining, chosen.reset_after, retry_after)
+    info = RateLimitInfo(
+        chosen.limit, chosen.remaining, chosen.reset_after, retry_after, chosen.window
+    )
     return info, tuple(reader.problems)
 
 
@@ -399,25 +408,32 @@ def _ietf_dictionary(reader: _Reader, parts: list[str]) -> RateLimitInfo:
 
 
 def _ietf_item(
-    reader: _Reader, name: str, params: dict[str, str], quotas: dict[str, float]
+    reader: _Reader,
+    name: str,
+    params: dict[str, str],
+    quotas: dict[str, tuple[float, float | None]],
 ) -> RateLimitInfo:
-    """Draft-08+: one ``"policy";r=50;t=30`` item, with its quota from ``RateLimit-Policy``."""
+    """Draft-08+: one ``"policy";r=50;t=30`` item, with its quota (and window, ``w``) from
+    ``RateLimit-Policy``."""
+    quota, window = quotas.get(name, (None, None))
     return RateLimitInfo(
-        limit=quotas.get(name),
+        limit=quota,
         remaining=reader.param("ratelimit", params, "r", _number),
         reset_after=reader.param("ratelimit", params, "t", _seconds),
+        window=window,
     )
 
 
-def _policy_quotas(reader: _Reader) -> dict[str, float]:
-    """The ``q`` of each named policy in ``RateLimit-Policy`` (draft-08+)."""
-    quotas: dict[str, float] = {}
+def _policy_quotas(reader: _Reader) -> dict[str, tuple[float, float | None]]:
+    """The ``q`` and ``w`` of each named policy in ``RateLimit-Policy`` (draft-08+)."""
+    quotas: dict[str, tuple[float, float | None]] = {}
     text = reader.headers.get("ratelimit-policy", "")
     for part in _split_outside_quotes(text, ","):
         name, params = _member(part)
         quota = reader.param("ratelimit-policy", params, "q", _number)
         if quota is not None:
-            quotas.setdefault(name, quota)
+            window = reader.param("ratelimit-policy", params, "w", _number)
+            quotas.setdefault(name, (quota, window if window else None))
     return quotas
 
 

@@ -141,9 +141,8 @@ class Calibration:
         if not self.enabled or info.limit is None:
             return
         now = self._now()
-        window = getattr(info, "window", None)
         change = self._of(slot, now).from_headers(
-            now, info.limit, info.remaining, info.reset_after, window
+            now, info.limit, info.remaining, info.reset_after, info.window
         )
         if change is not None:
             self._apply(slot, change, now)

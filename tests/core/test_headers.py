@@ -159,7 +159,7 @@ SAMPLES = [
             "ratelimit": '"default";r=50;t=30',
             "ratelimit-policy": '"default";q=1200;w=300',
         },
-        RateLimitInfo(limit=1200, remaining=50, reset_after=30),
+        RateLimitInfo(limit=1200, remaining=50, reset_after=30, window=300),
         id="cloudflare-draft-08",
     ),
     pytest.param(
@@ -184,7 +184,7 @@ SAMPLES = [
             "RateLimit-Policy": '"burst";q=100;w=60, "daily";q=1000;w=86400',
             "RateLimit": '"burst";r=50;t=30, "daily";r=10;t=3600',
         },
-        RateLimitInfo(limit=1000, remaining=10, reset_after=3600),
+        RateLimitInfo(limit=1000, remaining=10, reset_after=3600, window=86400),
         id="ietf-draft-10-least-remaining-policy",
     ),
     pytest.param(
@@ -192,12 +192,12 @@ SAMPLES = [
             "RateLimit-Policy": '"burst";q=10;w=60, "daily";q=1000;w=86400',
             "RateLimit": '"burst";r=0;t=30, "daily";r=0;t=3600',
         },
-        RateLimitInfo(limit=1000, remaining=0, reset_after=3600),
+        RateLimitInfo(limit=1000, remaining=0, reset_after=3600, window=86400),
         id="ietf-draft-10-tie-takes-longest-reset",
     ),
     pytest.param(
         {"RateLimit-Policy": "default;q=10;w=10", "RateLimit": "default;r=5;t=7"},
-        RateLimitInfo(limit=10, remaining=5, reset_after=7),
+        RateLimitInfo(limit=10, remaining=5, reset_after=7, window=10),
         id="ietf-draft-08-token-names",
     ),
     pytest.param(
@@ -388,7 +388,8 @@ def test_pairs_structured_field_lines_are_joined() -> None:
         ("ratelimit", '"daily";r=10;t=3600'),
     ]
     info, problems = parse_rate_limit_headers(pairs, now=NOW)
-    assert (info, problems) == (RateLimitInfo(limit=1000, remaining=10, reset_after=3600), ())
+    expected = RateLimitInfo(limit=1000, remaining=10, reset_after=3600, window=86400)
+    assert (info, problems) == (expected, ())
 
 
 def test_aiohttp_multidict() -> None:
@@ -424,7 +425,7 @@ def test_aiohttp_multidict() -> None:
                 "ratelimit": '"minute";r=0;t=20',
                 "ratelimit-policy": '"minute";q=60;w=60',
             },
-            RateLimitInfo(limit=60, remaining=0, reset_after=20),
+            RateLimitInfo(limit=60, remaining=0, reset_after=20, window=60),
             id="least-remaining-wins-whole",
         ),
         pytest.param(
