@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Protocol
 
 from .. import _log
 from .._core.calibrate import TICK, Calibrator, starting_limits
@@ -27,6 +28,13 @@ from .._core.scheduler import Scheduler, Slot
 
 #: A token's declared limits and whether they are the user's (a ceiling) or a guess.
 Declared = Callable[[Slot], tuple[tuple[Limit, ...], bool]]
+
+
+class Shared(Protocol):
+    """Where limits are shared by many processes (the pool's backend)."""
+
+    def relimited(self, slot: Slot, limits: tuple[Limit, ...], was: tuple[Limit, ...]) -> None:
+        """``slot``'s effective limits changed here, from ``was`` to ``limits``."""
 
 
 class Calibration:
@@ -42,6 +50,7 @@ class Calibration:
         "_now",
         "_sched",
         "_seen",
+        "_shared",
         "_timer",
         "backoff",
         "enabled",
@@ -57,6 +66,7 @@ class Calibration:
         *,
         enabled: bool,
         backoff: tuple[float, float],
+        shared: Callable[[], Shared | None] = lambda: None,
     ) -> None:
         self.enabled = enabled
         self.backoff = backoff
@@ -65,6 +75,7 @@ class Calibration:
         self._loop = loop
         self._granted = granted
         self._declared = declared
+        self._shared = shared  # the backend, if any: it shares each change of limits
         self._by_slot: dict[Slot, Calibrator] = {}
         self._seen: dict[Slot, float] = {}  # units granted at the last tick
         self._timer: asyncio.TimerHandle | None = None
@@ -202,6 +213,9 @@ class Calibration:
     def _apply(self, slot: Slot, change: Change, now: float) -> None:
         if tuple(w.limit for w in slot.windows) != change.limits:
             self._sched.relimit(slot, change.limits, now)  # new windows start full
+            shared = self._shared()
+            if shared is not None:
+                shared.relimited(slot, change.limits, change.old)
         elif change.levels is not None:
             for window, level in zip(slot.windows, change.levels, strict=True):
                 if level is not None and level > window.level_at(now):

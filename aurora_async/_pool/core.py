@@ -106,6 +106,10 @@ class Backend(Protocol):
     def waiting(self) -> int:
         """Leases of this process waiting for the backend."""
 
+    def relimited(self, slot: Slot, limits: tuple[Limit, ...], was: tuple[Limit, ...]) -> None:
+        """This process's calibration gave ``slot`` new effective ``limits`` (already in
+        its windows), decided from ``was``: every process should enforce them."""
+
     def disabled(self, slot: Slot, reason: str) -> None:
         """Every process should stop using ``slot``."""
 
@@ -179,6 +183,7 @@ class PoolCore:
             self.declared,
             enabled=calibrate,
             backoff=backoff,
+            shared=lambda: self.backend,
         )
 
     # -- the clock and the loop ----------------------------------------------------

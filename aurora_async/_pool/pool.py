@@ -126,7 +126,7 @@ class TokenPool:
             backoff=(float(first), float(cap)),
             start_full=bool(start_full),
             limits_declared=limits is not DEFAULT_LIMIT,
-            calibrate=bool(calibrate) and backend is None,
+            calibrate=bool(calibrate),
         )
         self._reloader: Reloader | None = None
         self._http: HttpClient | None = None

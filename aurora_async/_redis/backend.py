@@ -27,7 +27,8 @@ module, depend one way (this module -> collaborators -> keys, records, scripts):
 * ``queue.py`` -- the local waiters and their one timer (``waiters.py``: tickets);
 * ``failover.py`` -- Redis away: the policy, the local limiter (``degrade.py``), probes;
 * ``writes.py`` -- shared token states, written in order in the background;
-* ``membership.py`` -- this worker's tokens, registration and the states it adopts;
+* ``membership.py`` -- this worker's tokens, registration and the states it adopts
+  (``limits.py``: the limits calibration learned, shared);
 * ``port.py`` -- everything done to the pool, in one adapter; ``context.py`` -- what
   they all share; ``calls.py`` -- the connection.
 """
@@ -40,12 +41,14 @@ import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from .._core.limits import Limit
 from .._core.scheduler import Slot, check_timeout
 from .._errors import NoTokensAvailable, PoolClosed
 from .calls import Connection
 from .context import Context
 from .failover import POLICIES, Failover, Policy
 from .keys import Keys, token_id
+from .limits import relimit_args
 from .membership import Membership
 from .port import PoolPort
 from .pump import Pump
@@ -280,6 +283,20 @@ class RedisBackend:
             self._failover.fill(tid, slot, fills, now + seconds)
         flags = " ".join("1" if f else "0" for f in fills)
         self._writes.add(Op("cool", tid, seconds=seconds, since=now, fills=flags))
+
+    def relimited(self, slot: Slot, limits: tuple[Limit, ...], was: tuple[Limit, ...]) -> None:
+        """This worker's calibration changed ``slot``'s limits from ``was`` (what it
+        decided from) to ``limits`` (already in the slot's windows): every worker's
+        reservations use them once the write lands (see ``limits.py``)."""
+        members = self._members
+        tid = members.tid(slot)
+        if tid is None:
+            return
+        self._port.unindex(slot)  # (the pool's relimit filed it in its own index)
+        members.configure()
+        self._failover.relimit(tid, slot, self._ctx.now())
+        args = relimit_args(tid, self._ctx.ttl_ms, limits, was)
+        self._writes.add(Op("relimit", tid, args=tuple(args)))
 
     def disabled(self, slot: Slot, reason: str) -> None:
         self._members.status_changed(slot)

@@ -94,6 +94,23 @@ class LocalLimiter:
             if flag:
                 w.tat = max(w.tat, until + (w.burst - min(kc, w.burst)) / w.rate)
 
+    def relimit(self, tid: str, limits: Iterable[_Window], now: float) -> None:
+        """The token's limits changed: new local windows, carried over as the shared
+        ones are (``lua.carry``: an unchanged window keeps its state; a changed one
+        starts full and holds at least what an old window still has reserved)."""
+        old = self._buckets.pop(tid, None)
+        if old is None:
+            return  # made from the new limits on first use
+        new = self.windows(tid, limits)
+        for w in new:
+            same = [o for o in old if (o.burst, o.rate) == (w.burst, w.rate)]
+            if same:
+                w.tat = same[0].tat
+                continue
+            w.tat = min(
+                max(o.tat, now + max(w.burst, max(0.0, o.tat - now) * o.rate) / w.rate) for o in old
+            )
+
     def give_back(self, tid: str, undo: Undo) -> bool:
         """Undo a ``take`` exactly if nothing was taken on the token since."""
         windows = self._buckets.get(tid)

@@ -123,6 +123,11 @@ class Failover:
         if self.local is not None and any(fills):
             self.local.fill(tid, slot.windows, fills, until, slot.key_cost)
 
+    def relimit(self, tid: str, slot: Slot, now: float) -> None:
+        """``slot``'s limits changed: so do its local windows, while degraded."""
+        if self.local is not None:
+            self.local.relimit(tid, slot.windows, now)
+
     def give_back(self, tid: str, undo: Sequence[str] | Undo) -> None:
         """Give back a reservation made on the local limiter."""
         if self.local is not None:

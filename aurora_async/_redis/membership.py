@@ -2,9 +2,10 @@
 others.
 
 A worker registers its tokens (by id, with their limits) on first use, after a reload
-that changes the set or limits, and whenever Redis has lost them; a heartbeat on its
-reserve calls keeps it alive. From the namespace it adopts the version of the shared
-states, the disabled tokens, and news of workers whose token sets differ.
+that changes the set or declared limits, and whenever Redis has lost them; a heartbeat
+on its reserve calls keeps it alive. From the namespace it adopts the version of the
+shared states, the disabled tokens, news of workers whose token sets differ, and the
+limits other workers' calibration learned for its tokens (``limits.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .. import _log
 from .._core.scheduler import Slot
 from .context import Context
 from .keys import membership_digest, token_id
+from .limits import SharedLimits, declared_digest
 from .records import text
 from .scripts import SCRIPTS
 
@@ -43,6 +45,7 @@ class Membership:
         "config",
         "digest",
         "ids",
+        "limits",
         "liveness",
         "need_sync",
         "next_touch",
@@ -69,10 +72,21 @@ class Membership:
         self.status_only = False  #: the next token change is a disable or enable
         self.applying = False  #: adopting shared states (not to be written back)
         self._warned = -1
+        #: the versions of this worker's tokens' shared limits, and their adoption
+        self.limits = SharedLimits(ctx, self.slots_get, self.configure)
 
     def tid(self, slot: Slot) -> str | None:
         """``slot``'s id, if it is one of this worker's tokens."""
         return self.ids.get(slot.token.value)
+
+    def slots_get(self, tid: str) -> Slot | None:
+        """This worker's slot of ``tid`` (``None``: not one of its tokens)."""
+        return self.slots.get(tid)
+
+    def resync(self) -> None:
+        """Register again (Redis has lost a token's state)."""
+        self.need_sync = True
+        self._kick()
 
     def names(self) -> dict[str, str]:
         """Masked names of this worker's tokens, by id."""
@@ -88,7 +102,6 @@ class Membership:
         ids: dict[str, str] = {}
         slots: dict[str, Slot] = {}
         capped: dict[str, Slot] = {}
-        emax = 0.0
         parts: list[str] = []
         for secret, slot in port.slots():
             tid = old.get(secret) or token_id(namespace, secret)
@@ -98,18 +111,28 @@ class Membership:
             if port.capped(slot) or not slot.usable:
                 capped[tid] = slot
             if not slot.removed:
-                for w in slot.windows:
-                    emax = max(emax, _US / w.rate)
-                parts.append(tid + "".join(f":{w.burst!r}/{w.rate!r}" for w in slot.windows))
+                # Declared limits, not effective ones: those move with calibration,
+                # which shares them by itself (``SharedLimits``).
+                parts.append(f"{tid}:{declared_digest(*port.declared(slot))}")
         self.ids, self.slots, self.capped = ids, slots, capped
-        # The reserve call's fixed settings: ttl, worker, the most us per unit (JSON).
-        self.config = f'[{ctx.ttl_ms},"{ctx.worker}",{emax!r}'
+        self.configure()
 
         signature = membership_digest(parts)
         if signature != self._signature:
             self._signature = signature
             self.digest = membership_digest([p.split(":", 1)[0] for p in parts])
             self.need_sync = True
+
+    def configure(self) -> None:
+        """The reserve call's fixed settings: ttl, worker, the most us per unit any
+        window of this worker's tokens has (JSON); again when limits change."""
+        ctx = self._ctx
+        emax = 0.0
+        for slot in self.slots.values():
+            if not slot.removed:
+                for w in slot.windows:
+                    emax = max(emax, _US / w.rate)
+        self.config = f'[{ctx.ttl_ms},"{ctx.worker}",{emax!r}'
 
     def status_changed(self, slot: Slot) -> None:
         """A token was disabled or enabled; the pool calls ``tokens_changed`` next."""
@@ -158,11 +181,15 @@ class Membership:
         try:
             await redis.command("delete", staging)
             for start in range(0, len(entries), _SYNC_CHUNK):
+                chunk = entries[start : start + _SYNC_CHUNK]
                 args: list[Any] = [k.token_prefix, ctx.ttl_ms]
-                for entry in entries[start : start + _SYNC_CHUNK]:
+                for entry in chunk:
                     args += entry
                 keys = [k.ready, staging, k.ids, k.disabled]
-                changed += int(await redis.call(SCRIPTS["sync_chunk"], keys, args))
+                reply = await redis.call(SCRIPTS["sync_chunk"], keys, args)
+                changed += int(reply[0])
+                for j, entry in enumerate(chunk):
+                    self.limits.adopt(entry[0], text(reply[1 + 2 * j]), text(reply[2 + 2 * j]))
             keys = [staging, k.proc(ctx.worker), k.procs, k.digests, k.ready, k.meta]
             keys += [k.disabled, k.ids]
             args = [ctx.worker, self.digest, ctx.ttl_ms]
@@ -182,11 +209,14 @@ class Membership:
         self.apply_state(reply)
 
     def _entries(self) -> list[list[Any]]:
-        """What registers each token: id, key cost, then burst and us per unit a window."""
+        """What registers each token: id, key cost, the digest of its declared limits,
+        then burst and us per unit a window."""
+        port = self._ctx.port
         entries: list[list[Any]] = []
         for tid, slot in list(self.slots.items()):
             if not slot.removed:
-                entry: list[Any] = [tid, repr(slot.key_cost), len(slot.windows)]
+                dg = declared_digest(*port.declared(slot))
+                entry: list[Any] = [tid, repr(slot.key_cost), dg, len(slot.windows)]
                 for w in slot.windows:
                     entry += [repr(w.burst), repr(_US / w.rate)]
                 entries.append(entry)

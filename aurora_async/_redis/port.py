@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from .._core.limits import Limit
 from .._core.scheduler import _UNCAPPED, Slot
 from .._errors import NoTokensAvailable
 from .._pool.core import PoolCore
@@ -104,6 +105,20 @@ class PoolPort:
         else:
             why = "every token is disabled or removed"
         return NoTokensAvailable(f"{why}; see pool.stats() for the reasons")
+
+    def declared(self, slot: Slot) -> tuple[tuple[Limit, ...], bool]:
+        """``slot``'s declared limits, and whether the user declared them
+        (``PoolCore.declared``)."""
+        return self.core.declared(slot)
+
+    def adopt(self, slot: Slot, limits: tuple[Limit, ...]) -> None:
+        """Give ``slot`` the limits another worker's calibration learned for it, as the
+        pool's calibration does with its own (``Scheduler.relimit``: the windows start
+        full; the next reservation shows the shared levels), and keep it out of the
+        scheduler's index."""
+        core = self.core
+        core.sched.relimit(slot, limits, core.now())
+        self.unindex(slot)
 
     @staticmethod
     def capped(slot: Slot) -> bool:

@@ -196,7 +196,9 @@ class Pump:
             if gone:
                 t.state = DONE
             if status == RESERVED:
-                tid, at, undo = fields[2], fields[3], fields[4:]
+                tid, at, undo = fields[2], fields[3], fields[5:]
+                if members.limits.seen(tid, fields[4]):  # another worker changed them
+                    self._writes.add(Op("limits", tid))
                 slot = members.slots.get(tid)
                 if gone or slot is None or not slot.usable:
                     # Nobody to take it, or the token went away meanwhile: give it back.

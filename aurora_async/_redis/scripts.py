@@ -15,6 +15,10 @@ State of one token (``{aurora:ns}:t:<id>``: one ``GET`` and one ``SET`` a lease)
     arrival time (when the bucket is empty). A lease of cost ``c`` fits window ``k`` at
     time ``s`` iff ``tk + (c - bk) * ek <= s``; taking it sets ``tk = max(tk, s) + c * ek``.
     That is exactly the pool's leaky bucket (aiolimiter's), as one number per window.
+    After the windows: ``lv`` the limits' version (bumped on every change of them),
+    ``learned`` (1: set by a worker's calibration, ``scripts_limits.RELIMIT``; 0:
+    registered), ``dg`` the digest of the declared limits they belong to, ``ls`` the
+    learned limits as text (``rate/per/burst;...``, empty when registered).
 
 The index (sorted set ``{aurora:ns}:ready``)
     Every enabled token by the time it can fire its key cost, so the soonest token is
@@ -27,95 +31,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-_PRELUDE = r"""
-local INF = math.huge
-
-local function now_us()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-
-local function fmt(x)
-  return string.format('%.0f', x)
-end
-
--- The namespace's version: "<epoch>.<counter>", bumped on every change of disabled
--- states or membership. The epoch (the server time the namespace's meta was created)
--- keeps versions from repeating after Redis lost its data.
-local function version_of(meta)
-  local x = redis.call('HMGET', meta, 'e', 'v')
-  return (x[1] or '0') .. '.' .. (x[2] or '0')
-end
-
-local function bump(meta, now, ttl)
-  redis.call('HSETNX', meta, 'e', fmt(now))
-  redis.call('HINCRBY', meta, 'v', 1)
-  redis.call('PEXPIRE', meta, ttl)
-end
-
--- A token's shared state, or nil when it has none.
-local function load(key)
-  local raw = redis.call('GET', key)
-  if not raw then return nil end
-  local f = cmsgpack.unpack(raw)
-  local n = f[1]
-  local st = {key = key, n = n, kc = f[2], cool = f[3], b = {}, e = {}, t = {}}
-  for k = 1, n do
-    local j = 1 + 3 * k
-    st.b[k] = f[j]
-    st.e[k] = f[j + 1]
-    st.t[k] = f[j + 2]
-  end
-  return st
-end
-
--- The earliest server time (us) at which the token can fire cost c.
-local function ready(st, c)
-  local r = st.cool
-  for k = 1, st.n do
-    local b = st.b[k]
-    if c > b then return INF end
-    local x = st.t[k] + (c - b) * st.e[k]
-    if x > r then r = x end
-  end
-  return r
-end
-
-local function key_of(st)
-  return math.ceil(ready(st, st.kc))
-end
-
--- Write a token's state back; it expires after ttl ms idle, never while it matters.
-local function save(st, now, ttl)
-  local f = {st.n, st.kc, st.cool}
-  local last = st.cool
-  for k = 1, st.n do
-    f[#f + 1] = st.b[k]
-    f[#f + 1] = st.e[k]
-    f[#f + 1] = st.t[k]
-    if st.t[k] > last then last = st.t[k] end
-  end
-  local ms = math.ceil((last - now) / 1000) + 1000
-  if ms < ttl then ms = ttl end
-  redis.call('SET', st.key, cmsgpack.pack(f), 'PX', ms)
-end
-
-"""
-
-_COMPARE = r"""
--- How many other live workers there are, and how many of them hold a different token set.
-local function compare(procs, digests, worker, digest)
-  local others, differ = 0, 0
-  for _, p in ipairs(redis.call('ZRANGE', procs, 0, -1)) do
-    if p ~= worker then
-      others = others + 1
-      local d = redis.call('HGET', digests, p)
-      if d and d ~= digest then differ = differ + 1 end
-    end
-  end
-  return others, differ
-end
-"""
+from .lua import COMPARE, PRELUDE
+from .scripts_limits import LIMITS, RELIMIT
 
 # Give back the reservations of waiters that left, then reserve leases for a batch of
 # waiters, in order (one script call per batch; a batch is whatever queued up locally
@@ -130,13 +47,14 @@ end
 #   caps [id, budget, ...] (this worker's in-flight budgets that a batch this size
 #   could use up); leases [cost, longest wait us or -1, ...] in queue order.
 # Returns one string (one bulk reply parses far faster than an array):
-#   "version resync given|status delay id at undo...|..." with, per lease, the status
-#   0 reserved (at: server us of the reservation; undo: "before after" per window),
+#   "version resync given|status delay id at lv undo...|..." with, per lease, the status
+#   0 reserved (at: server us of the reservation; lv: the token's limits version;
+#   undo: "before after" per window),
 #   1 too late for its wait (nothing written; delay: the soonest it could be),
 #   2 blocked by this worker's in-flight caps, 3 no token of this worker at all;
 #   resync is 1 when some token had lost its state (register again).
 RESERVE = (
-    _PRELUDE
+    PRELUDE
     + r"""
 local now = now_us()
 local zkey, pset = KEYS[1], KEYS[2]
@@ -233,7 +151,7 @@ for L = 1, #leases, 2 do
       if capped_t - now <= w then out[#out + 1] = '2 0' else out[#out + 1] = '1 ' .. delay end
     else
       local st = cache[best]
-      local undo = {'0', fmt(delay), best, fmt(s)}
+      local undo = {'0', fmt(delay), best, fmt(s), tostring(st.lv)}
       for k = 1, st.n do
         local before = st.t[k]
         local base = before
@@ -275,7 +193,7 @@ return table.concat(out, '|')
 # KEYS: ready, meta, disabled; ARGV: token prefix, id, op, argument, ttl ms, fill flags
 # Returns 1 when something changed.
 TOKEN_OP = (
-    _PRELUDE
+    PRELUDE
     + r"""
 local now = now_us()
 local id, op = ARGV[2], ARGV[3]
@@ -320,21 +238,25 @@ return changed
 )
 
 # Register tokens (one chunk of a worker's set): create missing state, keep the state of
-# tokens whose limits are unchanged, restart from full those whose limits changed.
+# tokens whose limits are unchanged, keep limits learned from the same declared ones
+# (the worker adopts them), restart from full those whose limits changed otherwise.
 # KEYS: ready, staging set, ids, disabled
-# ARGV: token prefix, ttl ms, then per token: id, key cost, n, (burst, us per unit) * n
-# Returns how many tokens had different limits in Redis.
+# ARGV: token prefix, ttl ms, then per token: id, key cost, declared digest, n,
+#   (burst, us per unit) * n
+# Returns: how many tokens had different limits in Redis, then per token its limits'
+#   version and what to adopt ("" to keep the worker's own; else as shared_of says).
 SYNC_CHUNK = (
-    _PRELUDE
+    PRELUDE
     + r"""
 local now = now_us()
 local prefix = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local changed = 0
+local out = {0}
 local i = 3
 while i <= #ARGV do
-  local id, kc, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  i = i + 3
+  local id, kc, dg, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  i = i + 4
   local key = prefix .. id
   local st = load(key)
   local same = st ~= nil and st.n == n
@@ -344,13 +266,18 @@ while i <= #ARGV do
       if st.b[k] ~= tonumber(ARGV[j]) or st.e[k] ~= tonumber(ARGV[j + 1]) then same = false end
     end
   end
-  if not same then
+  local adopt = ''
+  if same then
+    if st.dg ~= dg then st.dg, st.learned, st.ls = dg, 0, '' end
+  elseif st ~= nil and st.learned == 1 and st.dg == dg then
+    adopt = shared_of(st)  -- learned by some worker from the same declared limits
+  else
     -- New, or other limits than before: a fresh token starts with empty buckets, one
     -- whose limits changed with full ones (nothing is known of how they were spent).
     local fresh = st == nil
     if not fresh then changed = changed + 1 end
     st = {key = key, n = n, kc = tonumber(kc), cool = fresh and 0 or st.cool,
-          b = {}, e = {}, t = {}}
+          b = {}, e = {}, t = {}, lv = fresh and 0 or st.lv + 1, learned = 0, dg = dg, ls = ''}
     for k = 1, n do
       local j = i + 2 * (k - 1)
       st.b[k] = tonumber(ARGV[j])
@@ -360,6 +287,8 @@ while i <= #ARGV do
     end
   end
   save(st, now, ttl)
+  out[#out + 1] = tostring(st.lv)
+  out[#out + 1] = adopt
   i = i + 2 * n
   redis.call('SADD', KEYS[2], id)
   redis.call('SADD', KEYS[3], id)
@@ -372,7 +301,8 @@ end
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('PEXPIRE', KEYS[3], ttl)
-return changed
+out[1] = changed
+return out
 """
 )
 
@@ -383,8 +313,8 @@ return changed
 # Returns: version, other live workers, how many of them differ, 1 (registered), then
 #   (id, reason) * disabled
 SYNC_DONE = (
-    _PRELUDE
-    + _COMPARE
+    PRELUDE
+    + COMPARE
     + r"""
 local now = now_us()
 local now_ms = math.floor(now / 1000)
@@ -435,8 +365,8 @@ return out
 # Returns: version, other live workers, how many differ, registered (0/1), then
 #   (id, reason) * disabled
 STATE = (
-    _PRELUDE
-    + _COMPARE
+    PRELUDE
+    + COMPARE
     + r"""
 local others, differ = compare(KEYS[2], KEYS[3], ARGV[1], ARGV[2])
 local out = {version_of(KEYS[1]), others, differ, redis.call('EXISTS', KEYS[5])}
@@ -449,7 +379,7 @@ return out
 # buckets (units still in the local bucket, per window), so the limit holds across it.
 # KEYS: ready; ARGV: token prefix, ttl ms, then per token: id, n, units * n
 RECONCILE = (
-    _PRELUDE
+    PRELUDE
     + r"""
 local now = now_us()
 local ttl = tonumber(ARGV[2])
@@ -485,7 +415,7 @@ return done
 # Every key of the namespace, gone. KEYS: the namespace's fixed keys (ids at 6, procs
 # at 4); ARGV: token prefix, worker prefix. Returns how many keys were deleted.
 RESET = (
-    _PRELUDE
+    PRELUDE
     + r"""
 local n = 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[6])) do
@@ -502,7 +432,7 @@ return n + redis.call('DEL', unpack(KEYS))
 # KEYS: ready, ids, disabled; ARGV: token prefix
 # Returns: server now, then per token: id, cool, score, reason, limits ("b/e;b/e")
 INSPECT = (
-    _PRELUDE
+    PRELUDE
     + r"""
 local now = now_us()
 local out = {fmt(now)}
@@ -550,5 +480,7 @@ SCRIPTS = {
         "reconcile": RECONCILE,
         "reset": RESET,
         "inspect": INSPECT,
+        "relimit": RELIMIT,
+        "limits": LIMITS,
     }.items()
 }

@@ -56,7 +56,8 @@ class Reply(NamedTuple):
 
     version: str  #: of the namespace's shared states
     resync: bool  #: some token had lost its state: register again
-    leases: list[list[str]]  #: per lease: status, delay (µs), then id, at, undo... if reserved
+    #: per lease: status, delay (µs), then id, at, limits version, undo... if reserved
+    leases: list[list[str]]
 
 
 def parse_reply(reply: Any) -> Reply:

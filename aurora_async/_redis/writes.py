@@ -1,9 +1,10 @@
 """Shared token states written to Redis in the background, in order.
 
-``lease.rate_limited()``, ``lease.revoked()``, ``pool.disable()`` and ``pool.enable()``
-never block: each queues one write here, and one task sends them in the order they were
-made. While Redis is away, cooldowns, disables and enables are kept and replayed when it
-is back (reads of the shared states are not: the recovery reads them anew).
+``lease.rate_limited()``, ``lease.revoked()``, ``pool.disable()``, ``pool.enable()`` and a
+change of a token's limits by calibration never block: each queues one write here, and
+one task sends them in the order they were made. While Redis is away, cooldowns,
+disables, enables and limit changes are kept and replayed when it is back (reads of the
+shared states and limits are not: the recovery reads them anew).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import contextlib
 import math
 from collections import deque
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .. import _log
 from .calls import Unavailable
@@ -23,12 +24,12 @@ from .scripts import SCRIPTS
 
 _US = 1_000_000
 #: Shared writes replayed when Redis is back.
-_REPLAYED = ("cool", "disable", "enable")
+_REPLAYED = ("cool", "disable", "enable", "relimit")
 
 
 class Op(NamedTuple):
-    """One shared write: ``cool``, ``disable``, ``enable`` a token, or read the
-    namespace's ``state``."""
+    """One shared write: ``cool``, ``disable``, ``enable`` a token, change its limits
+    (``relimit``), or read the namespace's ``state`` or a token's ``limits``."""
 
     kind: str
     tid: str = ""
@@ -36,6 +37,7 @@ class Op(NamedTuple):
     since: float = -math.inf  #: ... and when it was reported (the write may run later)
     fills: str = ""  #: cool: "1 0 ..." the windows to fill (the quota was spent)
     reason: str = ""  #: disable
+    args: tuple[Any, ...] = ()  #: relimit: the script's arguments (``relimit_args``)
 
 
 class Writes:
@@ -55,11 +57,15 @@ class Writes:
         """Queue ``op`` (or keep it for the replay while Redis is away)."""
         if op.kind in ("disable", "enable"):
             self._members.hold(op.tid)
+        elif op.kind == "relimit":
+            self._members.limits.sent(op.tid)
         if self._failover.up:
             self._ops.append(op)
             self.kick()
         elif op.kind in _REPLAYED:
             self._replay.append(op)
+        elif op.kind == "limits":
+            self._members.limits.fetched(op.tid, None)
 
     def kick(self) -> None:
         """Start the writing task if there is something to write (and a loop)."""
@@ -72,6 +78,9 @@ class Writes:
             while ops:
                 if not self._failover.up:
                     self._replay += [o for o in ops if o.kind in _REPLAYED]
+                    for o in ops:
+                        if o.kind == "limits":
+                            self._members.limits.fetched(o.tid, None)
                     ops.clear()
                     break
                 op = ops[0]
@@ -82,6 +91,8 @@ class Writes:
                     continue
                 except Exception as exc:
                     _log.error("aurora.redis.write_failed", op=op.kind, error=type(exc).__name__)
+                    if op.kind == "limits":
+                        self._members.limits.fetched(op.tid, None)
                 if ops and ops[0] is op:
                     ops.popleft()
                     self._settled(op)
@@ -92,6 +103,8 @@ class Writes:
         """``op`` reached Redis (or was given up)."""
         if op.kind in ("disable", "enable"):
             self._members.settle(op.tid)
+        elif op.kind == "relimit":
+            self._members.limits.settle(op.tid)
 
     async def _write(self, op: Op) -> None:
         ctx = self._ctx
@@ -99,6 +112,9 @@ class Writes:
         kind = op.kind
         if kind == "state":
             await self._members.fetch_state()
+            return
+        if kind in ("relimit", "limits"):
+            await self._limits(op)
             return
         arg: int | str = ""
         if kind == "cool":
@@ -115,6 +131,19 @@ class Writes:
             [k.ready, k.meta, k.disabled],
             [k.token_prefix, op.tid, kind, arg, ctx.ttl_ms, op.fills],
         )
+
+    async def _limits(self, op: Op) -> None:
+        """Write a change of a token's limits, or read them."""
+        ctx = self._ctx
+        k = ctx.keys
+        limits = self._members.limits
+        if op.kind == "limits":
+            reply = await ctx.redis.call(SCRIPTS["limits"], [k.token(op.tid)], [])
+            limits.fetched(op.tid, reply)
+            return
+        reply = await ctx.redis.call(SCRIPTS["relimit"], [k.ready, k.token(op.tid)], list(op.args))
+        if limits.answered(op.tid, reply):
+            self._members.resync()
 
     async def replay(self) -> None:
         """Send what was written while Redis was away, in order (it is back)."""

@@ -123,9 +123,15 @@ class RedisProcess:
         os.kill(self.proc.pid, signal.SIGCONT)
 
 
+def granted_at(lease: Any) -> float:
+    """When ``lease`` was granted (the loop's time): the lease keeps it private, and
+    these tests time grants against the audit log and each other."""
+    return float(lease._granted_at)
+
+
 class Events:
     """structlog events of a test, each stamped with ``time.monotonic()`` (the clock of
-    the default event loop, so comparable with ``lease.granted_at``)."""
+    the default event loop, so comparable with ``granted_at(lease)``)."""
 
     def __init__(self) -> None:
         self.entries: list[dict[str, Any]] = []

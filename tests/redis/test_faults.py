@@ -17,7 +17,7 @@ from aurora_async import BackendUnavailable, Limit, TokenPool
 from aurora_async._pool.core import core_of
 from aurora_async._redis import RedisBackend
 
-from .support import Events, RedisProcess, conforms
+from .support import Events, RedisProcess, conforms, granted_at
 
 pytestmark = pytest.mark.redis
 
@@ -42,7 +42,7 @@ class Load:
             while loop.time() < stop:
                 try:
                     async with self.pool.lease() as lease:
-                        self.grants.append((lease.granted_at, lease.name))
+                        self.grants.append((granted_at(lease), lease.name))
                         await asyncio.sleep(hold)
                 except BackendUnavailable as exc:
                     self.errors.append(exc)
