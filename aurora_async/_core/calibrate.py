@@ -182,6 +182,20 @@ class Calibrator:
             self.declared, self.effective, self.source, self.limit_too_high, self.evidence.step
         )
 
+    def adopt(self, limits: Sequence[Limit]) -> bool:
+        """Take ``limits`` as the effective ones: what another process's calibration of
+        the same token decided (shared state). Its evidence is not this one's, so only
+        the windows' values move; ``False`` (nothing changed) when the windows do not
+        match this token's one for one (same ``per``)."""
+        if len(limits) != len(self.windows) or any(
+            limit.per != window.per for limit, window in zip(limits, self.windows, strict=True)
+        ):
+            return False
+        for limit, window in zip(limits, self.windows, strict=True):
+            window.set(limit.per_second, limit.burst)
+        self.source = LimitSource.LEARNED
+        return True
+
     def set_min_burst(self, min_burst: float) -> Change | None:
         """The pool now leases up to ``min_burst`` units at once: no burst goes below
         (nor above a declared one: the pool refuses such a cost anyway)."""

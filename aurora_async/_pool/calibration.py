@@ -158,6 +158,12 @@ class Calibration:
         if change is not None:
             self._apply(slot, change, now)
 
+    def adopt(self, slot: Slot, limits: tuple[Limit, ...]) -> None:
+        """``slot``'s effective limits as another process of a shared pool decided them:
+        its calibrator believes them from now on (the caller relimits the slot)."""
+        if self.enabled:
+            self._of(slot, self._now()).adopt(limits)
+
     def snapshot(self, slot: Slot) -> CalibrationSnapshot | None:
         """``slot``'s declared and effective limits, for ``stats()``."""
         if not self.enabled:

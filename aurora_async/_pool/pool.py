@@ -67,7 +67,8 @@ class TokenPool:
         moves with evidence (429s its limiter allowed, rate-limit headers, clean service),
         below the declared one (a ceiling; the library's default is only a first guess),
         and a burst left at its default starts at one unit and grows. ``False``: the
-        declared limits are facts, enforced exactly. (Not yet with a ``backend``.)
+        declared limits are facts, enforced exactly. With a ``backend`` the effective
+        limits are shared by every process of the namespace.
     :param backend: shared state for many processes (``RedisBackend``).
     :param probe: ``async def probe(token) -> bool | Outcome``, run every ``probe_every``
         seconds (each within ``probe_timeout``) to revive disabled tokens that work again

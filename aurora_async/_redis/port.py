@@ -117,6 +117,7 @@ class PoolPort:
         full; the next reservation shows the shared levels), and keep it out of the
         scheduler's index."""
         core = self.core
+        core.calibration.adopt(slot, limits)
         core.sched.relimit(slot, limits, core.now())
         self.unindex(slot)
 

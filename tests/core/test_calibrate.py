@@ -521,3 +521,15 @@ def test_learned_limits_stay_within_their_bounds(
         learned = feed.cal.source is LimitSource.LEARNED and limit.per == declared.per
         if learned and limit.per_second not in (declared.per_second,):
             assert grid_floor(limit.per_second) == pytest.approx(limit.per_second, rel=1e-12)
+
+
+def test_adopt_takes_another_process_s_limits_window_for_window() -> None:
+    cal = Calibrator([Limit(20), Limit(1000, per=3600)], trusted=True, now=0.0)
+    shared = (Limit(12, burst=2), Limit(900, per=3600, burst=900))
+    assert cal.adopt(shared)
+    assert cal.effective == shared
+    assert cal.source is LimitSource.LEARNED
+    assert cal.limit_too_high  # below what the user declared, by another's evidence
+    assert not cal.adopt((Limit(5),))  # windows that do not match: nothing moves
+    assert not cal.adopt((Limit(5, per=2), Limit(900, per=3600)))
+    assert cal.effective == shared
