@@ -123,8 +123,9 @@ class Evidence:
         return self.episode_at > self.settled_at
 
     def in_episode(self, granted_at: float) -> bool:
-        """Whether a lease granted then was in flight when the current episode began."""
-        return granted_at < self.episode_at
+        """Whether a lease granted then was in flight when the current episode began (one
+        granted at that very instant was: the 429 that began it came back after it)."""
+        return granted_at <= self.episode_at
 
     def begin_episode(self, now: float, ok: int, quiet: float) -> Episode:
         """A 429 starts a new episode. It is answered by lowering if calls were served

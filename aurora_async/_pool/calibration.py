@@ -107,12 +107,12 @@ class Calibration:
         declared one allows it), so calibration never makes a cost impossible."""
         if cost <= self._floor:
             return
-        self._floor = cost
         now = self._now()
         for slot in list(self._sched.slots.values()):
-            change = self._of(slot, now).set_min_burst(cost)
+            change = self._of(slot, now).set_min_burst(cost)  # (made with the old floor)
             if change is not None:
                 self._apply(slot, change, now)
+        self._floor = cost
 
     def _of(self, slot: Slot, now: float) -> Calibrator:
         """``slot``'s calibrator, made on first use."""

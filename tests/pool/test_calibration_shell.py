@@ -1,0 +1,133 @@
+"""The pool's side of calibration: effective limits in stats, events, episodes on the
+clock, costs that stay possible, shared-nothing defaults, and ``calibrate=False``.
+
+The decisions themselves (how far to lower, when to raise) are the pure calibrator's,
+tested in ``tests/core/test_calibrate*.py``; here, what a pool does with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from structlog.testing import capture_logs
+
+from aurora_async import Limit, Token, TokenPool
+
+pytestmark = pytest.mark.looptime
+
+A = "tok-aaaa-calibration-0001"
+B = "tok-bbbb-calibration-0002"
+NAME_A = Token(A).name
+
+
+async def test_a_default_burst_starts_at_one_unit_and_stats_say_so() -> None:
+    pool = TokenPool([A], limits=Limit(20))
+    async with pool:
+        token = pool.stats().token(NAME_A)
+        assert token.limits == ("20/1s (burst 1)",)
+        assert token.declared_limits == ("20/1s",)
+        assert token.limit_source == "declared"
+        assert not token.limit_too_high
+
+
+async def test_an_explicit_burst_is_trusted_from_the_start() -> None:
+    pool = TokenPool([A], limits=Limit(20, burst=5), trial_in_flight=None)
+    async with pool:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for _ in range(5):
+            (await pool.acquire()).release()
+        assert loop.time() == start  # five at once: the declared burst
+        assert pool.stats().token(NAME_A).limits == ("20/1s (burst 5)",)
+
+
+async def test_nothing_declared_is_the_default_guess() -> None:
+    pool = TokenPool([A])
+    async with pool:
+        token = pool.stats().token(NAME_A)
+        assert token.limit_source == "default"
+        assert token.declared_limits == ("10/1s",)
+
+
+async def test_calibrate_false_enforces_the_declared_limits_exactly() -> None:
+    pool = TokenPool([A], limits=Limit(20), calibrate=False, trial_in_flight=None)
+    async with pool:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for _ in range(20):
+            (await pool.acquire()).release()
+        assert loop.time() == start  # the default burst: 20 at once
+        token = pool.stats().token(NAME_A)
+        assert token.limits == token.declared_limits == ("20/1s",)
+        assert token.limit_source == "declared"
+
+
+async def test_a_429_the_limiter_allowed_lowers_at_once_and_is_logged() -> None:
+    pool = TokenPool([A, B], limits=Limit(20, burst=4), trial_in_flight=None)
+    async with pool:
+        with capture_logs() as logs:
+            lease = await pool.acquire()
+            name = lease.name
+            lease.rate_limited()
+            lease.release()
+        token = pool.stats().token(name)
+        assert token.limit_too_high  # decided at once, not by a sweep
+        assert token.limit_source == "learned"
+        assert token.limits != token.declared_limits
+        assert token.rate_limited == 1
+        lowered = [e for e in logs if e["event"] == "aurora.token.limit_lowered"]
+        assert [e["token"] for e in lowered] == [name]
+        assert lowered[0]["was"] == ["20/1s (burst 4)"]
+        cooling = [e for e in logs if e["event"] == "aurora.token.cooling"]
+        assert [e["why"] for e in cooling] == ["calibrating"]
+        assert cooling[0]["seconds"] < 1.0  # one unit's drain, not the old 1 s backoff
+
+
+async def test_429s_of_calls_in_flight_when_the_episode_began_change_nothing_more() -> None:
+    pool = TokenPool([A], limits=Limit(20, burst=4), trial_in_flight=None)
+    async with pool:
+        leases = [await pool.acquire() for _ in range(4)]  # a volley, all in flight
+        with capture_logs() as logs:
+            for lease in leases:
+                lease.rate_limited()
+                lease.release()
+        token = pool.stats().token(NAME_A)
+        assert token.rate_limited == 4  # every 429 counted...
+        events = [e["event"] for e in logs]
+        assert events.count("aurora.token.limit_lowered") == 1  # ...one episode answered
+        assert events.count("aurora.token.cooling") == 1
+
+
+async def test_a_cost_above_the_effective_burst_stays_possible() -> None:
+    """A default burst starts at one unit; a lease of 5 widens it (up to the declared 20)
+    instead of failing as larger than every burst."""
+    pool = TokenPool([A], limits=Limit(20), trial_in_flight=None)
+    async with pool:
+        lease = await pool.acquire(cost=5)
+        lease.release()
+        assert pool.stats().token(NAME_A).limits == ("20/1s (burst 5)",)
+        with pytest.raises(ValueError, match="exceeds the burst of every token"):
+            await pool.acquire(cost=21)  # beyond the declared burst: impossible, as before
+
+
+async def test_a_busy_token_grows_its_default_burst_back() -> None:
+    pool = TokenPool([A], limits=Limit(20), trial_in_flight=None)
+    async with pool:
+        loop = asyncio.get_running_loop()
+        stop = loop.time() + 30
+
+        async def worker() -> None:
+            while loop.time() < stop:
+                async with pool.lease():
+                    await asyncio.sleep(0.01)
+
+        with capture_logs() as logs:
+            await asyncio.gather(*(worker() for _ in range(10)))
+        raised = [e for e in logs if e["event"] == "aurora.token.limit_raised"]
+        assert raised  # clean saturated service: the burst grows back
+        token = pool.stats().token(NAME_A)
+        assert token.limits != ("20/1s (burst 1)",)
+        assert token.rate_limited == 0
+        # never above the declared ceiling: 20 a second over the 30 s
+        assert token.leases <= 20 * 30 + 20
