@@ -162,12 +162,23 @@ def _public_hints(cls: type) -> Iterator[tuple[str, object]]:
             function = function.fget
         if not inspect.isfunction(function) or (name == "__init__" and cls is aurora_async.Lease):
             continue
+        if name in BACKEND_HOOKS:
+            continue  # a backend's side of the contract, typed with the pool's internals
         for arg, hint in typing.get_type_hints(function, globalns=namespace).items():
             yield f"{cls.__name__}.{name}({arg})", hint
 
 
 #: The methods of the Backend protocol: the pool calls them with its internals.
-BACKEND_HOOKS = {"bind", "acquire", "released", "cooled", "disabled", "enabled", "tokens_changed"}
+BACKEND_HOOKS = {
+    "bind",
+    "acquire",
+    "released",
+    "cooled",
+    "relimited",
+    "disabled",
+    "enabled",
+    "tokens_changed",
+}
 
 
 def classes_missing_from_all() -> dict[str, str]:
@@ -250,7 +261,7 @@ SIGNATURES = {
         f"{_LIMIT_DEFAULT}, max_in_flight=None, trial_in_flight=1, low_water=0.25, "
         "backoff=(1.0, 60.0), backend=None, probe=None, probe_every=60.0, probe_timeout=10.0, "
         "expiring_within=86400.0, state_file=None, state_every=60.0, start_full=False, "
-        "**http_options)"
+        "calibrate=True, **http_options)"
     ),
     "TokenPool.from_file": (
         f"classmethod (path=None, *, {_LIMIT_DEFAULT}, watch=False, poll_interval=2.0, **kwargs)"
@@ -272,7 +283,7 @@ SIGNATURES = {
     "Lease.name": "property",
     "Lease.waited": "property",
     "Lease.done": "property",
-    "Lease.cost": "attribute",
+    "Lease.cost": "property",
     "Lease.rate_limited": "def (self, retry_after=None)",
     "Lease.revoked": "def (self, reason=None)",
     "Lease.failed": "def (self)",

@@ -60,7 +60,7 @@ def test_only_the_port_holds_the_pool() -> None:
         name
         for name, tree in _modules().items()
         for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute) and node.attr == "_pool"
+        if isinstance(node, ast.Attribute) and node.attr in ("_pool", "_core")  # the pool core
     }
     assert holders == {PORT}
 

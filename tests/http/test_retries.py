@@ -38,7 +38,7 @@ A = "sk-live-7Qz9XwP3mK2vR8tY"
 B = "sk-live-4Hd8LpQ2nV6cX1wE"
 C = "sk-live-9Tg2JkM5sW3qZ7aF"
 NAME_A, NAME_B, NAME_C = Token(A).name, Token(B).name, Token(C).name
-ROOMY = Limit(100, per=1)  # the pool never paces these tests
+ROOMY = Limit(100, per=1, burst=100)  # the pool never paces these tests
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -132,7 +132,7 @@ async def test_429_from_mockapi_cools_exactly_its_retry_after(clock: Any) -> Non
     # The server allows A one request per 10 s; the pool thinks A may go much faster.
     async with (
         MockAPI({A: Limit(1, per=10), B: ROOMY}, tolerance=0) as api,
-        TokenPool([A, B], limits=ROOMY, base_url=api.url) as pool,
+        TokenPool([A, B], limits=ROOMY, base_url=api.url, calibrate=False) as pool,
     ):
         now = clock()
         async with aiohttp.ClientSession() as session:  # spend A's request elsewhere
@@ -168,7 +168,7 @@ async def test_429_without_retry_after_backs_off_doubling(clock: Any) -> None:
     server = Scripted({A: [(429, {}), (429, {}), OK]})
     async with (
         serve(server.handle) as url,
-        TokenPool([A], limits=ROOMY, backoff=(1.0, 60.0)) as pool,
+        TokenPool([A], limits=ROOMY, backoff=(1.0, 60.0), calibrate=False) as pool,
     ):
         now = clock()
         resp = await pool.get(f"{url}/x")
@@ -217,7 +217,9 @@ async def test_429_is_retried_for_post_too() -> None:
     [
         ({"Retry-After": "60"}, 60.0),
         ({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "20"}, 20.0),
-        ({"X-RateLimit-Remaining": "0"}, 1.0),  # no reset known: the pool's backoff
+        # no reset known: the pool decides. Calibrating (the default), the first refusal
+        # of a token fresh from idle halves its burst and rests it one unit: 1 / 100 s
+        ({"X-RateLimit-Remaining": "0"}, 0.01),
     ],
     ids=["retry-after", "remaining-0-with-reset", "remaining-0"],
 )
@@ -356,7 +358,9 @@ async def test_5xx_is_retried_with_backoff_then_the_last_response_is_returned(
 async def test_a_5xx_is_retried_on_another_token_even_one_with_less_headroom() -> None:
     # A has far more headroom than B, so a plain lease would pick A again every time.
     server = Scripted({A: [(503, {})], B: [OK]})
-    pool = TokenPool([Token(A, limits=Limit(100, per=1)), Token(B, limits=Limit(2, per=1))])
+    pool = TokenPool(
+        [Token(A, limits=Limit(100, per=1, burst=100)), Token(B, limits=Limit(2, per=1, burst=2))]
+    )
     async with serve(server.handle) as url, pool:
         resp = await pool.get(f"{url}/x")
         assert resp.status == 200
@@ -372,7 +376,9 @@ async def test_a_retry_goes_back_to_the_same_token_when_no_other_can_fire_now(
     clock: Any,
 ) -> None:
     server = Scripted({A: [(503, {}), OK]})
-    pool = TokenPool([Token(A, limits=Limit(100, per=1)), Token(B, limits=Limit(0.1, burst=1))])
+    pool = TokenPool(
+        [Token(A, limits=Limit(100, per=1, burst=100)), Token(B, limits=Limit(0.1, burst=1))]
+    )
     async with serve(server.handle) as url, pool:
         async with pool.lease() as first, pool.lease() as second:
             # A (most headroom), then B (A carries one lease until proven): B has spent
@@ -386,7 +392,12 @@ async def test_a_retry_goes_back_to_the_same_token_when_no_other_can_fire_now(
 
 async def test_a_connection_error_is_retried_on_another_token() -> None:
     with refused_url() as url:
-        pool = TokenPool([Token(A, limits=Limit(100, per=1)), Token(B, limits=Limit(2, per=1))])
+        pool = TokenPool(
+            [
+                Token(A, limits=Limit(100, per=1, burst=100)),
+                Token(B, limits=Limit(2, per=1, burst=2)),
+            ]
+        )
         async with pool:
             with pytest.raises(RequestFailed) as caught:
                 await pool.get(f"{url}/x")

@@ -210,7 +210,7 @@ async def test_from_file_gives_annotated_tokens_their_limits(tmp_path: Path) -> 
 async def test_from_file_keeps_its_limits_for_lines_without(tmp_path: Path) -> None:
     path = tmp_path / "tokens.txt"
     path.write_text(f"{B}\n")
-    async with TokenPool.from_file(path, limits=Limit(3), trial_in_flight=None) as pool:
+    async with TokenPool.from_file(path, limits=Limit(3, burst=3), trial_in_flight=None) as pool:
         for _ in range(3):
             (await pool.acquire(timeout=0)).release()
         with pytest.raises(LeaseTimeout):
@@ -221,7 +221,8 @@ async def test_from_file_keeps_its_limits_for_lines_without(tmp_path: Path) -> N
 async def test_from_file_caps_in_flight_as_annotated(tmp_path: Path) -> None:
     path = tmp_path / "tokens.txt"
     path.write_text(f"{A} max_in_flight=1\n")
-    async with TokenPool.from_file(path, limits=Limit(100), trial_in_flight=None) as pool:
+    pool = TokenPool.from_file(path, limits=Limit(100, burst=100), trial_in_flight=None)
+    async with pool:
         first = await pool.acquire(timeout=0)
         with pytest.raises(LeaseTimeout):
             await pool.acquire(timeout=0)

@@ -247,7 +247,7 @@ async def test_in_flight_leases_of_removed_tokens_complete_normally(
 ) -> None:
     path = tmp_path / "access_tokens.txt"
     write(path, A, B)
-    pool = TokenPool.from_file(path, limits=Limit(100), trial_in_flight=None)
+    pool = TokenPool.from_file(path, limits=Limit(100, burst=100), trial_in_flight=None)
     pool.watch(**MODES["polling"])
     async with pool:
         held = [await pool.acquire() for _ in range(4)]  # two on each token

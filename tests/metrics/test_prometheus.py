@@ -51,7 +51,7 @@ def tok(name: str, **labels: str) -> tuple[tuple[str, str], ...]:
 
 @pytest.mark.looptime
 async def test_per_token_counters_and_gauges() -> None:
-    pool = TokenPool([A, B, C], limits=Limit(10), trial_in_flight=None)
+    pool = TokenPool([A, B, C], limits=Limit(10, burst=10), trial_in_flight=None)
     registry = registry_of(pool)
     async with pool:
         for _ in range(3):

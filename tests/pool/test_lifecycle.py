@@ -48,7 +48,13 @@ def test_tokens_with_the_same_masked_name_get_distinct_names() -> None:
 
 def test_token_limits_override_the_pool_default() -> None:
     pool = TokenPool([A, Token(B, limits=[Limit(3), Limit(5000, per=3600)])], limits=Limit(7))
-    assert [t.limits for t in pool.stats().tokens] == [("7/1s",), ("3/1s", "5000/3600s")]
+    stats = pool.stats().tokens
+    assert [t.declared_limits for t in stats] == [("7/1s",), ("3/1s", "5000/3600s")]
+    # in effect: a burst not given starts at one unit (calibration grows it)
+    assert [t.limits for t in stats] == [
+        ("7/1s (burst 1)",),
+        ("3/1s (burst 1)", "5000/3600s (burst 1)"),
+    ]
 
 
 @pytest.mark.parametrize(

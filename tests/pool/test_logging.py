@@ -25,7 +25,7 @@ NAME_A, NAME_B, NAME_C, NAME_D = (f"{c * 4}…000{i}" for i, c in enumerate("abc
 
 @pytest.mark.looptime
 async def test_cooling_says_how_long_and_why() -> None:
-    pool = TokenPool([A, B], limits=Limit(100), backoff=(1.0, 60.0))
+    pool = TokenPool([A, B], limits=Limit(100), backoff=(1.0, 60.0), calibrate=False)
     with capture_logs() as logs:
         async with pool.lease() as lease:
             lease.rate_limited(retry_after=2.5)
@@ -152,7 +152,7 @@ async def test_unconfigured_events_go_to_the_aurora_async_stdlib_logger(
     clock()  # arms the watchdog
     structlog.reset_defaults()
     caplog.set_level(logging.DEBUG, logger="aurora_async")
-    pool = TokenPool([A, B], limits=Limit(4, per=1, burst=1))
+    pool = TokenPool([A, B], limits=Limit(4, per=1, burst=1), calibrate=False)
     async with pool.lease() as lease:
         lease.rate_limited(retry_after=1)
     async with pool.lease() as lease:

@@ -47,7 +47,8 @@ def test_from_env_reads_the_tokens_in_order(monkeypatch: pytest.MonkeyPatch, val
     pool = TokenPool.from_env(limits=Limit(3))
     stats = pool.stats()
     assert [t.name for t in stats.tokens] == [mask(S1), mask(S2), mask(S3)]
-    assert [t.limits for t in stats.tokens] == [("3/1s",)] * 3
+    assert [t.declared_limits for t in stats.tokens] == [("3/1s",)] * 3
+    assert [t.limits for t in stats.tokens] == [("3/1s (burst 1)",)] * 3  # burst not given
     assert repr(pool) == "<TokenPool unopened tokens=3 usable=3 waiting=0>"
     assert_secret_free(repr(stats))
 
@@ -158,7 +159,7 @@ async def test_granted_per_second_forgets_what_is_older_than_its_window(
     most once a second and keeps the last twelve marks: the burst counts until its mark
     (at 0) falls out of the window, at 12 s; from then on the rate is the steady 1/s."""
     now = clock()
-    pool = TokenPool(["rate-token-0002"], limits=Limit(100, per=1), trial_in_flight=None)
+    pool = TokenPool(["rate-token-0002"], limits=Limit(100, per=1, burst=100), trial_in_flight=None)
     for _ in range(100):
         async with pool.lease(timeout=0):
             pass

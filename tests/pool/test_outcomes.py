@@ -96,7 +96,7 @@ async def test_rate_limited_with_retry_after_cools_the_token_until_then(clock) -
 
 async def test_leases_go_to_another_token_while_one_cools(clock) -> None:
     now = clock()
-    pool = TokenPool([A, B], limits=Limit(100))
+    pool = TokenPool([A, B], limits=Limit(100, burst=100))
     async with pool.lease() as lease:
         lease.rate_limited(retry_after=5)
     names = []
@@ -110,7 +110,7 @@ async def test_leases_go_to_another_token_while_one_cools(clock) -> None:
 
 async def test_backoff_doubles_up_to_its_cap_and_an_ok_lease_resets_it(clock) -> None:
     now = clock()
-    pool = TokenPool([A], limits=Limit(100), backoff=(1.0, 4.0))
+    pool = TokenPool([A], limits=Limit(100), backoff=(1.0, 4.0), calibrate=False)
     seen = []
     for _ in range(4):
         async with pool.lease() as lease:
@@ -359,7 +359,7 @@ async def test_after_a_429_the_token_resumes_at_its_steady_rate_not_with_a_burst
     """The server's bucket is full when it says 429: one call may go when Retry-After
     ends, then one per interval (not a fresh burst it would refuse again)."""
     now = clock()
-    pool = TokenPool([A], limits=Limit(20, per=1.0), trial_in_flight=None)
+    pool = TokenPool([A], limits=Limit(20, per=1.0), trial_in_flight=None, calibrate=False)
     async with pool.lease() as lease:
         lease.rate_limited(retry_after=2)
     times = []

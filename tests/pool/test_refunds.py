@@ -13,7 +13,7 @@ from aurora_async import HealthChecker, Limit, Token, TokenPool, TokenState
 @pytest.mark.looptime
 async def test_a_refund_does_not_erase_a_probe_charge() -> None:
     """A health probe charged between a grant and its refund must stay charged."""
-    y = Token("tokY-yyyyyyyyyyyy", limits=[Limit(3, per=30)], max_in_flight=1)
+    y = Token("tokY-yyyyyyyyyyyy", limits=[Limit(3, per=30, burst=3)], max_in_flight=1)
     pool = TokenPool([y], trial_in_flight=None)
     loop = asyncio.get_running_loop()
     calls: list[float] = []
