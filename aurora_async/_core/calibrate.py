@@ -142,7 +142,7 @@ class Calibrator:
         self.trusted = trusted
         self.backoff = backoff
         self.floor = max(1.0, float(min_burst))  #: the least burst, in units
-        self.windows = [Belief.from_limit(lim, trusted=trusted, floor=self.floor) for lim in limits]
+        self.windows = _beliefs(limits, trusted, self.floor)
         self.source = LimitSource.DECLARED if trusted else LimitSource.DEFAULT
         self.cool_until = now  #: the token must not fire before this
         self.evidence = Evidence(now)
@@ -288,6 +288,8 @@ class Calibrator:
         )
         if per is None:
             return None
+        if window is None and self._confirms(per, limit, reset_after):
+            return None
         for belief in self.windows:  # the usual answer: a quota already known
             if belief.quota == limit and abs(belief.per - per) <= 1e-9 * per:
                 return self._level(belief, remaining, reset_after)
@@ -306,6 +308,23 @@ class Calibrator:
         levels = None if level is None else self._levels(belief, level)
         reason = f"server states {limit:g} per {per:g}s"
         return Change(new, LimitSource.HEADER, LIMIT_FROM_HEADER, old, levels, reason)
+
+    def _confirms(self, per: float, limit: float, reset_after: float | None) -> bool:
+        """A leaky bucket's reading of a trusted declaration: nothing new. Servers that
+        enforce a leaky bucket state its size in ``X-RateLimit-Limit`` and, as the reset,
+        the time until the next unit frees (at most one unit's drain time); read as a
+        quota per fixed window, that would halve an exact declaration. A fixed window's
+        reset runs to the window's end, longer than one unit's drain time."""
+        if reset_after is None:
+            return False
+        return any(
+            b.trusted
+            and b.declared is not None
+            and abs(b.per - per) <= 1e-9 * per
+            and limit in (b.declared.rate, b.declared.burst)
+            and reset_after <= 1.0 / b.declared.per_second + 1e-9
+            for b in self.windows
+        )
 
     def _level(
         self, belief: Belief, remaining: float | None, reset_after: float | None
@@ -481,7 +500,17 @@ def starting_limits(
     """The effective limits a token declared with ``limits`` starts with: what a new
     :class:`Calibrator` would say, without making one (a pool makes one only for a token
     that is used)."""
-    floor = max(1.0, float(min_burst))
-    return tuple(
-        Belief.from_limit(limit, trusted=trusted, floor=floor).effective() for limit in limits
-    )
+    return tuple(b.effective() for b in _beliefs(limits, trusted, max(1.0, float(min_burst))))
+
+
+def _beliefs(limits: Sequence[Limit], trusted: bool, floor: float) -> list[Belief]:
+    """First beliefs of declared windows. Only the fastest window (the shortest ``per``)
+    is learned from 429s, so only its defaulted burst starts at ``floor`` (no opening
+    volley) to grow back; the others keep their declared bursts, which the fastest one
+    bounds in the short run (a burst of 1 on an hourly window would cap the token at its
+    hourly rate for good)."""
+    fast = min(range(len(limits)), key=lambda i: (limits[i].per, limits[i].per_second))
+    return [
+        Belief.from_limit(limit, trusted=trusted, floor=floor if i == fast else limit.burst)
+        for i, limit in enumerate(limits)
+    ]

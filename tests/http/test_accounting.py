@@ -183,8 +183,10 @@ async def test_header_slack_decides_whether_a_reset_cools(
 
 async def test_mockapi_at_full_speed_never_cools_a_token_through_headers(clock: Any) -> None:
     # A leaky bucket used at full speed says "Remaining: 0" after nearly every request,
-    # with the next unit exactly when the pool's own limiter allows it anyway.
-    limit = Limit(2, per=1)
+    # with the next unit exactly when the pool's own limiter allows it anyway. (Declared
+    # exactly, burst included: a calibrating pool takes the server's bucket size and
+    # next-unit reset as confirming it, and changes nothing.)
+    limit = Limit(2, per=1, burst=2)
     async with (
         MockAPI({A: limit}, tolerance=0) as api,
         TokenPool([A], limits=limit, base_url=api.url) as pool,

@@ -84,6 +84,10 @@ async def test_a_rate_declared_twice_too_high_comes_down_within_seconds() -> Non
     down to the server's within a few seconds, and cost at most 2% of the requests."""
     stats, seen = await serve(Limit(40), watch=0.25)
     assert stats.rate_limited <= 0.02 * stats.requests, stats
-    converged = next((at for at, rate in seen if rate <= SERVER.rate), None)
+    # Learned rates sit on a 2% grid (tokens of one tier share lanes) and are lowered to
+    # 0.97 of an upper bound of the accepted rate: converged means within one grid step
+    # of the server's rate (20.03/s here, a 429 every minute or so at worst).
+    converged = next((at for at, rate in seen if rate <= SERVER.rate * 1.02), None)
     assert converged is not None, seen
     assert converged <= 3.0, seen
+    assert all(rate <= SERVER.rate * 1.05 for at, rate in seen if at >= converged), seen

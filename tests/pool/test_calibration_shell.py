@@ -131,3 +131,16 @@ async def test_a_busy_token_grows_its_default_burst_back() -> None:
         assert token.rate_limited == 0
         # never above the declared ceiling: 20 a second over the 30 s
         assert token.leases <= 20 * 30 + 20
+
+
+async def test_a_long_window_keeps_its_burst_so_the_fast_one_sets_the_pace() -> None:
+    """``[Limit(3), Limit(5000, per=3600)]``: only the fast window starts at one unit;
+    an hourly window at burst 1 would cap the token at 1.39/s for good."""
+    pool = TokenPool([A], limits=[Limit(3), Limit(5000, per=3600)], trial_in_flight=None)
+    async with pool:
+        assert pool.stats().token(NAME_A).limits == ("3/1s (burst 1)", "5000/3600s")
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for _ in range(31):
+            (await pool.acquire()).release()
+        assert round(loop.time() - start, 3) == 10.0  # 3 a second, from the first

@@ -53,7 +53,7 @@ def test_token_limits_override_the_pool_default() -> None:
     # in effect: a burst not given starts at one unit (calibration grows it)
     assert [t.limits for t in stats] == [
         ("7/1s (burst 1)",),
-        ("3/1s (burst 1)", "5000/3600s (burst 1)"),
+        ("3/1s (burst 1)", "5000/3600s"),
     ]
 
 
