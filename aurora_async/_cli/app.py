@@ -90,7 +90,12 @@ def check(
 def demo(
     seconds: Annotated[float, typer.Option(min=0.5, help="Seconds each strategy runs.")] = 10.0,
     tokens: Annotated[
-        int, typer.Option(min=3, help="Live tokens, split over tiers of 5, 20 and 50/s.")
+        int,
+        typer.Option(
+            min=4,
+            help="Live tokens, split over tiers of 5, 20 and 50/s and one declared 20/s "
+            "that the server holds to 10/s.",
+        ),
     ] = 24,
     concurrency: Annotated[
         int, typer.Option(min=1, help="Coroutines sending requests, one after another.")
@@ -99,9 +104,11 @@ def demo(
 ) -> None:
     """Soonest-fire against strict round robin on the same work, against a local API.
 
-    Starts a local rate-limited API (MockAPI) with tiers of tokens, two revoked ones
-    and one cooling down, runs the same crowd of coroutines through a TokenPool and then
-    through round robin, and prints a comparison. Offline; about 2 x --seconds.
+    Starts a local rate-limited API (MockAPI) with tiers of tokens, one tier declared at
+    twice its real rate, two revoked ones and one cooling down, runs the same crowd of
+    coroutines through a TokenPool and then through round robin, and prints a
+    comparison, with how the pool's limits converged on the mis-declared tier. Offline;
+    about 2 x --seconds.
     """
     from . import demo as the_demo
     from .demo_view import choose_view
@@ -138,7 +145,8 @@ def plan(
     """How many tokens a target rate needs, and the utilization to expect.
 
     Simulates the pool's scheduler on virtual time (no waiting: an hour in about a
-    second) with every token in steady use, then at the target rate.
+    second) with every token in steady use, then at the target rate, and says what the
+    benchmarks measured when the limits given are wrong (the pool calibrates them).
     """
     import json
 

@@ -11,6 +11,13 @@ What is measured is the same for both: requests answered 200 before the time is 
 what the *server* saw (429s, 401s from the revoked tokens), and each request's wait, from
 the moment its coroutine wanted to send it until the attempt that got through was sent
 (aiohttp's request-start trace of that attempt, so retries and queueing count).
+
+Both are configured alike, with one tier declared at twice the rate the server allows
+(:data:`.demo_mix.MISDECLARED`). The pool's limits calibrate themselves: the live view
+shows each tier's declared and effective limits (``stats()``), and the result says how
+long the pool took to bring that tier down to the server's rate
+(:data:`.demo_limits.CONVERGED`) and how many 429s it cost. Round robin keeps the
+configured rate for the whole run.
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ from .._core.tokens import mask
 from .._errors import RequestFailed
 from .._pool.pool import TokenPool
 from ..testing import MockAPI
+from .demo_limits import Convergence, by_name, describe_limits, tier_windows
 from .demo_mix import TOLERANCE, Mix, make_mix, start_server
-from .events import capture_events
+from .events import capture_events, condense
 from .roundrobin import RoundRobin
 
 __all__ = [
@@ -60,6 +68,8 @@ class TierRow:
     rate_limited: int
     unauthorized: int
     states: str  #: the pool's token states ("" for round robin: it keeps none)
+    declared: str = ""  #: the limit the configuration declares ("" for the revoked)
+    effective: str = ""  #: the limits the pool enforces now ("" for round robin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +105,13 @@ class RunResult:
     capacity: float  #: the sum of the live tokens' rates
     bursts: float  #: what the fresh buckets admit at once, in all
     timeline: tuple[tuple[float, int], ...] = ()  #: (elapsed, done) samples
+    #: The mis-declared tier: 429s the server answered its tokens; seconds until its
+    #: effective limits came down to the server's rate (``None``: they never did); the
+    #: highest effective rate among its tokens at the deadline (the configured one for
+    #: round robin, which never changes it).
+    misdeclared_429: int = 0
+    converged_after: float | None = None
+    misdeclared_rate: float | None = None
 
     @property
     def throughput(self) -> float:
@@ -182,12 +199,14 @@ class _Books:
         self._history: deque[tuple[float, list[int]]] = deque([(start, [0] * groups)])
 
     def rows(self, now: float, pool: TokenPool | None) -> tuple[TierRow, ...]:
-        groups = [(f"{t.label} × {len(t.secrets)}", t.rate, t.secrets) for t in self._mix.tiers]
-        groups.append((f"revoked × {len(self._mix.revoked)}", 0.0, self._mix.revoked))
-        states: dict[str, TokenState] = {}
-        if pool is not None:
-            states = {t.name: t.state for t in pool.stats().tokens}
-        stats = [[self._api.stats(s) for s in secrets] for _, _, secrets in groups]
+        groups = [
+            (f"{t.label} × {len(t.secrets)}", t.rate, t.secrets, f"{t.declared_rate:g}/s")
+            for t in self._mix.tiers
+        ]
+        revoked = self._mix.revoked
+        groups.append((f"revoked × {len(revoked)}", 0.0, revoked, ""))
+        tokens = by_name(pool) if pool is not None else {}
+        stats = [[self._api.stats(s) for s in secrets] for _, _, secrets, _ in groups]
         oks = [sum(s.ok for s in group) for group in stats]
         self._history.append((now, oks))
         while len(self._history) > 2 and now - self._history[1][0] >= 1.0:
@@ -195,13 +214,16 @@ class _Books:
         then, before = self._history[0]
         span = now - then
         rows = []
-        for (label, rate, secrets), group, ok, old in zip(groups, stats, oks, before, strict=True):
-            counted = [states[mask(s)] for s in secrets if mask(s) in states]
+        for (label, rate, secrets, configured), group, ok, old in zip(
+            groups, stats, oks, before, strict=True
+        ):
+            counted = [tokens[mask(s)].state for s in secrets if mask(s) in tokens]
             shown = ", ".join(
                 f"{counted.count(state)} {state.value}"
                 for state in TokenState
                 if counted.count(state)
             )
+            declared = describe_limits(tier_windows(tokens, secrets, declared=True), burst=False)
             rows.append(
                 TierRow(
                     label=label,
@@ -212,6 +234,8 @@ class _Books:
                     rate_limited=sum(s.rate_limited for s in group),
                     unauthorized=sum(s.unauthorized for s in group),
                     states=shown,
+                    declared=(declared or configured) if rate else "",
+                    effective=describe_limits(tier_windows(tokens, secrets)) if rate else "",
                 )
             )
         return tuple(rows)
@@ -230,6 +254,63 @@ async def _open_connections(session: aiohttp.ClientSession, api: MockAPI, concur
     api.reset_stats()
 
 
+def _misdeclared(
+    mix: Mix, api: MockAPI, convergence: Convergence | None, now: float
+) -> tuple[int, float | None, float | None]:
+    """What became of the mis-declared tier by ``now`` (the deadline): its 429s at the
+    server, when the pool's limits converged (``None``: not yet, or round robin) and the
+    highest effective rate left (round robin keeps the configured one)."""
+    tier = mix.misdeclared
+    if tier is None:
+        return 0, None, None
+    refused = sum(api.stats(s).rate_limited for s in tier.secrets)
+    if convergence is None:
+        return refused, None, tier.declared_rate
+    convergence.check(now)
+    return refused, convergence.after, convergence.highest()
+
+
+async def _show(
+    strategy: str,
+    mix: Mix,
+    *,
+    books: _Books,
+    tally: _Tally,
+    view: View,
+    api: MockAPI,
+    pool: TokenPool | None,
+    start: float,
+    seconds: float,
+) -> list[tuple[float, int]]:
+    """Update ``view`` every ``view.interval`` seconds until the deadline; the timeline."""
+    loop = asyncio.get_running_loop()
+    timeline: list[tuple[float, int]] = []
+    deadline = start + seconds
+    while (now := loop.time()) < deadline:
+        await asyncio.sleep(min(view.interval, deadline - now))
+        now = min(loop.time(), deadline)
+        timeline.append((now - start, tally.done))
+        totals = api.totals
+        rows = books.rows(now, pool)
+        events, tally.events[:] = tuple(condense(tally.events)), []
+        view.update(
+            Progress(
+                strategy=strategy,
+                elapsed=now - start,
+                seconds=seconds,
+                done=tally.done,
+                rate=sum(row.rate for row in rows),
+                capacity=mix.capacity,
+                requests=totals.requests,
+                rate_limited=totals.rate_limited,
+                unauthorized=totals.unauthorized,
+                tiers=rows,
+                events=events,
+            )
+        )
+    return timeline
+
+
 async def _run(
     strategy: str,
     mix: Mix,
@@ -244,40 +325,31 @@ async def _run(
 ) -> RunResult:
     loop = asyncio.get_running_loop()
     tally = _Tally()
-    timeline: list[tuple[float, int]] = []
     url = f"{api.url}/items"
     await _open_connections(session, api, concurrency)
     with capture_events(tally.events.append):
         tasks = [asyncio.create_task(work(url, tally)) for _ in range(concurrency)]
         start = loop.time()
-        books = _Books(mix, api, start)
-        deadline = start + seconds
+        convergence = None
+        if pool is not None and mix.misdeclared is not None:
+            convergence = Convergence(mix.misdeclared, pool, start)
+            tasks.append(asyncio.create_task(convergence.watch()))
         try:
-            while (now := loop.time()) < deadline:
-                await asyncio.sleep(min(view.interval, deadline - now))
-                now = min(loop.time(), deadline)
-                timeline.append((now - start, tally.done))
-                totals = api.totals
-                rows = books.rows(now, pool)
-                events, tally.events[:] = tuple(tally.events), []
-                view.update(
-                    Progress(
-                        strategy=strategy,
-                        elapsed=now - start,
-                        seconds=seconds,
-                        done=tally.done,
-                        rate=sum(row.rate for row in rows),
-                        capacity=mix.capacity,
-                        requests=totals.requests,
-                        rate_limited=totals.rate_limited,
-                        unauthorized=totals.unauthorized,
-                        tiers=rows,
-                        events=events,
-                    )
-                )
+            timeline = await _show(
+                strategy,
+                mix,
+                books=_Books(mix, api, start),
+                tally=tally,
+                view=view,
+                api=api,
+                pool=pool,
+                start=start,
+                seconds=seconds,
+            )
             totals = api.totals  # the server's books at the deadline
             done, failed, waits = tally.done, tally.failed, list(tally.waits)
             revoked = [api.stats(s).requests for s in mix.revoked]
+            wrong = _misdeclared(mix, api, convergence, start + seconds)
         finally:
             for task in tasks:
                 task.cancel()
@@ -299,6 +371,9 @@ async def _run(
         capacity=mix.capacity,
         bursts=mix.bursts,
         timeline=tuple(timeline),
+        misdeclared_429=wrong[0],
+        converged_after=wrong[1],
+        misdeclared_rate=wrong[2],
     )
 
 

@@ -1,8 +1,9 @@
 """How the demo shows itself: a live table in a terminal, plain lines otherwise.
 
 Both views show the same things: while a strategy runs, requests done, the rate, the
-server's 429s and 401s and, per tier, the tokens' states and rates; at the end, one
-summary table comparing the strategies.
+server's 429s and 401s and, per tier, the tokens' states and rates, the declared and the
+effective limits and the tier's 429s; at the end, one summary table comparing the
+strategies, with how the pool's limits converged on the mis-declared tier.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import math
 import textwrap
 from typing import IO, TYPE_CHECKING
 
-from .demo import ROUND_ROBIN, SOONEST_FIRE, DemoResult, Progress, RunResult
-from .demo_mix import TOLERANCE
+from .demo import ROUND_ROBIN, SOONEST_FIRE, DemoResult, Progress, RunResult, TierRow
+from .demo_limits import CONVERGED
+from .demo_mix import TOLERANCE, Mix
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -29,10 +31,23 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
+def _misdeclared_cell(run: RunResult, mix: Mix) -> str:
+    tier = mix.misdeclared
+    if tier is None:  # pragma: no cover  # every demo mix has one
+        return "-"
+    rate = "-" if run.misdeclared_rate is None else f"{run.misdeclared_rate:.3g}/s"
+    refused = f"{run.misdeclared_429:,} 429s"
+    if run.strategy == ROUND_ROBIN:
+        return f"stays at {rate}, {refused}"
+    if run.converged_after is None:
+        return f"not within {CONVERGED:.0%} in {run.seconds:g} s, {refused}; ends at {rate}"
+    return f"within {CONVERGED:.0%} in {_ms(run.converged_after)}, {refused}; ends at {rate}"
+
+
 def summary_rows(result: DemoResult) -> list[tuple[str, ...]]:
     """The summary as rows: a label, then one cell per strategy."""
     runs = result.runs
-    return [
+    rows = [
         ("requests done (200)", *(f"{r.done:,}" for r in runs)),
         (
             "throughput / capacity",
@@ -50,14 +65,53 @@ def summary_rows(result: DemoResult) -> list[tuple[str, ...]]:
         ("wait p50", *(_ms(r.wait_p50) for r in runs)),
         ("wait p99", *(_ms(r.wait_p99) for r in runs)),
     ]
+    tier = result.mix.misdeclared
+    if tier is not None:
+        label = f"tier declared {tier.declared_rate:g}/s, really {tier.rate:g}/s"
+        rows.append((label, *(_misdeclared_cell(r, result.mix) for r in runs)))
+    return rows
+
+
+def _misdeclared_note(result: DemoResult) -> str | None:
+    tier = result.mix.misdeclared
+    if tier is None:  # pragma: no cover  # every demo mix has one
+        return None
+    text = (
+        f"mis-declared tier: {len(tier.secrets)} tokens the configuration declares at "
+        f"{tier.declared_rate:g}/s, which the server (nginx limit_req, burst "
+        f"{tier.nginx_burst}) holds to {tier.rate:g}/s, answering 429 without Retry-After."
+    )
+    strategies = {r.strategy for r in result.runs}
+    if SOONEST_FIRE in strategies:
+        pool = result.run(SOONEST_FIRE)
+        rate = f"{pool.misdeclared_rate:.3g}/s" if pool.misdeclared_rate is not None else "-"
+        if pool.converged_after is None:
+            text += (
+                f" The pool's effective limits did not come within {CONVERGED:.0%} of "
+                f"{tier.rate:g}/s in {pool.seconds:g} s (they ended at {rate}); "
+            )
+        else:
+            text += (
+                f" The pool lowered their effective limits to within {CONVERGED:.0%} of "
+                f"{tier.rate:g}/s {_ms(pool.converged_after)} into the run (they ended at "
+                f"{rate}); "
+            )
+        text += f"that cost {pool.misdeclared_429:,} 429s on the tier."
+    if ROUND_ROBIN in strategies:
+        rr = result.run(ROUND_ROBIN)
+        text += (
+            f" Round robin, configured alike, kept sending at {tier.declared_rate:g}/s: "
+            f"{rr.misdeclared_429:,} 429s."
+        )
+    return text
 
 
 def summary_notes(result: DemoResult) -> list[str]:
     first = result.runs[0]
     notes = [
-        f"capacity: the sum of the token rates, {first.capacity:,.0f}/s, plus the fresh "
-        f"buckets' bursts ({first.bursts:,.0f} requests) spread over {first.seconds:g} s: "
-        f"{first.allowed:,.0f}/s, the most the server admits.",
+        f"capacity: the sum of the token rates the server enforces, {first.capacity:,.0f}/s, "
+        f"plus the fresh buckets' bursts ({first.bursts:,.0f} requests) spread over "
+        f"{first.seconds:g} s: {first.allowed:,.0f}/s, the most the server admits.",
         "wait: from a coroutine wanting to send a request until the attempt that got "
         "through was sent (queueing and retries included). Round robin's median can look "
         "fine: a request that lands on a fast token goes at once, while one that lands on a "
@@ -67,6 +121,9 @@ def summary_notes(result: DemoResult) -> list[str]:
         f"up to {TOLERANCE * 1000:.0f} ms early, for arrival jitter), the same setup for "
         f"each strategy; {result.concurrency} coroutines each.",
     ]
+    misdeclared = _misdeclared_note(result)
+    if misdeclared is not None:
+        notes.append(misdeclared)
     strategies = {r.strategy for r in result.runs}
     if {SOONEST_FIRE, ROUND_ROBIN} <= strategies:
         pool, rr = result.run(SOONEST_FIRE), result.run(ROUND_ROBIN)
@@ -80,11 +137,19 @@ def summary_notes(result: DemoResult) -> list[str]:
     return notes
 
 
+def _tier_text(row: TierRow) -> str:
+    text = f"{row.label}: {row.rate:,.0f}/s"
+    if row.effective:
+        text += f", limit {row.declared} -> {row.effective}"
+    elif row.declared:
+        text += f", limit {row.declared}"
+    if row.rate_limited:
+        text += f", 429s {row.rate_limited:,}"
+    return f"[{text}{', ' + row.states if row.states else ''}]"
+
+
 def _progress_line(p: Progress) -> str:
-    tiers = "  ".join(
-        f"[{row.label}: {row.rate:,.0f}/s{', ' + row.states if row.states else ''}]"
-        for row in p.tiers
-    )
+    tiers = "  ".join(_tier_text(row) for row in p.tiers)
     return (
         f"{p.strategy:>12} {p.elapsed:5.1f}/{p.seconds:g}s  done {p.done:>7,}  "
         f"{p.rate:6,.0f}/s of {p.capacity:,.0f}/s  429s {p.rate_limited:,}  "
@@ -174,6 +239,8 @@ class RichView:
         top.add_row(ProgressBar(total=p.seconds, completed=p.elapsed, width=60))
         table = Table(box=None, pad_edge=False, header_style="bold")
         table.add_column("tier")
+        table.add_column("declared", justify="right")
+        table.add_column("effective limit", justify="right")
         table.add_column("rate now", justify="right")
         table.add_column("capacity", justify="right")
         table.add_column("done", justify="right")
@@ -183,6 +250,8 @@ class RichView:
         for row in p.tiers:
             table.add_row(
                 row.label,
+                row.declared or "-",
+                row.effective or "-",
                 f"{row.rate:,.0f}/s",
                 f"{row.capacity:,.0f}/s" if row.capacity else "-",
                 f"{row.ok:,}",

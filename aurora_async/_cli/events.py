@@ -3,21 +3,47 @@
 The command-line tool is an application, so unlike the library it may configure
 structlog: while :func:`capture_events` is active, token and pool events (``info`` and
 up) become one-line descriptions handed to ``sink`` instead of being printed, and the
-previous configuration comes back afterwards.
+previous configuration comes back afterwards. :func:`condense` folds lines that say the
+same of several tokens (a server's headers setting every token's limit at once) into one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, MutableMapping
+import re
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import structlog
 
-__all__ = ["capture_events", "describe"]
+__all__ = ["capture_events", "condense", "describe"]
 
 _SHOWN = ("aurora.token.", "aurora.pool.", "aurora.tokens.")
+#: What each limit event says happened to the token's effective limits.
+_LIMITS = {
+    "aurora.token.limit_lowered": "limit lowered",
+    "aurora.token.limit_raised": "limit raised",
+    "aurora.token.limit_from_header": "limit from the server's headers",
+}
+#: A line about one token: its masked name (never more of the secret), then the rest.
+_ABOUT_A_TOKEN = re.compile(r"(?P<name>\S*…\S*) (?P<rest>.+)")
+#: Names shown before "and N more".
+_NAMES = 2
+
+
+def _limits(value: object) -> str:
+    if isinstance(value, list | tuple):
+        return " and ".join(str(v) for v in value)
+    return str(value)
+
+
+def _limit_change(name: str, event: MutableMapping[str, Any]) -> str:
+    text = f"{event.get('token', '')} {_LIMITS[name]}"
+    was, now = _limits(event.get("was", "")), _limits(event.get("limits", ""))
+    text += f": {was} -> {now}" if was and was != now else f": {now}"
+    reason = event.get("reason")
+    return f"{text} ({reason})" if reason else text
 
 
 def describe(event: MutableMapping[str, Any]) -> str | None:
@@ -36,7 +62,30 @@ def describe(event: MutableMapping[str, Any]) -> str | None:
         return f"pool low: {event.get('active')} of {event.get('tokens')} tokens active"
     if name == "aurora.pool.recovered":
         return f"pool recovered: {event.get('active')} of {event.get('tokens')} tokens active"
+    if name in _LIMITS:
+        return _limit_change(name, event)
     return f"{name.removeprefix('aurora.')} {token}".rstrip()
+
+
+def condense(lines: Sequence[str]) -> list[str]:
+    """``lines`` with those that say the same of several tokens folded into one
+    (``"a…1, b…2 and 3 more: limit raised ..."``) where the first of them came."""
+    groups: dict[tuple[int, str], list[str]] = {}  # (-1, rest) or (position, line)
+    for position, line in enumerate(lines):
+        match = _ABOUT_A_TOKEN.fullmatch(line)
+        if match is None:  # not about a token: kept as it is, in its place
+            groups[position, line] = []
+        else:
+            groups.setdefault((-1, match["rest"]), []).append(match["name"])
+    out = []
+    for (_, rest), names in groups.items():
+        if len(names) <= 1:
+            out.append(f"{names[0]} {rest}" if names else rest)
+            continue
+        shown = ", ".join(names[:_NAMES])
+        more = len(names) - _NAMES
+        out.append(f"{shown} and {more} more: {rest}" if more > 0 else f"{shown}: {rest}")
+    return out
 
 
 @contextmanager

@@ -13,6 +13,10 @@ names. Two runs answer the question:
 Tokens with the same limits behave alike, so a large pool is simulated as a slice of
 it (``s`` of ``N`` tokens at ``s / N`` of the target), which keeps an hour of a busy
 pool to a few seconds of CPU.
+
+The simulation takes the limits as true. What the pool does when they are not (its limits
+calibrate themselves) is not simulated here: the report quotes what
+``benchmarks/bench_calibrate.py`` measured against nginx (:data:`MEASURED_IF_WRONG`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,19 @@ GRANT_BUDGET = 300_000
 BATCH = 0.05
 #: Relative slack when dividing simulated rates: float crumbs must not add a token.
 _REL = 1e-9
+#: What ``benchmarks/bench_calibrate.py`` measured with calibration on (the default):
+#: 12 tokens of 5, 20 and 50 r/s behind a real nginx ``limit_req`` (429s without
+#: Retry-After), 2,000 coroutines, 5 s runs (``--quick``; benchmarks/results/calibrate.json).
+#: Per way of declaring the limits: (how, share of the server's capacity served, share of
+#: requests answered 429). Shares over 100% count the server's opening bursts.
+MEASURED_IF_WRONG = (
+    ("rate right, burst left at its default", 0.989, 0.0000),
+    ("rate declared 2x too high", 1.003, 0.0408),
+    ("no limits declared", 0.768, 0.0431),
+)
+#: The same run's strict round robin at the right rates: (share of capacity, share of
+#: requests answered 429 or 401).
+MEASURED_ROUND_ROBIN = (0.941, 0.2129)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,18 +261,57 @@ def _duration(seconds: float) -> str:
 
 def _caveat(plan: Plan) -> str:
     burst = min(limit.burst for limit in plan.limits)
-    text = f"Burst caveat: an idle token starts with full buckets, so it can fire {burst:g} at once"
-    if plan.fresh_per_token > plan.per_token * 1.01:
-        text += (
-            f", and over its first {_duration(plan.hours * 3600)} from idle it averages up to "
-            f"{_rate(plan.fresh_per_token)} requests/s instead of {_rate(plan.per_token)}: a "
-            "short test looks better than a day of traffic, so plan with the steady state above"
+    defaults = [limit for limit in plan.limits if not limit.burst_given]
+    if defaults:
+        which = (
+            "the burst is"
+            if len(defaults) == len(plan.limits)
+            else f"the burst of {' and '.join(str(limit) for limit in defaults)} is"
         )
+        text = (
+            f"Slow start: {which} left at its default, so calibration (the default) starts it "
+            "at 1 unit, and it may grow back with clean service: a fresh token opens at its "
+            "steady rate, not with a volley (with calibrate=False an idle token starts with "
+            f"full buckets and can fire {burst:g} at once)"
+        )
+    else:
+        text = (
+            f"Burst caveat: an idle token starts with full buckets, so it can fire {burst:g} "
+            "at once"
+        )
+        if plan.fresh_per_token > plan.per_token * 1.01:
+            text += (
+                f", and over its first {_duration(plan.hours * 3600)} from idle it averages up "
+                f"to {_rate(plan.fresh_per_token)} requests/s instead of "
+                f"{_rate(plan.per_token)}: a short test looks better than a day of traffic, so "
+                "plan with the steady state above"
+            )
     return (
         text + ". A server that counts calls per fixed or sliding window may see up to twice "
         "the rate in one window after an idle spell: for such servers use "
         "Limit.sliding_window(count, per) or a smaller --burst."
     )
+
+
+def _if_wrong() -> list[str]:
+    """What the pool does when the limits given are wrong, as measured."""
+    lines = [
+        "If these limits are wrong: calibration (the default) lowers a token's effective limit "
+        "on 429s its limiter allowed, and never raises it above what is declared. Measured by "
+        "benchmarks/bench_calibrate.py (12 tokens of 5, 20 and 50 r/s behind nginx limit_req, "
+        "429s without Retry-After, 5 s runs; shares over 100% count the server's bursts):",
+    ]
+    for how, share, refused in MEASURED_IF_WRONG:
+        lines.append(f"  {how}: {share:.0%} of capacity, {refused:.2%} answered 429")
+    share, refused = MEASURED_ROUND_ROBIN
+    lines.append(
+        f"  (strict round robin at the right rates: {share:.0%}, {refused:.2%} answered 429 or 401)"
+    )
+    lines.append(
+        "A rate declared too low stays that low: plan with the server's real rate, or "
+        "TokenPool(..., calibrate=False) to enforce the declared limits exactly."
+    )
+    return lines
 
 
 def render_plan(plan: Plan) -> str:
@@ -296,5 +352,7 @@ def render_plan(plan: Plan) -> str:
         "(windows start full: the steady state).",
         "",
         _caveat(plan),
+        "",
+        *_if_wrong(),
     ]
     return "\n".join(lines)

@@ -397,15 +397,16 @@ def test_the_view_follows_the_terminal() -> None:
 
 
 def test_demo_command_runs_plain_when_not_a_terminal(runner: CliRunner) -> None:
-    result = invoke(runner, "demo", "--seconds", "0.5", "--tokens", "3", "--concurrency", "8")
+    result = invoke(runner, "demo", "--seconds", "0.5", "--tokens", "4", "--concurrency", "8")
     assert result.exit_code == 0, result.stderr
     assert "| requests done (200)" in result.stdout
+    assert "| tier declared 20/s, really 10/s" in result.stdout
     assert "tolerance=0.02" in result.stdout
 
 
 @pytest.mark.parametrize(
     "args",
-    [["--seconds", "0"], ["--tokens", "2"], ["--concurrency", "0"], ["--seconds", "x"]],
+    [["--seconds", "0"], ["--tokens", "3"], ["--concurrency", "0"], ["--seconds", "x"]],
 )
 def test_demo_options_are_checked(runner: CliRunner, args: list[str]) -> None:
     assert invoke(runner, "demo", *args).exit_code == 2

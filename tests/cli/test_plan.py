@@ -11,7 +11,13 @@ from typer.testing import CliRunner
 
 from aurora_async import Limit
 from aurora_async._cli.app import app
-from aurora_async._cli.plan import at_target, make_plan, render_plan, saturated_rate
+from aurora_async._cli.plan import (
+    MEASURED_IF_WRONG,
+    at_target,
+    make_plan,
+    render_plan,
+    saturated_rate,
+)
 from aurora_async._core.limitspec import parse_limit
 
 
@@ -155,19 +161,52 @@ def test_impossible_plans(kwargs: dict[str, object], message: str) -> None:
 
 
 def test_the_report_says_what_matters() -> None:
-    text = render_plan(make_plan(10, [Limit(5, per=1), Limit(5000, per=3600)]))
+    limits = [Limit(5, per=1, burst=5), Limit(5000, per=3600, burst=5000)]  # bursts given
+    text = render_plan(make_plan(10, limits))
     assert "Tokens needed: 8\n" in text
     assert "One token sustains 1.39 requests/s (the 5000/3600s window binds)." in text
     assert "7 would give 9.72/s, short by 0.278/s" in text
     assert "Per-token utilization: 90%" in text
-    assert "Burst caveat:" in text
+    assert "Burst caveat: an idle token starts with full buckets, so it can fire 5 at once" in text
     assert "averages up to 2.78 requests/s instead of 1.39" in text
+    assert "Slow start" not in text
     text = render_plan(make_plan(100, [Limit(5, per=1)]))
     assert "No headroom" in text
     assert "16 of 20 identical tokens" in text or "20 token(s)" in text
     one = render_plan(make_plan(2, [Limit(10, per=1)], cost=1.5))
     assert "would give" not in one
     assert "of cost 1.5" in one
+
+
+def test_a_burst_left_at_its_default_starts_at_one_unit() -> None:
+    text = render_plan(make_plan(10, [Limit(5, per=1), Limit(5000, per=3600)]))
+    assert (
+        "Slow start: the burst is left at its default, so calibration (the default) starts it "
+        "at 1 unit, and it may grow back with clean service: a fresh token opens at its steady "
+        "rate, not with a volley (with calibrate=False an idle token starts with full buckets "
+        "and can fire 5 at once). A server that counts"
+    ) in text
+    assert "Burst caveat" not in text
+    assert "averages up to" not in text  # the fresh buckets' average is not what happens
+    mixed = render_plan(make_plan(10, [Limit(5, per=1, burst=2), Limit(5000, per=3600)]))
+    assert "Slow start: the burst of 5000/3600s is left at its default" in mixed
+    assert "can fire 2 at once" in mixed
+
+
+def test_the_report_says_what_happens_when_the_limits_are_wrong() -> None:
+    text = render_plan(make_plan(100, [Limit(5, per=1)]))
+    tail = text[text.index("If these limits are wrong:") :].splitlines()
+    assert tail[1:] == [
+        "  rate right, burst left at its default: 99% of capacity, 0.00% answered 429",
+        "  rate declared 2x too high: 100% of capacity, 4.08% answered 429",
+        "  no limits declared: 77% of capacity, 4.31% answered 429",
+        "  (strict round robin at the right rates: 94%, 21.29% answered 429 or 401)",
+        "A rate declared too low stays that low: plan with the server's real rate, or "
+        "TokenPool(..., calibrate=False) to enforce the declared limits exactly.",
+    ]
+    assert "never raises it above what is declared" in tail[0]
+    assert "Measured by benchmarks/bench_calibrate.py" in tail[0]  # not simulated
+    assert len(MEASURED_IF_WRONG) == 3
 
 
 # -- the command ----------------------------------------------------------------------
@@ -177,6 +216,8 @@ def test_plan_command(runner: CliRunner) -> None:
     result = runner.invoke(app, ["plan", "--rate", "100", "--limit", "5/1s"])
     assert result.exit_code == 0, result.stderr
     assert "Tokens needed: 20\n" in result.stdout
+    assert "Slow start: the burst is left at its default" in result.stdout
+    assert "  rate declared 2x too high: 100% of capacity" in result.stdout
 
 
 def test_plan_command_json_and_burst(runner: CliRunner) -> None:
