@@ -183,7 +183,7 @@ async def throughput(client: str, url: str, requests: int, concurrency: int) -> 
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
     else:
-        pool = TokenPool(secrets(8, "sk"), limits=Limit(1e9, per=1.0))
+        pool = TokenPool(secrets(8, "sk"), limits=Limit(1e9, per=1.0, burst=1e9))
         async with pool:
 
             async def worker() -> None:

@@ -25,7 +25,7 @@ from aiolimiter import AsyncLimiter
 
 from aurora_async import Limit, TokenPool
 
-HUGE = Limit(1e12, per=1.0)  # capacity never runs out during the run
+HUGE = Limit(1e12, per=1.0, burst=1e12)  # capacity never runs out during the run
 
 
 async def bare_acquire(n: int) -> float:

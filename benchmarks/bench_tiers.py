@@ -14,6 +14,9 @@ virtual time (looptime), so a minute runs in about a second and the figures are 
   timer fires within the clock's resolution before the bucket has quite drained, and it
   re-arms the same instant); the pool compares times with a 1 ns tolerance.
 
+Both run with ``calibrate=False``: this measures the scheduler on limits declared exactly
+(``bench_calibrate.py`` measures limits declared wrong against a real enforcer).
+
 Target: the pool reaches at least 97% of the summed rate (measured after the opening
 burst); round robin is printed beside it. Each strategy's grants per second over the
 whole run (warm-up included, 1-second buckets, finer for a short run) go into the
@@ -74,7 +77,7 @@ async def measure(run_one: object, seconds: float, warmup: float) -> tuple[float
 
 
 async def pool_rate(seconds: float, warmup: float = WARMUP) -> tuple[float, Points]:
-    pool = TokenPool(tokens(), trial_in_flight=None)
+    pool = TokenPool(tokens(), trial_in_flight=None, calibrate=False)
 
     async def one() -> None:
         async with pool.lease():
@@ -84,7 +87,7 @@ async def pool_rate(seconds: float, warmup: float = WARMUP) -> tuple[float, Poin
 
 
 async def round_robin_rate(seconds: float, warmup: float = WARMUP) -> tuple[float, Points]:
-    limiters = [TokenPool([t], trial_in_flight=None) for t in tokens()]
+    limiters = [TokenPool([t], trial_in_flight=None, calibrate=False) for t in tokens()]
     turn = itertools.count()
 
     async def one() -> None:

@@ -27,7 +27,7 @@ RATE = 100.0
 
 
 async def achieved(limit: Limit, seconds: float) -> float:
-    pool = TokenPool(secrets(1), limits=limit, trial_in_flight=None)
+    pool = TokenPool(secrets(1), limits=limit, trial_in_flight=None, calibrate=False)
     granted = 0
 
     async def worker() -> None:
