@@ -261,31 +261,27 @@ def _duration(seconds: float) -> str:
 
 def _caveat(plan: Plan) -> str:
     burst = min(limit.burst for limit in plan.limits)
-    defaults = [limit for limit in plan.limits if not limit.burst_given]
-    if defaults:
-        which = (
-            "the burst is"
-            if len(defaults) == len(plan.limits)
-            else f"the burst of {' and '.join(str(limit) for limit in defaults)} is"
-        )
-        text = (
-            f"Slow start: {which} left at its default, so calibration (the default) starts it "
-            "at 1 unit, and it may grow back with clean service: a fresh token opens at its "
-            "steady rate, not with a volley (with calibrate=False an idle token starts with "
-            f"full buckets and can fire {burst:g} at once)"
-        )
-    else:
+    fast = min(plan.limits, key=lambda limit: limit.per)  # the window calibration learns
+    if fast.burst_given:
         text = (
             f"Burst caveat: an idle token starts with full buckets, so it can fire {burst:g} "
             "at once"
         )
-        if plan.fresh_per_token > plan.per_token * 1.01:
-            text += (
-                f", and over its first {_duration(plan.hours * 3600)} from idle it averages up "
-                f"to {_rate(plan.fresh_per_token)} requests/s instead of "
-                f"{_rate(plan.per_token)}: a short test looks better than a day of traffic, so "
-                "plan with the steady state above"
-            )
+    else:
+        which = "the burst" if len(plan.limits) == 1 else f"the burst of {fast}"
+        text = (
+            f"Slow start: {which} is left at its default, so calibration (the default) starts "
+            "it at 1 unit, and it grows back with clean service: a fresh token opens at its "
+            "steady rate, not with a volley (with calibrate=False an idle token starts with "
+            f"full buckets and can fire {burst:g} at once)"
+        )
+    if plan.fresh_per_token > plan.per_token * 1.01:
+        text += (
+            f"{', and' if fast.burst_given else '. Its slower windows start full:'} over its "
+            f"first {_duration(plan.hours * 3600)} from idle it averages up to "
+            f"{_rate(plan.fresh_per_token)} requests/s instead of {_rate(plan.per_token)}: a "
+            "short test looks better than a day of traffic, so plan with the steady state above"
+        )
     return (
         text + ". A server that counts calls per fixed or sliding window may see up to twice "
         "the rate in one window after an idle spell: for such servers use "
