@@ -229,7 +229,9 @@ class Calibrator:
         self, now: float, granted_at: float, ok: int, units: float, retry_after: float | None
     ) -> RateLimitedDecision:
         """A 429 on a lease granted at ``granted_at`` that the token's limiter allowed;
-        ``retry_after`` is the server's, in seconds, if it sent one. The pool cools the
+        ``retry_after`` is the server's, in seconds, if it sent one. A Retry-After longer
+        than the backoff's first step is a spent quota or a block, not pacing: the token
+        rests that long and nothing is learned (nor an episode begun). The pool cools the
         token for the decision's ``cooldown``, fills its buckets on a new episode (the
         refused call counts as spent) and applies its ``change``, if any."""
         evidence = self.evidence
@@ -239,6 +241,12 @@ class Calibrator:
                 self.cool_until, left = now + retry_after, retry_after
             return RateLimitedDecision(False, left if left > 0 else 0.0, None, evidence.step)
         first, cap = self.backoff
+        if retry_after is not None and retry_after > first:
+            # The server says when: a spent quota or a block (another client on the key,
+            # a secondary limit), not this token's pacing. Rest it, learn nothing.
+            self.cool_until = max(self.cool_until, now + retry_after)
+            evidence.restart(now + retry_after, units)
+            return RateLimitedDecision(True, retry_after, None, evidence.step)
         episode = evidence.begin_episode(now, ok, first)
         self._slow = False
         change = None

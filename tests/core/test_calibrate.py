@@ -250,13 +250,26 @@ def test_silent_episodes_back_off_doubling_once_each_after_the_first_second() ->
     assert feed.refuse(after=1.0).backoff_step == 0
 
 
-def test_retry_after_sets_the_cooldown_of_a_new_episode_that_still_lowers() -> None:
+def test_a_short_retry_after_sets_the_cooldown_of_a_new_episode_that_still_lowers() -> None:
+    feed = Feed(Calibrator([Limit(10)], trusted=True, now=0.0))
+    feed.serve(1.0, 10)
+    decision = feed.refuse(retry_after=0.5)  # pacing: the time until a call would fit
+    assert decision.cooldown == 0.5
+    assert decision.change is not None
+    assert feed.cal.cool_until == feed.now + 0.5
+
+
+def test_a_long_retry_after_rests_the_token_and_learns_nothing() -> None:
+    """Longer than the backoff's first step: a spent quota or a block (another client on
+    the key), not this token's pacing."""
     feed = Feed(Calibrator([Limit(10)], trusted=True, now=0.0))
     feed.serve(1.0, 10)
     decision = feed.refuse(retry_after=2.5)
     assert decision.cooldown == 2.5
-    assert decision.change is not None
+    assert decision.change is None
+    assert feed.cal.effective == (Limit(10, burst=1),)
     assert feed.cal.cool_until == feed.now + 2.5
+    assert not feed.cal.limit_too_high
 
 
 # -- lowering (rule 2) --------------------------------------------------------------------
