@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
 from functools import partial
 from itertools import count
 
@@ -112,6 +113,16 @@ class Window(AsyncLimiter):
         else:
             self._level += cost
 
+    def put(self, level: float, at: float) -> None:
+        """Say the bucket holds ``level`` units as of ``at``: a state learnt elsewhere (a
+        spent quota, a state file, shared buckets). ``at`` must not go back in time."""
+        self._level = level
+        self._last_check = at
+
+    def shift(self, offset: float) -> None:
+        """Move the bucket's clock by ``offset`` seconds (another clock took over)."""
+        self._last_check += offset
+
     def give_back(self, cost: float, granted_at: float, now: float) -> None:
         """Undo a ``take(cost, granted_at)`` whose lease was never used.
 
@@ -129,3 +140,22 @@ class Window(AsyncLimiter):
 
     def __repr__(self) -> str:
         return f"<Window {self.limit} level={self._level:.3f}@{self._last_check:.6f}>"
+
+
+def spent_levels(
+    limits: Sequence[Limit], key_cost: float, seconds: float
+) -> tuple[float | None, ...]:
+    """The one rule for a cooldown of ``seconds`` after the API said the token's quota
+    is spent: the level each window must hold when the cooldown ends, or ``None`` for a
+    window it leaves alone.
+
+    The windows whose period is no longer than the cooldown (or the shortest one, if
+    none is) are spent: they end the cooldown full but for ``key_cost`` units, so one
+    call may go when it ends (as Retry-After says) and the token then fires at its
+    steady rate, not with a fresh burst the API would refuse again. Longer windows may
+    still have room, and keep it. The scheduler applies this to its windows
+    (``Scheduler.cool``), the Redis backend to the shared ones (the ``cool`` operation of
+    ``TOKEN_OP`` fills the windows flagged here, to the same level).
+    """
+    longest = max(seconds, min(limit.per for limit in limits))
+    return tuple(limit.burst - key_cost if limit.per <= longest else None for limit in limits)

@@ -20,17 +20,23 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from heapq import heapify, heappop, heappush
 from itertools import chain, count
-from typing import TYPE_CHECKING, TypeAlias
+from typing import Generic, Protocol, TypeAlias, TypeVar
 
-if TYPE_CHECKING:
-    from .scheduler import Slot
 
-Entry: TypeAlias = "tuple[float, int, Slot]"
+class Indexed(Protocol):
+    """What a lane reads of a token's record (the scheduler's ``Slot``)."""
+
+    seq: int  # the seq of its current entry (-1: none)
+    cool_until: float  # when its cooldown ends
+
+
+S = TypeVar("S", bound=Indexed)
+Entry: TypeAlias = tuple[float, int, S]  # (key, seq, slot)
 
 _cool_order = count()  # breaks ties between cooldown entries (slots do not compare)
 
 
-class Lane:
+class Lane(Generic[S]):
     """Schedulable tokens of one tier: a FIFO of in-order keys plus a heap of the rest."""
 
     __slots__ = (
@@ -53,8 +59,8 @@ class Lane:
         key_cost: float = 1.0,
         max_cost: float = 0.0,
     ):
-        self.fifo: deque[Entry] = deque()
-        self.heap: list[Entry] = []
+        self.fifo: deque[Entry[S]] = deque()
+        self.heap: list[Entry[S]] = []
         self.stale = 0  # superseded entries still inside, dropped when they surface
         #: One window per token: for every token here, the time it can fire ``cost`` is
         #: its key plus ``(cost - key_cost) / rate``, unless a cooldown is what holds it.
@@ -65,10 +71,10 @@ class Lane:
         #: Tokens of this lane with a cooldown that may still hold them back, and the
         #: same by the time each cooldown ends (``(until, n, slot)``; an entry whose
         #: ``until`` is no longer its slot's, or whose slot left ``cooled``, is stale).
-        self.cooled: set[Slot] = set()
-        self.cool_heap: list[tuple[float, int, Slot]] = []
+        self.cooled: set[S] = set()
+        self.cool_heap: list[tuple[float, int, S]] = []
 
-    def top(self) -> Entry | None:
+    def top(self) -> Entry[S] | None:
         """The current entry with the lowest ``(key, seq)``, dropping stale fronts."""
         fifo = self.fifo
         while fifo:
@@ -91,13 +97,13 @@ class Lane:
             return first
         return heap[0] if heap else None
 
-    def first(self, exclude: Slot | None, skip: set[Slot]) -> Entry | None:
+    def first(self, exclude: S | None, skip: set[S]) -> Entry[S] | None:
         """The current entry with the lowest key whose slot is neither ``exclude`` nor in
         ``skip``, dropping every stale entry met on the way (only those ahead of it are
         looked at, and set aside entries go back where they were)."""
-        found: Entry | None = None
+        found: Entry[S] | None = None
         fifo = self.fifo
-        aside: list[Entry] = []
+        aside: list[Entry[S]] = []
         while fifo:
             entry = fifo[0]
             slot = entry[2]
@@ -128,7 +134,7 @@ class Lane:
             heappush(heap, entry)
         return found
 
-    def push(self, entry: Entry) -> None:
+    def push(self, entry: Entry[S]) -> None:
         fifo = self.fifo
         if not fifo or entry[0] >= fifo[-1][0]:
             fifo.append(entry)
@@ -150,7 +156,7 @@ class Lane:
             return
         self.stale += 1
 
-    def add_cooled(self, slot: Slot) -> None:
+    def add_cooled(self, slot: S) -> None:
         """``slot`` (of this lane) is held back until ``slot.cool_until``."""
         self.cooled.add(slot)
         heap = self.cool_heap
@@ -164,10 +170,10 @@ class Lane:
         self.cool_heap = [(s.cool_until, next(_cool_order), s) for s in self.cooled]
         heapify(self.cool_heap)
 
-    def end_cooldowns(self, now: float) -> list[Slot]:
+    def end_cooldowns(self, now: float) -> list[S]:
         """Take out of ``cooled`` every token whose cooldown ended by ``now``: only the
         ended ones are looked at, however many are cooling."""
-        ended: list[Slot] = []
+        ended: list[S] = []
         heap = self.cool_heap
         cooled = self.cooled
         while heap and heap[0][0] <= now:
@@ -177,7 +183,7 @@ class Lane:
                 ended.append(slot)
         return ended
 
-    def cooled_in_order(self) -> Iterator[Slot]:
+    def cooled_in_order(self) -> Iterator[S]:
         """The cooling tokens by the time their cooldowns end, lazily (a best-first walk
         of the heap), so a caller looking for the soonest can stop early."""
         heap = self.cool_heap
@@ -205,9 +211,9 @@ class Lane:
         self.stale = 0
 
 
-def top_of(lanes: Sequence[Lane]) -> Entry | None:
+def top_of(lanes: Sequence[Lane[S]]) -> Entry[S] | None:
     """The lowest current entry of all lanes."""
-    best: Entry | None = None
+    best: Entry[S] | None = None
     for lane in lanes:
         entry = lane.top()
         if entry is not None and (best is None or entry < best):
@@ -215,12 +221,14 @@ def top_of(lanes: Sequence[Lane]) -> Entry | None:
     return best
 
 
-def in_key_order(lanes: Sequence[Lane]) -> Iterator[Entry]:
+def in_key_order(lanes: Sequence[Lane[S]]) -> Iterator[Entry[S]]:
     """Every entry of every lane (stale ones included), in increasing key order, lazily:
     a best-first walk, since FIFOs are sorted and a heap node's key bounds its subtree's.
     Callers stop iterating once keys pass what they look for."""
     tie = count()
-    frontier: list[tuple[float, int, Entry, Iterator[Entry] | None, list[Entry], int]] = []
+    # (key, tie, entry, the rest of its FIFO or None, its heap, its index there or -1)
+    frontier: list[tuple[float, int, Entry[S], Iterator[Entry[S]] | None, list[Entry[S]], int]]
+    frontier = []
     for lane in lanes:
         if lane.fifo:
             fifo_walk = iter(lane.fifo)

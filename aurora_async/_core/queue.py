@@ -1,0 +1,151 @@
+"""The scheduler's waiter queue: one FIFO for the pool, split by cost for backfilling,
+and the waiters' deadlines.
+
+The head waiter gets the soonest token for its cost the moment it can fire (its
+*reservation*). Waiters behind the head with a smaller cost may be served out of turn,
+but only on tokens other than the head's reservation, so the head is never delayed
+(EASY backfilling): nothing is idle while someone waits, and a costly lease is overtaken
+at most until its own reservation comes due. Waiters of one cost are served in order, so
+backfilling looks at the queue split by cost (kept only once costs differ).
+
+A waiter leaves the queue lazily: it is marked dead (``live = False``) and dropped when
+it reaches a front, so cancelling costs O(1).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from heapq import heappop, heappush
+from itertools import count
+
+from .slot import INF, Waiter
+
+
+class WaiterQueue:
+    """The waiters in arrival order. A base of the scheduler, which serves them."""
+
+    def __init__(self) -> None:
+        self.waiting = 0  # live waiters in the queue
+        self._queue: deque[Waiter] = deque()
+        self._deadlines: list[tuple[float, int, Waiter]] = []
+        self._costs: dict[float, int] = {}  # cost -> live waiters asking it
+        #: The queue split by cost (kept once costs differ: backfilling needs it).
+        self._by_cost: dict[float, deque[Waiter]] | None = None
+        self._next_order = count().__next__
+
+    def enqueue(self, waiter: Waiter) -> bool:
+        """Queue ``waiter``. Returns whether the shell must dispatch now (the waiter is
+        the new head, or may be served out of turn)."""
+        queue = self._queue
+        cost = waiter.cost
+        if self.waiting:
+            head = queue[0]
+            if not head.live:
+                head_cost = self._head_cost()
+                dispatch = head_cost is None or cost < head_cost
+            else:
+                dispatch = cost < head.cost
+        else:
+            dispatch = True
+        queue.append(waiter)
+        self.waiting += 1
+        costs = self._costs
+        known = costs.get(cost)
+        costs[cost] = (known or 0) + 1
+        by_cost = self._by_cost
+        if by_cost is not None:
+            waiter.order = self._next_order()
+            same = by_cost.get(cost)
+            if same is None:
+                same = by_cost[cost] = deque()
+            same.append(waiter)
+        elif known is None and len(costs) > 1:
+            self._split_by_cost()  # the first time costs differ: backfilling needs it
+        if waiter.deadline < INF:
+            heappush(self._deadlines, (waiter.deadline, self._next_order(), waiter))
+        return dispatch
+
+    def _split_by_cost(self) -> dict[float, deque[Waiter]]:
+        by_cost: dict[float, deque[Waiter]] = {}
+        for waiter in self._queue:
+            if waiter.live:
+                waiter.order = self._next_order()
+                by_cost.setdefault(waiter.cost, deque()).append(waiter)
+        self._by_cost = by_cost
+        return by_cost
+
+    def _head_cost(self) -> float | None:
+        queue = self._queue
+        while queue and not queue[0].live:
+            queue.popleft()
+        return queue[0].cost if queue else None
+
+    def cancel(self, waiter: Waiter) -> bool:
+        """A waiter left the queue (cancelled). Returns whether the shell must dispatch
+        (it was the head, so the next one may be servable now)."""
+        if not waiter.live:
+            return False
+        was_head = bool(self._queue) and self._queue[0] is waiter
+        self._drop(waiter)
+        return was_head
+
+    def _drop(self, waiter: Waiter) -> None:
+        """``waiter`` leaves the queue (granted, expired, failed or cancelled)."""
+        waiter.live = False
+        self.waiting -= 1
+        costs = self._costs
+        left = costs[waiter.cost] - 1
+        if left:
+            costs[waiter.cost] = left
+        else:
+            del costs[waiter.cost]
+        if self._by_cost is not None:
+            self._unqueue_by_cost(waiter.cost)
+
+    def _unqueue_by_cost(self, cost: float) -> None:
+        """A waiter of ``cost`` left the queue: drop the dead front of its per-cost queue
+        (it is usually that front: waiters of one cost go in order), so the split queue
+        holds no more than the queue does; and forget the split once costs are uniform."""
+        by_cost = self._by_cost
+        assert by_cost is not None
+        if len(self._costs) <= 1:
+            self._by_cost = None
+            return
+        same = by_cost.get(cost)
+        if same is not None:
+            while same and not same[0].live:
+                same.popleft()
+            if not same:
+                del by_cost[cost]
+
+    def _expire(self, now: float, expired: list[Waiter]) -> float:
+        """Drop the waiters whose deadline passed by ``now`` into ``expired``; returns the
+        next deadline (``inf``: none)."""
+        deadlines = self._deadlines
+        while deadlines and (deadlines[0][0] <= now or not deadlines[0][2].live):
+            _, _, waiter = heappop(deadlines)
+            if waiter.live:
+                self._drop(waiter)
+                expired.append(waiter)
+        return deadlines[0][0] if deadlines else INF
+
+    def _drop_costlier(self, max_cost: float) -> list[Waiter]:
+        """Drop and return the waiters asking more than ``max_cost``."""
+        failed = [w for w in self._queue if w.live and w.cost > max_cost]
+        for waiter in failed:
+            self._drop(waiter)
+        return failed
+
+    def waiters(self) -> Iterable[Waiter]:
+        return (w for w in self._queue if w.live)
+
+
+def check_timeout(timeout: object) -> None:
+    """Raise for a lease ``timeout`` that is neither ``None`` nor seconds >= 0."""
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    if not timeout >= 0:
+        raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")

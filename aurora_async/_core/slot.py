@@ -1,0 +1,242 @@
+"""``Slot``, ``Waiter`` and ``TokenState``: one token's record in the scheduler, and one
+lease request waiting for a token.
+
+A slot holds a token's limit windows (:class:`~.buckets.Window`), its state (cooling,
+disabled, removed), its in-flight cap, its place in the index and its counters. Windows,
+state, cap, index fields and the grant counters (``in_flight``, ``leases``, ``units``,
+``epoch``) change only through the scheduler (``aurora_async._core.scheduler``: ``grant``,
+``count_grant``, ``refund``, ``release``, ``cool``, ``unindex``, ...), which keeps the index
+in step; the pool counts outcomes (``ok``, ``rate_limited``, ``errors``) itself.
+
+To give a slot a new field: name it in ``__slots__`` (sorted) and set it in ``__init__``.
+Nothing else here depends on the list.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+
+from .buckets import Window
+from .expiry import jwt_expiry
+from .lanes import Lane
+from .limits import Limit
+from .tokens import Token
+
+#: Times within this many seconds count as equal: asyncio fires a timer when it is due
+#: within the clock's resolution, and float arithmetic on times leaves crumbs this small.
+EPS = 1e-9
+
+INF = math.inf
+#: The in-flight cap of a token without one.
+UNCAPPED = 1 << 62
+
+
+class TokenState(enum.StrEnum):
+    """Where a token stands."""
+
+    ACTIVE = "active"  #: takes leases
+    COOLING = "cooling"  #: rate-limited by the server; takes leases again at a known time
+    DISABLED = "disabled"  #: revoked or disabled by hand; takes no leases
+    REMOVED = "removed"  #: dropped by a reload; finishes its in-flight calls
+
+
+class Slot:
+    """One token's place in the pool: its windows, state and counters."""
+
+    __slots__ = (
+        "backoff",
+        "by_hand",
+        "cap",
+        "cool_until",
+        "disabled",
+        "epoch",
+        "errors",
+        "expires_at",
+        "full_cap",
+        "in_flight",
+        "indexed",
+        "info",
+        "key_cost",
+        "lane",
+        "leases",
+        "max_cost",
+        "name",
+        "ok",
+        "proven",
+        "rate_limited",
+        "reason",
+        "removed",
+        "seq",
+        "token",
+        "units",
+        "windows",
+    )
+
+    def __init__(
+        self,
+        token: Token,
+        name: str,
+        limits: tuple[Limit, ...],
+        max_in_flight: int | None,
+        trial_in_flight: int | None,
+        now: float,
+    ) -> None:
+        self.token = token
+        self.name = name
+        self.windows = tuple(Window(limit, now) for limit in limits)
+        self.max_cost = min(w.burst for w in self.windows)
+        self.key_cost = min(1.0, self.max_cost)
+        self.full_cap = max_in_flight if max_in_flight is not None else UNCAPPED
+        self.proven = trial_in_flight is None
+        self.cap = self.full_cap if self.proven else min(self.full_cap, trial_in_flight or 1)
+        self.cool_until = -INF
+        self.backoff = 0.0
+        self.disabled = False
+        self.removed = False
+        self.reason: str | None = None
+        # Grant bookkeeping: changed only by the scheduler's grant, refund and release.
+        self.in_flight = 0
+        self.leases = 0
+        self.units = 0.0
+        self.epoch = 0  # counts changes to the windows (see Scheduler.refund)
+        # Its entry in the lane index (see lanes.py): ``seq`` of the current entry.
+        self.seq = -1
+        self.indexed = False
+        self.lane: Lane[Slot] = _NO_LANE
+        # Outcomes, counted by the pool.
+        self.ok = 0
+        self.rate_limited = 0
+        self.errors = 0
+        self.info: object = None  # the HTTP layer's last rate-limit reading
+        self.by_hand = False  # disabled by pool.disable(): probes leave it alone
+        self.expires_at = jwt_expiry(token.value)  # Unix time, for JWTs; else None
+
+    @property
+    def usable(self) -> bool:
+        """Will take leases, now or once a cooldown ends."""
+        return not (self.disabled or self.removed)
+
+    def state(self, now: float) -> TokenState:
+        if self.removed:
+            return TokenState.REMOVED
+        if self.disabled:
+            return TokenState.DISABLED
+        if self.cool_until > now:
+            return TokenState.COOLING
+        return TokenState.ACTIVE
+
+    def ready(self, cost: float) -> float:
+        """The earliest time this token can fire ``cost`` (ignoring in-flight caps).
+
+        ``Window.ready_at`` inlined: this is the scheduler's innermost loop
+        (``tests/core/test_inlined.py`` checks it against the reference)."""
+        t = self.cool_until
+        for w in self.windows:
+            burst = w.burst
+            if cost > burst:
+                return INF
+            r = w._last_check + (w._level + cost - burst) / w.rate
+            if r > t:
+                t = r
+        return t
+
+    def take(self, cost: float, now: float) -> float:
+        """Put ``cost`` in every window at ``now`` (``Window.take`` inlined) and return
+        the slot's new key: when it can next fire its key cost."""
+        self.epoch += 1
+        key = self.cool_until
+        key_cost = self.key_cost
+        windows = self.windows
+        if len(windows) == 1:  # the usual single window, without the loop
+            w = windows[0]
+            rate = w.rate
+            elapsed = now - w._last_check
+            if elapsed > 0.0:
+                level = w._level - elapsed * rate
+                level = (level if level > 0.0 else 0.0) + cost
+                w._last_check = now
+            else:
+                level = w._level + cost
+            w._level = level
+            r = w._last_check + (level + key_cost - w.burst) / rate
+            return r if r > key else key
+        for w in windows:
+            rate = w.rate
+            elapsed = now - w._last_check
+            if elapsed > 0.0:
+                level = w._level - elapsed * rate
+                level = (level if level > 0.0 else 0.0) + cost
+                w._last_check = now
+            else:
+                level = w._level + cost
+            w._level = level
+            r = w._last_check + (level + key_cost - w.burst) / rate
+            if r > key:
+                key = r
+        return key
+
+    def headroom(self, now: float) -> float:
+        """Units it could take at ``now``: the least room left in any window."""
+        return min(w.burst - w.level_at(now) for w in self.windows)
+
+    def __repr__(self) -> str:
+        cap = self.cap if self.cap < UNCAPPED else "∞"
+        flags = (" disabled" if self.disabled else "") + (" removed" if self.removed else "")
+        return (
+            f"<Slot {self.name} in_flight={self.in_flight}/{cap}"
+            f" key={self.ready(self.key_cost):.6f}{flags}>"
+        )
+
+
+_NO_LANE: Lane[Slot] = Lane()  # a slot's lane until the scheduler files it
+
+
+class Waiter:
+    """One lease request waiting in the queue."""
+
+    __slots__ = (
+        "cost",
+        "deadline",
+        "enqueued_at",
+        "epoch",
+        "granted_at",
+        "live",
+        "order",
+        "slot",
+        "undo",
+    )
+
+    def __init__(self, cost: float, deadline: float, enqueued_at: float) -> None:
+        self.cost = cost
+        self.deadline = deadline
+        self.enqueued_at = enqueued_at
+        self.live = True  # still waiting: neither granted, expired, failed nor cancelled
+        self.slot: Slot | None = None
+        self.granted_at = 0.0
+        self.order = 0  # its place in arrival order (set when queued)
+        self.epoch = -1  # the token's epoch right after this grant (see Scheduler.refund)
+        self.undo: tuple[float, ...] = ()  # its windows' state right before it
+
+
+def state_of(slot: Slot) -> tuple[float, ...]:
+    """Every window's (level, last check), flat: what a refund may restore."""
+    state: list[float] = []
+    for w in slot.windows:
+        state += (w._level, w._last_check)
+    return tuple(state)
+
+
+def put_state(slot: Slot, undo: tuple[float, ...]) -> None:
+    """Put back what :func:`state_of` saw."""
+    for i, w in enumerate(slot.windows):
+        w._level, w._last_check = undo[2 * i], undo[2 * i + 1]
+
+
+def drained(slot: Slot, now: float) -> bool:
+    """Nothing left of the slot's past: empty buckets, no cooldown, not disabled."""
+    return (
+        not slot.disabled
+        and slot.cool_until <= now
+        and all(w.level_at(now) == 0.0 for w in slot.windows)
+    )

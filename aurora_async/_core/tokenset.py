@@ -1,0 +1,288 @@
+"""The scheduler's token set: slots joining, leaving, changing limits, cooling, being
+disabled; and the costs that set allows (the one cost check).
+
+Every change to a slot's windows, state or cap is made here or in the scheduler, which
+re-index the slot in the same step (see ``index.py``); other modules read slots and call
+these methods.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+from .._errors import NoTokensAvailable
+from .buckets import Window, spent_levels
+from .index import TokenIndex
+from .limits import Limit
+from .slot import INF, UNCAPPED, Slot, drained
+from .tokens import Token
+
+
+class TokenSet(TokenIndex):
+    """Token slots by token value, with the index over them. A base of the scheduler."""
+
+    def __init__(self, *, trial_in_flight: int | None = 1) -> None:
+        TokenIndex.__init__(self)
+        self.trial_in_flight = trial_in_flight
+        self.slots: dict[str, Slot] = {}  # by token value, in insertion order
+        self._retired: dict[str, Slot] = {}  # removed and idle, buckets not yet drained
+        self._usable_costs: dict[float, int] = {}  # max_cost -> usable slots with it
+        self._all_costs: dict[float, int] = {}  # max_cost -> slots (any state but removed)
+        self.max_cost = 0.0  # the largest cost some usable token can take
+
+    # -- joining and leaving -------------------------------------------------------
+
+    def add(
+        self,
+        token: Token,
+        name: str,
+        limits: tuple[Limit, ...],
+        max_in_flight: int | None,
+        now: float,
+        *,
+        full: bool = False,
+    ) -> Slot:
+        """A new token. Its buckets start empty (a full burst available), or ``full``
+        (as if just used to the brim: it fires at its steady rate from the start)."""
+        slot = Slot(token, name, limits, max_in_flight, self.trial_in_flight, now)
+        if full:
+            for w in slot.windows:
+                w.take(w.burst, now)
+        self._file(slot)
+        self.slots[token.value] = slot
+        _inc(self._all_costs, slot.max_cost)
+        self._became_usable(slot)
+        return slot
+
+    def shift(self, offset: float) -> None:
+        """Move every time the scheduler holds by ``offset`` seconds (the pool was built
+        before its event loop ran, on a clock starting at 0) and re-index everything."""
+        for slot in [*self.slots.values(), *self._retired.values()]:
+            for w in slot.windows:
+                w.shift(offset)
+            if slot.cool_until > -INF:
+                slot.cool_until += offset
+            slot.epoch += 1
+            if slot.indexed:
+                self.reindex(slot)
+        for lane in self._lane_list:
+            lane.reindex_cooled()
+
+    def relimit(self, slot: Slot, limits: tuple[Limit, ...], now: float) -> None:
+        """Give ``slot`` new limit windows. They start full (as if just used to the
+        brim), since nothing is known of how the new limits were spent; everything else
+        (name, counters, cooldown, disabled, in-flight leases) stays."""
+        usable = slot.usable
+        if usable:
+            self._became_unusable(slot)
+        if not slot.removed:
+            _dec(self._all_costs, slot.max_cost)
+        slot.epoch += 1
+        slot.windows = tuple(Window(limit, now) for limit in limits)
+        for w in slot.windows:
+            w.take(w.burst, now)
+        slot.max_cost = min(w.burst for w in slot.windows)
+        slot.key_cost = min(1.0, slot.max_cost)
+        self._file(slot)
+        if not slot.removed:
+            _inc(self._all_costs, slot.max_cost)
+        if usable:
+            self._became_usable(slot)
+
+    def remove(self, slot: Slot) -> None:
+        """Take no new leases on ``slot``; it stays visible until its calls finish."""
+        if slot.removed:
+            return
+        was_usable = slot.usable
+        slot.removed = True
+        _dec(self._all_costs, slot.max_cost)
+        if was_usable:
+            self._became_unusable(slot)
+        self.forget_if_idle(slot)
+
+    def restore(self, slot: Slot) -> None:
+        """Bring a removed slot back (its token reappeared before its calls ended)."""
+        if not slot.removed:
+            return
+        slot.removed = False
+        _inc(self._all_costs, slot.max_cost)
+        if not slot.disabled:
+            self._became_usable(slot)
+
+    def forget_if_idle(self, slot: Slot) -> bool:
+        """Drop a removed slot once its last lease ended. Its limiter state is kept
+        aside until its buckets have drained, so a token that comes back (a reload that
+        briefly left it out) does not start with a fresh bucket."""
+        value = slot.token.value
+        if slot.removed and slot.in_flight == 0 and self.slots.get(value) is slot:
+            del self.slots[value]
+            self._retired[value] = slot
+            return True
+        return False
+
+    def revive(self, value: str, now: float) -> Slot | None:
+        """The retired slot of the token ``value``, back among the slots (still marked
+        removed: ``restore`` it), or ``None``."""
+        self.prune_retired(now)
+        slot = self._retired.pop(value, None)
+        if slot is not None:
+            self.slots[value] = slot
+        return slot
+
+    def prune_retired(self, now: float) -> None:
+        """Forget retired slots that have drained, and the oldest beyond a bound (as many
+        as there are tokens, at least 1,000), so a pool whose tokens rotate keeps no more
+        than that in memory."""
+        retired = self._retired
+        for old in [v for v, s in retired.items() if drained(s, now)]:
+            del retired[old]
+        excess = len(retired) - max(1000, len(self.slots))
+        for old in list(retired)[: max(0, excess)]:
+            del retired[old]
+
+    def retired_items(self) -> Iterator[tuple[str, Slot]]:
+        """``(token value, slot)`` of the retired slots: removed, idle, remembered until
+        their buckets drain (read only: :meth:`revive` brings one back)."""
+        return iter(list(self._retired.items()))
+
+    # -- state -----------------------------------------------------------------------
+
+    def disable(self, slot: Slot, reason: str) -> bool:
+        """Disable ``slot``; returns whether it was usable before."""
+        slot.reason = reason
+        if slot.disabled:
+            return False
+        slot.disabled = True
+        if slot.removed:
+            return False
+        self._became_unusable(slot)
+        return True
+
+    def enable(self, slot: Slot) -> bool:
+        if not slot.disabled:
+            return False
+        slot.disabled = False
+        slot.reason = None
+        slot.backoff = 0.0
+        if not slot.removed:
+            self._became_usable(slot)
+        return True
+
+    def cool(self, slot: Slot, until: float, now: float | None = None) -> None:
+        """Keep ``slot`` from firing before ``until``.
+
+        With ``now`` (the server said the token's quota is spent), its windows are also
+        filled as of ``until`` by the one rule of :func:`~.buckets.spent_levels`: one call
+        may go when the cooldown ends, then the token fires at its steady rate."""
+        if now is not None:
+            windows = slot.windows
+            levels = spent_levels([w.limit for w in windows], slot.key_cost, until - now)
+            for w, level in zip(windows, levels, strict=True):
+                if level is not None:
+                    spent = level + (until - now) * w.rate  # as of now
+                    if w.level_at(now) < spent:
+                        w.put(spent, now)
+                        slot.epoch += 1
+        if until > slot.cool_until or now is not None:
+            if until > slot.cool_until:
+                slot.cool_until = until
+                slot.lane.add_cooled(slot)
+            slot.epoch += 1  # a refund must not undo this
+            if slot.indexed:
+                self.reindex(slot)
+
+    def charge(self, slot: Slot, cost: float, now: float) -> None:
+        """Take ``cost`` from ``slot``'s windows outside any lease (a health probe)."""
+        slot.take(cost, now)  # bumps the epoch
+        if slot.indexed:
+            self.reindex(slot)  # its key moved later
+
+    def touched(self, slot: Slot) -> None:
+        """``slot``'s windows were changed from outside (a restored state file): note it,
+        so no refund restores what they were before, and re-index it."""
+        slot.epoch += 1
+        if slot.indexed:
+            self.reindex(slot)
+
+    def set_cap(self, slot: Slot, max_in_flight: int | None) -> None:
+        """Change how many leases ``slot`` may carry at once."""
+        slot.full_cap = max_in_flight if max_in_flight is not None else UNCAPPED
+        trial = self.trial_in_flight or 1
+        slot.cap = slot.full_cap if slot.proven else min(slot.full_cap, trial)
+        if slot.indexed and slot.in_flight >= slot.cap:
+            self.reindex(slot)  # takes it out
+        else:
+            self._reinstate(slot)
+
+    def mark_proven(self, slot: Slot) -> bool:
+        """The token answered well once: lift the trial cap. Returns whether it can now
+        take more leases than before."""
+        if slot.proven:
+            return False
+        slot.proven = True
+        slot.cap = slot.full_cap
+        return self._reinstate(slot)
+
+    def _became_usable(self, slot: Slot) -> None:
+        _inc(self._usable_costs, slot.max_cost)
+        self.max_cost = max(self._usable_costs)
+        self._reinstate(slot)
+
+    def _became_unusable(self, slot: Slot) -> None:
+        _dec(self._usable_costs, slot.max_cost)
+        self.max_cost = max(self._usable_costs) if self._usable_costs else 0.0
+        self.unindex(slot)
+
+    @property
+    def usable(self) -> int:
+        return sum(self._usable_costs.values())
+
+    # -- the cost check ----------------------------------------------------------------
+
+    def fits(self, cost: object) -> bool:
+        """Whether some usable token can ever take ``cost``: a number in ``(0, max_cost]``
+        (never raises). The cheap guard in front of every grant; :meth:`check_cost`
+        says what is wrong when it fails. (``Lease.__aenter__`` inlines it.)"""
+        try:
+            return 0 < cost <= self.max_cost  # type: ignore[operator]
+        except TypeError:
+            return False
+
+    def check_cost(self, cost: float) -> None:
+        """Raise at once for a lease that can never be granted: the one cost check."""
+        if isinstance(cost, bool) or not isinstance(cost, int | float):
+            raise TypeError(f"cost must be a number, not {type(cost).__name__}")
+        if not cost > 0 or not math.isfinite(cost):
+            raise ValueError(f"cost must be a positive finite number, got {cost!r}")
+        if cost <= self.max_cost:
+            return
+        largest = max(self._all_costs) if self._all_costs else 0.0
+        if cost > largest:
+            if not self._all_costs:
+                raise NoTokensAvailable("the pool has no tokens")
+            raise ValueError(
+                f"cost {cost:g} exceeds the burst of every token (largest: {largest:g}); "
+                "no lease of that cost can ever be granted. "
+                "Lower the cost or raise a Limit's burst."
+            )
+        if not self._usable_costs:
+            raise NoTokensAvailable(
+                "every token is disabled or removed; see pool.stats() for the reasons"
+            )
+        raise NoTokensAvailable(
+            f"no usable token can take cost {cost:g}: those whose burst allows it "
+            "are disabled or removed; see pool.stats()"
+        )
+
+
+def _inc(counter: dict[float, int], key: float) -> None:
+    counter[key] = counter.get(key, 0) + 1
+
+
+def _dec(counter: dict[float, int], key: float) -> None:
+    left = counter[key] - 1
+    if left:
+        counter[key] = left
+    else:
+        del counter[key]
