@@ -319,12 +319,36 @@ def cycles(modules: dict[str, Module]) -> Iterator[Finding]:
         )
 
 
+def owned_names(tree: ast.Module) -> set[str]:
+    """The private names a module's own classes define: ``self._x = ...``, ``__slots__``
+    entries and ``def _x``. The module may use them on any object of its classes (a
+    friend function, another instance): privacy is the module's, as in Python."""
+    owned: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and is_private(node.name):
+            owned.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                owned.add(node.attr)
+        elif isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__slots__" for t in node.targets
+        ):
+            for item in ast.walk(node.value):
+                if isinstance(item, ast.Constant) and isinstance(item.value, str):
+                    owned.add(item.value)
+    return {name for name in owned if is_private(name)}
+
+
 def private_reaches(modules: dict[str, Module]) -> Iterator[Finding]:
     """``other._name``: an attribute with a private name on anything but ``self``, ``cls``
-    or ``super()`` (by syntax: an alias of ``self`` counts as another object)."""
+    or ``super()`` (by syntax: an alias of ``self`` counts as another object), unless the
+    module's own classes define that name (:func:`owned_names`)."""
     for module in modules.values():
+        owned = owned_names(module.tree)
         for node in ast.walk(module.tree):
             if not isinstance(node, ast.Attribute) or not is_private(node.attr):
+                continue
+            if node.attr in owned:
                 continue
             base = node.value
             if isinstance(base, ast.Name) and base.id in ("self", "cls"):

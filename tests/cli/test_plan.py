@@ -205,10 +205,10 @@ def test_the_report_says_what_happens_when_the_limits_are_wrong() -> None:
     text = render_plan(make_plan(100, [Limit(5, per=1)]))
     tail = text[text.index("If these limits are wrong:") :].splitlines()
     assert tail[1:] == [
-        "  rate right, burst left at its default: 99% of capacity, 0.00% answered 429",
-        "  rate declared 2x too high: 100% of capacity, 4.08% answered 429",
-        "  no limits declared: 77% of capacity, 4.31% answered 429",
-        "  (strict round robin at the right rates: 94%, 21.29% answered 429 or 401)",
+        "  rate right, burst left at its default: 99.6% of capacity, 0.00% answered 429",
+        "  rate declared 2x too high: 99.4% of capacity, 1.32% answered 429",
+        "  no limits declared: 93.6% of capacity, 1.37% answered 429",
+        "  (strict round robin at the right rates: 60.5%, 15.90% answered 429 or 401)",
         "A rate declared too low stays that low: plan with the server's real rate, or "
         "TokenPool(..., calibrate=False) to enforce the declared limits exactly.",
     ]
@@ -225,7 +225,7 @@ def test_plan_command(runner: CliRunner) -> None:
     assert result.exit_code == 0, result.stderr
     assert "Tokens needed: 20\n" in result.stdout
     assert "Slow start: the burst is left at its default" in result.stdout
-    assert "  rate declared 2x too high: 100% of capacity" in result.stdout
+    assert "  rate declared 2x too high: 99.4% of capacity" in result.stdout
 
 
 def test_plan_command_json_and_burst(runner: CliRunner) -> None:
