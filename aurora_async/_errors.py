@@ -97,3 +97,27 @@ def check_positive_int(name: str, value: int | None) -> None:
     """``ValueError`` naming ``name`` unless ``value`` is a positive int or ``None``."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+
+
+# -- the texts of errors raised in more than one place ------------------------------------
+
+
+def no_tokens_error(usable: int, cost: float | None = None) -> NoTokensAvailable:
+    """No usable token can serve a lease (of ``cost``, where one is known): ``usable``
+    is how many tokens are still in service."""
+    if usable:
+        what = "this cost" if cost is None else f"cost {cost:g}"
+        why = f"no usable token left can take {what}"
+    else:
+        why = "every token is disabled or removed"
+    return NoTokensAvailable(f"{why}; see pool.stats() for the reasons")
+
+
+def lease_timeout_error(cost: float, waited: float, why: str) -> LeaseTimeout:
+    """A lease of ``cost`` that waited ``waited`` seconds in vain; ``why`` says what the
+    pool saw (how many tokens, who else waits, which token comes soonest)."""
+    return LeaseTimeout(
+        f"no token could take a lease of cost {cost:g} within {waited:.3f}s ({why}). "
+        "Raise the timeout, add tokens, or lower the load; pool.stats() shows each "
+        "token's state."
+    )

@@ -322,8 +322,7 @@ def _restore_windows(
         free.remove(window)
         level = min(window.burst, level - elapsed * window.rate)
         if level > window.level_at(now):
-            window._level = level
-            window._last_check = max(now, window._last_check)
+            window.put(level, now)
             changed = True
     return changed
 

@@ -26,7 +26,7 @@ from .. import _log
 from .._core.limits import Limit
 from .._core.policy import Verdict
 from .._core.scheduler import EPS, INF, Scheduler, Slot, Waiter, check_timeout
-from .._errors import LeaseTimeout, NoTokensAvailable, PoolClosed
+from .._errors import LeaseTimeout, PoolClosed, lease_timeout_error, no_tokens_error
 from .calibration import Calibration
 from .low_water import LowWater
 from .redact import Redactor
@@ -258,13 +258,10 @@ class PoolCore:
         if sched.waiting:
             failed = sched.unservable()
             if failed:
-                if sched.usable:
-                    why = "no usable token left can take this cost"
-                else:
-                    why = "every token is disabled or removed"
-                _log.error("aurora.pool.exhausted", failed_waiters=len(failed), why=why)
+                error = no_tokens_error(sched.usable)
+                _log.error("aurora.pool.exhausted", failed_waiters=len(failed), why=str(error))
                 for waiter in failed:
-                    fail(waiter, NoTokensAvailable(f"{why}; see pool.stats() for the reasons"))
+                    fail(waiter, no_tokens_error(sched.usable))
         self.check_low()
         if sched.waiting:
             self.dispatch()
@@ -401,12 +398,8 @@ class PoolCore:
 
     def _timeout_error(self, waiter: Waiter, now: float) -> LeaseTimeout:
         sched = self.sched
-        return LeaseTimeout(
-            f"no token could take a lease of cost {waiter.cost:g} within "
-            f"{now - waiter.enqueued_at:.3f}s ({sched.usable} usable tokens, "
-            f"{sched.waiting} leases still waiting). Raise the timeout, add tokens, "
-            "or lower the load; pool.stats() shows each token's state."
-        )
+        why = f"{sched.usable} usable tokens, {sched.waiting} leases still waiting"
+        return lease_timeout_error(waiter.cost, now - waiter.enqueued_at, why)
 
     def arm(self, when: float) -> None:
         """Make the one timer fire at ``when`` unless an earlier wake is set."""

@@ -17,9 +17,10 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from .._core.buckets import spent_levels
 from .._core.limits import Limit
-from .._core.scheduler import _UNCAPPED, Slot
-from .._errors import NoTokensAvailable
+from .._core.scheduler import UNCAPPED, Slot
+from .._errors import NoTokensAvailable, no_tokens_error
 from .._pool.core import PoolCore
 
 if TYPE_CHECKING:
@@ -88,23 +89,15 @@ class PoolPort:
     def cost_ok(self, cost: float) -> bool:
         """The scheduler's cost check, fast path only (``Scheduler.check_cost`` raises
         the reason when this is false)."""
-        try:
-            return 0 < cost <= self.core.sched.max_cost
-        except TypeError:
-            return False
+        return self.core.sched.fits(cost)
 
     def check_cost(self, cost: float) -> None:
         """Raise at once for a lease no token can take (``Scheduler.check_cost``)."""
         self.core.sched.check_cost(cost)
 
     def no_tokens(self, cost: float) -> NoTokensAvailable:
-        """The pool's error for a lease no usable token can take (its text repeats the
-        one ``PoolCore.tokens_changed`` raises)."""
-        if self.core.sched.usable:
-            why = f"no usable token left can take cost {cost:g}"
-        else:
-            why = "every token is disabled or removed"
-        return NoTokensAvailable(f"{why}; see pool.stats() for the reasons")
+        """The pool's error for a lease no usable token can take."""
+        return no_tokens_error(self.core.sched.usable, cost)
 
     def declared(self, slot: Slot) -> tuple[tuple[Limit, ...], bool]:
         """``slot``'s declared limits, and whether the user declared them
@@ -124,25 +117,20 @@ class PoolPort:
     @staticmethod
     def capped(slot: Slot) -> bool:
         """``slot`` has an in-flight cap (``max_in_flight`` or the trial cap)."""
-        return slot.cap < _UNCAPPED
+        return slot.cap < UNCAPPED
 
-    @staticmethod
-    def unindex(slot: Slot) -> None:
+    def unindex(self, slot: Slot) -> None:
         """Keep ``slot`` out of the scheduler's own index, which a backend leaves unused
-        (and whose bookkeeping, done on every change, would be wasted). Edits the
-        scheduler's index fields, as ``Scheduler`` does when a slot leaves its index."""
-        if slot.indexed:
-            slot.lane.retire(slot.seq)
-            slot.seq = -1
-            slot.indexed = False
+        (and whose bookkeeping, done on every change, would be wasted)."""
+        self.core.sched.unindex(slot)
 
     @staticmethod
     def spent_windows(slot: Slot, seconds: float) -> list[bool]:
         """The windows a cooldown of ``seconds`` fills when the API said the quota is
-        spent: those whose period is no longer than the cooldown, or the shortest one.
-        The same rule as ``Scheduler.cool`` (and the Lua ``token_op`` script)."""
-        longest = max(seconds, min(w.limit.per for w in slot.windows))
-        return [w.limit.per <= longest for w in slot.windows]
+        spent: the one rule, ``spent_levels`` (which ``Scheduler.cool`` and the Lua
+        ``token_op`` script follow too)."""
+        levels = spent_levels([w.limit for w in slot.windows], slot.key_cost, seconds)
+        return [level is not None for level in levels]
 
     @staticmethod
     def mirror(slot: Slot, undo: Sequence[str], server_now: int, now: float) -> None:
@@ -151,8 +139,7 @@ class PoolPort:
         reads for ``stats()`` headroom and to tell whether a response's "nothing left"
         says more than the limiter already knows. Writes each window's level."""
         for w, after in zip(slot.windows, undo[1::2], strict=False):
-            w._last_check = now
-            w._level = max(0.0, (int(after) - server_now) / _US * w.rate)
+            w.put(max(0.0, (int(after) - server_now) / _US * w.rate), now)
 
     # -- grants -------------------------------------------------------------------------
 
@@ -162,10 +149,9 @@ class PoolPort:
         does for the pool's own waiters."""
         lease.slot = slot
         lease.granted_at = now
-        slot.in_flight += 1
-        slot.leases += 1
-        slot.units += cost
-        self.core.count_grant(now)
+        core = self.core
+        core.sched.count_grant(slot, cost)
+        core.count_grant(now)
 
     def refund(self, lease: Queued, slot: Slot, cost: float) -> None:
         """Undo :meth:`grant` for a lease cancelled before it resumed (in_flight - 1,
@@ -174,11 +160,8 @@ class PoolPort:
         state is the backend's: it gives the reservation back itself."""
         core = self.core
         lease.slot = None
-        slot.in_flight -= 1
-        slot.leases -= 1
-        slot.units -= cost
+        core.sched.uncount_grant(slot, cost)
         core.granted -= 1
-        core.sched.forget_if_idle(slot)
 
     # -- token states another worker changed ----------------------------------------------
 

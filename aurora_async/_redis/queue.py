@@ -15,7 +15,7 @@ from itertools import count
 from typing import TYPE_CHECKING
 
 from .._core.scheduler import EPS, Slot
-from .._errors import LeaseTimeout
+from .._errors import LeaseTimeout, lease_timeout_error
 from .context import Context
 from .waiters import (
     BLOCKED,
@@ -48,11 +48,7 @@ def timeout_error(t: Ticket, soonest: float | None) -> LeaseTimeout:
         why = "every token this worker may use is at its in-flight cap"
     else:
         why = f"the soonest token can take it in {soonest:.3f}s"
-    return LeaseTimeout(
-        f"no token can take a lease of cost {t.cost:g} within its timeout of "
-        f"{t.lease.timeout or 0:g}s ({why}). Raise the timeout, add tokens, or lower "
-        "the load; pool.stats() shows each token's state."
-    )
+    return lease_timeout_error(t.cost, t.lease.timeout or 0.0, why)
 
 
 class LocalQueue:
