@@ -102,15 +102,18 @@ def check_positive_int(name: str, value: int | None) -> None:
 # -- the texts of errors raised in more than one place ------------------------------------
 
 
-def no_tokens_error(usable: int, cost: float | None = None) -> NoTokensAvailable:
-    """No usable token can serve a lease (of ``cost``, where one is known): ``usable``
+def no_tokens_why(usable: int, cost: float | None = None) -> str:
+    """Why no usable token can serve a lease (of ``cost``, where one is known): ``usable``
     is how many tokens are still in service."""
     if usable:
         what = "this cost" if cost is None else f"cost {cost:g}"
-        why = f"no usable token left can take {what}"
-    else:
-        why = "every token is disabled or removed"
-    return NoTokensAvailable(f"{why}; see pool.stats() for the reasons")
+        return f"no usable token left can take {what}"
+    return "every token is disabled or removed"
+
+
+def no_tokens_error(usable: int, cost: float | None = None) -> NoTokensAvailable:
+    """The error for :func:`no_tokens_why`."""
+    return NoTokensAvailable(f"{no_tokens_why(usable, cost)}; see pool.stats() for the reasons")
 
 
 def lease_timeout_error(cost: float, waited: float, why: str) -> LeaseTimeout:

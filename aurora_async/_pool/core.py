@@ -26,7 +26,13 @@ from .. import _log
 from .._core.limits import Limit
 from .._core.policy import Verdict
 from .._core.scheduler import EPS, INF, Scheduler, Slot, Waiter, check_timeout
-from .._errors import LeaseTimeout, PoolClosed, lease_timeout_error, no_tokens_error
+from .._errors import (
+    LeaseTimeout,
+    PoolClosed,
+    lease_timeout_error,
+    no_tokens_error,
+    no_tokens_why,
+)
 from .calibration import Calibration
 from .low_water import LowWater
 from .redact import Redactor
@@ -258,8 +264,8 @@ class PoolCore:
         if sched.waiting:
             failed = sched.unservable()
             if failed:
-                error = no_tokens_error(sched.usable)
-                _log.error("aurora.pool.exhausted", failed_waiters=len(failed), why=str(error))
+                why = no_tokens_why(sched.usable)
+                _log.error("aurora.pool.exhausted", failed_waiters=len(failed), why=why)
                 for waiter in failed:
                     fail(waiter, no_tokens_error(sched.usable))
         self.check_low()
