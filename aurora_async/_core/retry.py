@@ -21,7 +21,10 @@ acted, or retrying is
 safe
 attempts are left      ``EXHAUSTED``
 not the second 401     ``SECOND_401``: a second revoked token within one request is
-of the request         more likely the request's fault than the tokens'
+of the request         more likely the request's fault than the tokens'. Only a 401
+                       from a *proven* token counts (one that has served a call):
+                       an unproven token's 401 is most likely the token's own fault
+                       (see :func:`counts_against_request`)
 the deadline is ahead  ``DEADLINE``
 =====================  ==========================================================
 
@@ -46,6 +49,7 @@ __all__ = [
     "RetryBudget",
     "Stop",
     "attempts_allowed",
+    "counts_against_request",
     "decide",
     "lease_wait",
     "retries_unsafe",
@@ -93,6 +97,16 @@ def attempts_allowed(max_attempts: int, replayable: bool) -> int:
     return max_attempts if replayable else 1
 
 
+def counts_against_request(outcome: Outcome, proven: bool) -> bool:
+    """Whether ``outcome`` uses up the request's one retried 401: a ``REVOKED`` outcome
+    from a token that has served a call (``proven``). A token that never served one and
+    answers 401 is most likely dead (a revoked key in the file), not refusing this
+    request: its 401 is retried on another token without counting, so dead tokens at the
+    head of the list cannot make a good request fail. Such attempts still count against
+    ``max_attempts``, which bounds how many tokens one bad request can disable."""
+    return outcome.verdict is Verdict.REVOKED and proven
+
+
 def retries_unsafe(method: str, retry_unsafe: bool) -> bool:
     """Whether failures that may have reached the server are retried: for an idempotent
     ``method`` (upper case), or for any when the caller allows it."""
@@ -120,7 +134,8 @@ def decide(
 ) -> Retry | Stop:
     """Retry after attempt number ``attempt`` (from 1) failed with ``outcome``, or why not.
 
-    ``revoked`` counts the request's ``REVOKED`` outcomes, this one included; ``backoff``
+    ``revoked`` counts the request's ``REVOKED`` outcomes that count against it (see
+    :func:`counts_against_request`), this one included; ``backoff``
     is the pause a 5xx or transport failure waits now; ``answered`` is false for a failure
     with no response (connection error, timeout), which always waits the backoff."""
     if not outcome.retry:

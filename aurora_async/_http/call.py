@@ -12,6 +12,7 @@ from .._core.retry import (
     RetryBudget,
     Stop,
     attempts_allowed,
+    counts_against_request,
     decide,
     lease_wait,
     retries_unsafe,
@@ -70,6 +71,7 @@ class Call:
         lease_timeout: float | None,
         kwargs: dict[str, Any],
         read: bool | None,
+        options: HttpOptions,
     ) -> None:
         self.method = method  # upper case
         self.url = url  # as given, for messages
@@ -78,10 +80,11 @@ class Call:
         self.lease_timeout = lease_timeout
         self.kwargs = kwargs
         self.read = read  # None: streaming; else read the body, raise_for_status if true
+        self.options = options  # the pool's, with this request's own put over them
 
-    def prepare(self, options: HttpOptions, token_in_authorization: bool, now: float) -> None:
+    def prepare(self, token_in_authorization: bool, now: float) -> None:
         """Check and sort the arguments, once, when the request starts (``now``)."""
-        self.options = options
+        options = self.options
         self.deadline = math.inf if options.deadline is None else now + options.deadline
         kwargs = self.kwargs
         headers_in = self.headers_in = kwargs.pop("headers", None)
@@ -103,7 +106,7 @@ class Call:
             kwargs["allow_redirects"] = False
         self.tries = attempts_allowed(options.max_attempts, replayable)
         self.attempt = 0
-        self.revoked = 0  # REVOKED outcomes so far
+        self.revoked = 0  # REVOKED outcomes so far, from proven tokens
         self.backoff = options.retry_backoff[0]
         self.last: Slot | None = None  # the previous attempt's token: the next avoids it
         self.notes: list[str] = []
@@ -112,10 +115,13 @@ class Call:
         """How long the next lease may wait."""
         return lease_wait(self.lease_timeout, self.deadline, now)
 
-    def retry(self, outcome: Outcome, now: float, answered: bool = True) -> Retry | Stop:
+    def retry(
+        self, outcome: Outcome, now: float, answered: bool = True, proven: bool = True
+    ) -> Retry | Stop:
         """The retry rules' answer to this attempt's ``outcome``; a retry's backoff is
-        kept for the next pause."""
-        if outcome.verdict is Verdict.REVOKED:
+        kept for the next pause. ``proven``: the attempt's token had served a call (a
+        401 from one that had not does not use up the request's retried 401)."""
+        if counts_against_request(outcome, proven):
             self.revoked += 1
         options = self.options
         budget = RetryBudget(

@@ -20,7 +20,9 @@ through ``port.PoolPort``. Rules a reader should know:
   a file in it) is never retried, nor re-sent by a redirect: the first answer, whatever
   it is, goes back to the caller.
 * A 401 disables the token and is retried once on another token; a second 401 within
-  the same request is returned (it is more likely the request than the tokens).
+  the same request is returned (it is more likely the request than the tokens). A 401
+  from a token that never served a call (unproven: most likely a dead key) does not use
+  up that one retry; it still counts as one of ``max_attempts``.
 * Redirects: aiohttp drops ``Authorization`` when a redirect leaves the origin, but no
   other header. For any other way of sending the token (``HeaderAuth``, ``QueryAuth``,
   a custom ``BearerAuth`` header, a function), and for bodies that cannot be sent twice,
@@ -44,6 +46,7 @@ from .. import _log
 from .._core.policy import Outcome
 from .._core.retry import Retry
 from . import failures
+from .arguments import request_options
 from .auth import BearerAuth, HeaderAuth
 from .call import Call
 from .failures import LEASE_FAILURES, READ_FAILURES, TRANSPORT
@@ -132,9 +135,15 @@ class HttpClient:
 
         Not a coroutine itself: it hands back the attempt loop's coroutine, which also
         reads the body, so every ``await`` inside aiohttp resumes through one frame of
-        ours, not three (that is most of what pool.request costs over plain aiohttp)."""
+        ours, not three (that is most of what pool.request costs over plain aiohttp).
+
+        ``kwargs`` are aiohttp's request arguments and the per-request options
+        (``max_attempts``, ``deadline``, ``retry_backoff``, ``retry_unsafe``: see
+        ``arguments.PER_REQUEST``); any other keyword is a ``TypeError`` here, before
+        a token is leased."""
         raise_for_status = self._wants_raise(kwargs)
-        return self._attempts(method, url, cost, lease_timeout, kwargs, raise_for_status)
+        options = request_options(self.options, kwargs, "pool.request")
+        return self._attempts(method, url, cost, lease_timeout, kwargs, raise_for_status, options)
 
     @asynccontextmanager
     async def stream(
@@ -150,10 +159,11 @@ class HttpClient:
         lease is held until the block ends (the response is released then). An
         exception in your block does not change what the response said of the token."""
         raise_for_status = self._wants_raise(kwargs)
+        options = request_options(self.options, kwargs, "pool.stream")
         self._active += 1  # until the block ends: aclose waits for open streams too
         try:
             resp, lease, notes = await self._attempts(
-                method, url, cost, lease_timeout, kwargs, None
+                method, url, cost, lease_timeout, kwargs, None, options
             )
             if raise_for_status and resp.status >= 400:
                 resp.release()
@@ -189,6 +199,7 @@ class HttpClient:
         lease_timeout: float | None,
         kwargs: dict[str, Any],
         read: None,
+        options: HttpOptions,
     ) -> Coroutine[Any, Any, tuple[aiohttp.ClientResponse, Lease, list[str]]]: ...
 
     @overload
@@ -200,6 +211,7 @@ class HttpClient:
         lease_timeout: float | None,
         kwargs: dict[str, Any],
         read: bool,
+        options: HttpOptions,
     ) -> Coroutine[Any, Any, aiohttp.ClientResponse]: ...
 
     def _attempts(
@@ -210,6 +222,7 @@ class HttpClient:
         lease_timeout: float | None,
         kwargs: dict[str, Any],
         read: bool | None,
+        options: HttpOptions,
     ) -> Coroutine[Any, Any, Any]:
         """The request's coroutine, after checking what can be checked at once (the
         URL: a ``ValueError`` now, before any token is leased).
@@ -220,7 +233,7 @@ class HttpClient:
         true, and returns the response. Every other lease and response ends inside it."""
         method = method.upper()
         full_url = target(url, self._base, self._session, self._port.redact)
-        call = Call(method, url, full_url, cost, lease_timeout, kwargs, read)
+        call = Call(method, url, full_url, cost, lease_timeout, kwargs, read, options)
         return self._run(call)
 
     # -- one request: lease, send, settle, until an outcome says stop --------------
@@ -235,7 +248,7 @@ class HttpClient:
         try:
             port = self._port
             loop = asyncio.get_running_loop()
-            call.prepare(self.options, self._token_in_authorization, loop.time())
+            call.prepare(self._token_in_authorization, loop.time())
             while True:
                 call.attempt += 1
                 try:  # 1. lease
@@ -270,7 +283,7 @@ class HttpClient:
                     failures.abandon(port, lease, resp)
                     raise
                 if outcome.retry:  # ... then retry, if the rules say so ...
-                    step = call.retry(outcome, loop.time())
+                    step = call.retry(outcome, loop.time(), proven=port.proven(lease))
                     if isinstance(step, Retry):
                         self._retrying(call, lease, resp, outcome)
                         if step.pause > 0:

@@ -45,6 +45,13 @@ class PoolPort:
         return lease_slot(lease)
 
     @staticmethod
+    def proven(lease: Lease) -> bool:
+        """Whether the lease's token had served a call (a 401 from one that never did
+        is most likely the token's fault, not the request's)."""
+        slot = lease_slot(lease)
+        return slot is not None and slot.proven
+
+    @staticmethod
     def token(lease: Lease) -> str:
         """The secret, to put into the request (and nowhere else)."""
         return lease.token

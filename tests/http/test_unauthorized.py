@@ -21,9 +21,10 @@ async def test_a_401_is_retried_once_not_across_the_whole_pool() -> None:
     tokens = [f"sk-live-{i:02d}-aaaaaaaaaaaa" for i in range(6)]
     async with serve(unauthorized) as url, TokenPool(tokens) as pool:
         resp = await pool.get(url)
-        assert resp.status == 401  # returned after two tokens said no
-        assert pool.stats().disabled == 2
-        assert (await pool.get(url)).status == 401  # two more
-        assert (await pool.get(url)).status == 401  # the last two
-        with pytest.raises(NoTokensAvailable):
+        # Unproven tokens' 401s do not use up the retried 401 (they are most likely
+        # dead keys), but max_attempts (4) bounds how many one request disables.
+        assert resp.status == 401
+        assert pool.stats().disabled == 4
+        with pytest.raises(NoTokensAvailable):  # the last two, then none is left
             await pool.get(url)
+        assert pool.stats().disabled == 6
