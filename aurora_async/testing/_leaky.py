@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aurora_async._core.limits import Limit
+from aurora_async._core.tokens import as_limits as core_as_limits
 
 from ._bucket import Bucket, Verdict, checked
 from ._numbers import EPSILON, ceil_ms, epoch_seconds, number
@@ -15,14 +16,10 @@ from ._profile import Decision, Enforcer, Profile, RetryAfterForm, ServerOptions
 
 
 def as_limits(limits: Limit | Sequence[Limit], where: str) -> tuple[Limit, ...]:
-    if isinstance(limits, Limit):
-        return (limits,)
-    result = tuple(limits)
-    for item in result:
-        if not isinstance(item, Limit):
-            raise TypeError(f"{where} must be Limit objects, not {type(item).__name__}")
-    if not result:
-        raise ValueError(f"{where} must hold at least one Limit")
+    """``limits`` as a tuple: the library's one normaliser (``Token``'s and the pool's)."""
+    result = core_as_limits(limits, where)
+    if result is None:  # pragma: no cover - callers never pass None
+        raise TypeError(f"{where} must be a Limit or a non-empty sequence of Limit objects")
     return result
 
 
@@ -65,7 +62,7 @@ class LeakyBucket(Profile):
             raise ValueError(
                 f"LeakyBucket retry_after must be 'float' or 'int', got {retry_after!r}"
             )
-        object.__setattr__(self, "limits", checked(as_limits(limits, "LeakyBucket limits")))
+        object.__setattr__(self, "limits", checked(as_limits(limits, "LeakyBucket")))
         object.__setattr__(self, "tolerance", tolerance)
         object.__setattr__(self, "retry_after", retry_after)
         object.__setattr__(self, "headers", headers)

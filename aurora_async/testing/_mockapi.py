@@ -194,7 +194,7 @@ def _as_profile(limits: TokenLimits, where: str) -> Profile | None:
     """``limits`` as a profile (``Limit`` objects make a :class:`LeakyBucket`)."""
     if limits is None or isinstance(limits, Profile):
         return limits
-    return LeakyBucket(as_limits(limits, f"{where} limits"))
+    return LeakyBucket(as_limits(limits, where))
 
 
 def _loop_time() -> float | None:

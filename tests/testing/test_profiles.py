@@ -134,7 +134,7 @@ def test_a_shared_profile_instance_is_config_not_state() -> None:
             "default_limit or profile",
         ),
         ({"profile": Limit(1)}, TypeError, "profile must be a Profile"),
-        ({"tokens": {TOKEN: "5r/s"}}, TypeError, f"token {mask(TOKEN)} limits must be Limit"),
+        ({"tokens": {TOKEN: "5r/s"}}, TypeError, f"token {mask(TOKEN)}: limits must be Limit"),
         ({"tokens": {TOKEN: []}}, ValueError, "at least one Limit"),
         ({"tokens": {TOKEN: Limit(1, burst=0.5)}}, ValueError, "burst must be at least 1"),
     ],
