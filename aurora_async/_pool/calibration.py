@@ -196,7 +196,9 @@ class Calibration:
         """Show the calibrator of each token used since the last tick how it served. An
         idle pool costs one comparison a tick; a busy one a dictionary lookup per token
         (skipping a token granted nothing since the last tick is safe: it learns nothing
-        from an idle stretch)."""
+        from an idle stretch). A token with no calibrator yet whose declared limits
+        leave nothing to grow (trusted, the fastest window's burst given) gets none: 429s
+        and headers make one when there is evidence."""
         self._timer = None
         granted = self._granted()
         busy = granted != self._last_granted
@@ -204,10 +206,14 @@ class Calibration:
         if busy:
             now = self._now()
             seen = self._seen
+            by_slot = self._by_slot
             for slot in list(self._sched.slots.values()):
                 units = slot.units
                 if slot.removed or seen.get(slot, 0.0) == units:
                     continue  # granted nothing since the last tick: nothing to learn
+                calibrator = by_slot.get(slot)
+                if calibrator is None and not self._may_grow(slot):
+                    continue
                 seen[slot] = units
                 calibrator = self._of(slot, now)
                 if calibrator.wants_ticks:
@@ -215,6 +221,15 @@ class Calibration:
                     if change is not None:
                         self._apply(slot, change, now)
         self._arm()
+
+    def _may_grow(self, slot: Slot) -> bool:
+        """Whether a token that has seen no evidence yet may still grow from its start:
+        a guessed limit, or a fastest window whose burst was left at its default."""
+        declared, trusted = self._declared(slot)
+        if not trusted:
+            return True
+        fast = min(declared, key=lambda limit: (limit.per, limit.per_second))
+        return not fast.burst_given
 
     def _apply(self, slot: Slot, change: Change, now: float) -> None:
         if tuple(w.limit for w in slot.windows) != change.limits:
