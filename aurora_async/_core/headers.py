@@ -38,7 +38,7 @@ import email.utils
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
@@ -106,6 +106,9 @@ class HeaderProblem:
 
     header: str  # lower-case header name
     reason: str  # short, with at most 40 characters of the value
+    #: The reason without the value, for logs: a header's value may echo a secret (a
+    #: server quoting the key), so no log line carries any of it.
+    cause: str = field(default="", compare=False)
 
 
 def parse_rate_limit_headers(
@@ -299,7 +302,8 @@ class _Reader:
             return parse(value)
         except _Malformed as error:
             reason = f"{part}: {error}" if part else str(error)
-            self.problems.append(HeaderProblem(header, f"{reason} (got {_excerpt(value)})"))
+            excerpt = f"{reason} (got {_excerpt(value)})"
+            self.problems.append(HeaderProblem(header, excerpt, f"{reason} ({len(value)} chars)"))
             return None
 
 

@@ -168,7 +168,7 @@ class HttpClient:
             if raise_for_status and resp.status >= 400:
                 resp.release()
                 self._port.release(lease)
-                raise failures.status_error(resp, method, url, notes)
+                raise failures.status_error(resp, method, self._port.redact(url, lease), notes)
             try:
                 yield resp
             finally:
@@ -251,12 +251,18 @@ class HttpClient:
             call.prepare(self._token_in_authorization, loop.time())
             while True:
                 call.attempt += 1
+                # Our own errors are raised outside the except clauses: raised inside
+                # one, they would keep aiohttp's exception (its request_info holds the
+                # token's header) reachable as their __context__.
+                failure: BaseException | float | None = None
                 try:  # 1. lease
                     lease = await port.acquire(call.cost, call.lease_wait(loop.time()), call.last)
                 except LEASE_FAILURES as exc:
                     if not call.notes:
                         raise
-                    raise failures.lease_failure(call, exc) from None
+                    failure = failures.lease_failure(port, call, exc)
+                if isinstance(failure, BaseException):
+                    raise failure
                 try:  # 2. send (the lease is ended by hand below, on every path)
                     if call.max_redirects is None:  # the usual case: aiohttp follows them
                         resp = await self._send(call, port.token(lease), loop.time())
@@ -265,16 +271,19 @@ class HttpClient:
                         foreign = bool(resp.history) and left_origin(call.target, resp)
                     else:
                         resp, foreign = await self._follow(call, port.token(lease), loop)
-                except TRANSPORT as exc:
-                    pause = failures.no_answer(port, call, lease, exc, loop.time())
-                    if pause > 0:
-                        await asyncio.sleep(pause)
-                    continue
+                except TRANSPORT as exc:  # a pause before the retry, or the error
+                    failure = failures.no_answer(port, call, lease, exc, loop.time())
                 except aiohttp.ClientError as exc:  # not the connection: the request itself
-                    raise failures.refused(port, call, lease, exc) from None
+                    failure = failures.refused(port, call, lease, exc)
                 except BaseException:
                     failures.abandon(port, lease)
                     raise
+                if failure is not None:
+                    if isinstance(failure, BaseException):
+                        raise failure
+                    if failure > 0:
+                        await asyncio.sleep(failure)
+                    continue
                 try:  # 3. settle: judge and account ...
                     outcome = self._judge.judge(resp, lease, foreign)
                     if not isinstance(outcome, Outcome):  # a policy that must be awaited
@@ -294,13 +303,15 @@ class HttpClient:
                 try:
                     await resp.read()  # once read, aiohttp frees the connection itself
                 except READ_FAILURES as exc:
-                    raise failures.unread(port, call, lease, resp, exc) from None
+                    failure = failures.unread(port, call, lease, resp, exc)
                 except BaseException:
                     port.failed(lease)
                     resp.release()
                     raise
                 finally:
                     port.release(lease)
+                if isinstance(failure, BaseException):
+                    raise failure
                 if call.read and resp.status >= 400:
                     raise failures.status_failure(port, call, lease, resp)
                 return resp
@@ -365,5 +376,5 @@ class HttpClient:
             verdict=outcome.verdict.value,
             attempt=call.attempt,
             method=call.method,
-            url=call.url,
+            url=port.redact(call.url, lease),
         )

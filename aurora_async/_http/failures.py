@@ -25,6 +25,7 @@ __all__ = [
     "READ_FAILURES",
     "TRANSPORT",
     "abandon",
+    "failed",
     "lease_failure",
     "no_answer",
     "refused",
@@ -43,18 +44,28 @@ READ_FAILURES = (*TRANSPORT, aiohttp.ClientError)
 LEASE_FAILURES = (LeaseTimeout, NoTokensAvailable, PoolClosed)
 
 
-def lease_failure(call: Call, exc: Exception) -> Exception:
+def failed(
+    port: PoolPort, call: Call, why: str, lease: Lease | None = None, status: int | None = None
+) -> RequestFailed:
+    """``RequestFailed`` for ``call``: its URL as the caller gave it, with every token in
+    it masked (a pool token pasted into the query, say; the lease's own too)."""
+    url = port.redact(call.url, lease)
+    return RequestFailed(call.method, url, call.notes, why, status=status)
+
+
+def lease_failure(port: PoolPort, call: Call, exc: Exception) -> Exception:
     """What to raise when no token came for a retry: the pool's error, with what this
     request tried (a timeout becomes ``RequestFailed``)."""
     if isinstance(exc, LeaseTimeout):
-        why = "no token came free for another attempt in time"
-        return RequestFailed(call.method, call.url, call.notes, why)
+        return failed(port, call, "no token came free for another attempt in time")
     return type(exc)(f"{exc} (this request tried: {'; '.join(call.notes)})")
 
 
-def no_answer(port: PoolPort, call: Call, lease: Lease, exc: BaseException, now: float) -> float:
+def no_answer(
+    port: PoolPort, call: Call, lease: Lease, exc: BaseException, now: float
+) -> float | RequestFailed:
     """A transport failure (no response): note it, end the lease, and return the pause
-    before the retry, or raise ``RequestFailed`` if the retry rules say stop."""
+    before the retry, or the ``RequestFailed`` to raise if the retry rules say stop."""
     call.last = port.slot(lease)
     call.notes.append(f"{port.name(lease)}: {_describe(port, exc, lease)}")
     port.failed(lease)
@@ -66,11 +77,11 @@ def no_answer(port: PoolPort, call: Call, lease: Lease, exc: BaseException, now:
         error=type(exc).__name__,
         attempt=call.attempt,
         method=call.method,
-        url=call.url,
+        url=port.redact(call.url, lease),
     )
     step = call.retry(TRANSPORT_BEFORE if before else TRANSPORT_AFTER, now, answered=False)
     if isinstance(step, Stop):
-        raise RequestFailed(call.method, call.url, call.notes, _why(step, exc)) from None
+        return failed(port, call, _why(step, exc), lease)
     return step.pause
 
 
@@ -79,7 +90,7 @@ def refused(port: PoolPort, call: Call, lease: Lease, exc: BaseException) -> Req
     call.notes.append(f"{port.name(lease)}: {_describe(port, exc, lease)}")
     port.failed(lease)
     port.release(lease)
-    return RequestFailed(call.method, call.url, call.notes, "the request was refused")
+    return failed(port, call, "the request was refused", lease)
 
 
 def unread(
@@ -89,7 +100,7 @@ def unread(
     call.notes.append(f"{port.name(lease)}: {_describe(port, exc, lease)}")
     port.failed(lease)
     resp.release()
-    return RequestFailed(call.method, call.url, call.notes, "the response body could not be read")
+    return failed(port, call, "the response body could not be read", lease)
 
 
 def abandon(port: PoolPort, lease: Lease, resp: aiohttp.ClientResponse | None = None) -> None:
@@ -106,13 +117,14 @@ def status_failure(
 ) -> RequestFailed:
     """``raise_for_status`` on the final response, read and accounted."""
     call.notes.append(f"{port.name(lease)}: {resp.status}")
-    return status_error(resp, call.method, call.url, call.notes)
+    return status_error(resp, call.method, port.redact(call.url, lease), call.notes)
 
 
 def status_error(
     resp: aiohttp.ClientResponse, method: str, url: str, notes: list[str]
 ) -> RequestFailed:
-    """``raise_for_status``: an error status, applied after accounting."""
+    """``raise_for_status``: an error status, applied after accounting (``url`` with its
+    secrets masked already)."""
     return RequestFailed(
         method.upper(),
         url,

@@ -79,7 +79,7 @@ class Judge:
                     "aurora.http.header_ignored",
                     token=self._port.name(lease),
                     header=problem.header,
-                    reason=problem.reason,
+                    reason=problem.cause,  # never the value: it may echo a secret
                 )
         if outcome is None:
             outcome = classify(resp.status, info)

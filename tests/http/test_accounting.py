@@ -256,10 +256,11 @@ async def test_malformed_rate_limit_headers_never_fail_a_request() -> None:
             "reason": reason,
         }
         for header, reason in [
-            ("x-ratelimit-reset-after", "not a number (got 'NaN')"),
-            ("x-ratelimit-limit", "not a number (got 'lots')"),
-            ("x-ratelimit-remaining", "negative number (got '-3')"),
-            ("retry-after", "not a number or HTTP date (got 'soon')"),
+            # Never the value (it may echo a secret): its length only.
+            ("x-ratelimit-reset-after", "not a number (3 chars)"),
+            ("x-ratelimit-limit", "not a number (4 chars)"),
+            ("x-ratelimit-remaining", "negative number (2 chars)"),
+            ("retry-after", "not a number or HTTP date (4 chars)"),
         ]
     ]
 
