@@ -15,8 +15,9 @@ MIN_PART = 8
 #: of 7 or more characters holds one whole), then grown both ways along the secret.
 _GRAM = 4
 #: A piece shared by more secrets than this (a common prefix such as ``sk-live-``) says
-#: nothing of which secret it is and is not looked up; a part is still found through any
-#: other piece of it, so only a run made of such shared pieces alone is left as it is.
+#: nothing of which secret it is and is not looked up: a run is still found through any
+#: other whole piece in it, so what is left as it is are runs holding no whole piece but
+#: shared ones (with ``sk-live-`` on 17+ tokens: ``sk-live-`` and up to 3 more characters).
 _SHARED = 16
 
 #: (secret, name) by secret; the secret lengths, longest first; the parts index.

@@ -176,3 +176,13 @@ async def test_an_unread_body_keeps_no_aiohttp_exception_reachable() -> None:
     assert caught.value.why == "the response body could not be read"
     assert chain(caught.value) == [caught.value]
     assert leaked(shown(caught.value)) == []
+
+
+async def test_a_truncated_key_is_masked_among_many_sharing_its_prefix() -> None:
+    """With 20 tokens sharing ``sk-live-``, a truncated key (the prefix and 4 more
+    characters) is still found through its own characters."""
+    tokens = [f"sk-live-{i:02d}Qz9XwP3mK2vR8tY5nB{i:02d}" for i in range(20)]
+    async with TokenPool(tokens, limits=ROOMY) as pool:
+        name = pool.stats().tokens[7].name
+        pool.disable(name, f"revoked: {tokens[7][:12]}")
+        assert pool.stats().tokens[7].reason == f"revoked: {name}"
