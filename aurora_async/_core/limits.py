@@ -15,6 +15,32 @@ def _positive(name: str, value: object) -> float:
     return number
 
 
+#: ``per``, ``burst`` and ``rate / per`` (units a second) lie between these, so that
+#: ``rate`` itself, ``burst / (rate / per)`` (the seconds a full bucket takes to drain)
+#: and the product or quotient of any two of these numbers (the scheduler's, the
+#: calibration's and the Redis scripts' arithmetic) are finite and not 0.
+SMALLEST = 1e-150
+LARGEST = 1e150
+
+
+def _in_range(what: str, value: float, shown: str) -> None:
+    if not SMALLEST <= value <= LARGEST:
+        raise ValueError(
+            f"Limit {what} must be between {SMALLEST:g} and {LARGEST:g}, got {shown}: "
+            "beyond that the pool's arithmetic on the limit would overflow or lose it; "
+            "choose a rate, per and burst of saner sizes"
+        )
+
+
+def _derived(rate: float, per: float, burst: float) -> float:
+    """``rate / per``, once it, ``per`` and ``burst`` are in range."""
+    _in_range("per", per, repr(per))
+    per_second = rate / per
+    _in_range("rate / per (units a second)", per_second, f"{rate!r} / {per!r} = {per_second!r}")
+    _in_range("burst", burst, repr(burst))
+    return per_second
+
+
 @dataclass(frozen=True, slots=True)
 class Limit:
     """At most ``rate`` units per ``per`` seconds, from a bucket of ``burst`` units.
@@ -24,6 +50,16 @@ class Limit:
     ``burst`` defaults to ``rate`` (aiolimiter's meaning), so an idle token may fire
     ``rate`` units at once and then ``rate / per`` a second. Over any interval of length
     ``t`` a token never takes more than ``burst + rate * t / per`` units.
+
+    Costs may be fractional: a lease of ``cost`` units fits a window only when ``cost <=
+    burst``, so a burst below 1 serves only leases of at most that cost, and a lease that
+    fits no token's burst raises ``ValueError`` at once. (``Limit(0.5)`` has a burst of
+    0.5 and takes no ``cost=1`` lease; one call every two seconds is ``Limit(1, per=2)``.)
+
+    Checked here, so a limit the pool cannot keep fails at once: ``rate``, ``per`` and
+    ``burst`` must be positive finite numbers, and ``per``, ``burst`` and ``rate / per``
+    (units a second) between ``SMALLEST`` and ``LARGEST`` (1e-150 and 1e150), where the
+    pool's arithmetic on them can neither overflow nor round to 0.
 
     A fresh bucket admits a whole burst, so a server that counts a fixed number of calls
     per sliding window may see up to twice ``rate`` in one window. For such servers use
@@ -43,10 +79,12 @@ class Limit:
     def __init__(self, rate: float, per: float = 1.0, burst: float | None = None) -> None:
         rate = _positive("rate", rate)
         per = _positive("per", per)
+        size = rate if burst is None else _positive("burst", burst)
+        per_second = _derived(rate, per, size)
         object.__setattr__(self, "rate", rate)
         object.__setattr__(self, "per", per)
-        object.__setattr__(self, "burst", rate if burst is None else _positive("burst", burst))
-        object.__setattr__(self, "per_second", rate / per)
+        object.__setattr__(self, "burst", size)
+        object.__setattr__(self, "per_second", per_second)
         object.__setattr__(self, "burst_given", burst is not None)
 
     @classmethod

@@ -15,6 +15,7 @@ that way has no digest, and the reload that follows reports why.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -27,6 +28,22 @@ from .tokenfile import max_bytes
 
 #: How often the file is polled when no file event arrives (seconds).
 DEFAULT_POLL_INTERVAL = 2.0
+
+
+def check_poll_interval(poll_interval: object) -> float:
+    """``poll_interval`` as seconds, or a ``TypeError``/``ValueError`` that says what to pass
+    (a NaN or infinite interval would end, or never run, the poll without a word)."""
+    if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float):
+        raise TypeError(
+            f"poll_interval must be a number of seconds, not {type(poll_interval).__name__}"
+        )
+    seconds = float(poll_interval)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(
+            f"poll_interval must be positive, finite seconds, got {poll_interval!r} "
+            f"(the default is {DEFAULT_POLL_INTERVAL:g})"
+        )
+    return seconds
 
 
 def fingerprint(path: Path) -> str | None:
@@ -53,7 +70,7 @@ class FileWatcher:
     ) -> None:
         self.path = path
         self._on_change = on_change
-        self.poll_interval = poll_interval
+        self.poll_interval = check_poll_interval(poll_interval)
         self.use_events = use_events
         self._seen: str | None = None
         self._lock = anyio.Lock()

@@ -14,6 +14,7 @@ import difflib
 import inspect
 import math
 import os
+import warnings
 from collections.abc import Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from .._errors import PoolClosed, check_positive_int
 from .._http.options import HttpOptions
 from .._io.statefile import StateFile
 from .._io.tokenfile import read_token_env, read_token_file, warn_duplicates
+from .._io.watch import check_poll_interval
 from .core import Backend, PoolCore, PoolState
 from .health import HealthChecker, Probe, TokenMonitor
 from .lease import Lease
@@ -51,7 +53,12 @@ class TokenPool:
     first come, first served, from one queue and one timer. See the README for the
     guarantees.
 
-    :param tokens: secrets (``str``) or :class:`Token` objects.
+    :param tokens: secrets (``str``) or :class:`Token` objects: a list (not one string),
+        and not an empty one (a pool of no tokens could only raise
+        :class:`NoTokensAvailable`; for tokens that come from a file, use
+        :meth:`from_file`, with ``watch=True`` to follow it). A pool may lose all its
+        tokens later, by :meth:`replace_tokens` or a reload; leases then raise
+        :class:`NoTokensAvailable` until tokens come back.
     :param limits: the limit windows of tokens that have none of their own.
     :param max_in_flight: at most this many leases of one token at once (``None``: no cap).
     :param trial_in_flight: until a token has completed one call well, it carries at most
@@ -145,6 +152,12 @@ class TokenPool:
         self._state_every = state_every
         self._autosave: asyncio.Task[None] | None = None
         self.replace_tokens(tokens)
+        if not core.sched.slots:
+            raise ValueError(
+                "TokenPool got no tokens: pass a list of at least one token, "
+                "TokenPool(['tok-...']), or read them from a file, "
+                "TokenPool.from_file(path, watch=True)"
+            )
         if backend is not None:
             core.backend = backend
             core.fast = False  # every lease goes through the backend
@@ -169,6 +182,7 @@ class TokenPool:
         entered (``async with pool``) until it is closed; see :meth:`reload`.
         """
 
+        poll_interval = check_poll_interval(poll_interval)
         parsed = read_token_file(path)
         pool = cls(parsed.values, limits=limits, **kwargs)
         warn_duplicates(parsed)
@@ -216,6 +230,7 @@ class TokenPool:
         delivers them, and a poll every ``poll_interval`` seconds for mounts where it
         does not). ``path`` is needed for a pool not made by :meth:`from_file`.
         Watching runs while the pool is open (``async with pool``)."""
+        poll_interval = check_poll_interval(poll_interval)
         if path is not None:
             # a file the pool has not read yet: the watcher's first look applies it
             self._reloader = Reloader(self._core, os.fspath(path), applied=False)
@@ -425,6 +440,26 @@ class TokenPool:
             await core.backend.aclose()
         if self._http is not None:
             await self._http.aclose()
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        # aiohttp says "Unclosed client session" of a session it cannot name; say which
+        # object was left open and how to close it. (getattr: __init__ may have failed.)
+        core = getattr(self, "_core", None)
+        options = getattr(self, "_http_options", None)
+        if (
+            core is None
+            or core.closed
+            or getattr(self, "_http", None) is None
+            or options is None
+            or options.session is not None  # the caller's session: the caller closes it
+        ):
+            return
+        _warn(
+            f"unclosed {self!r} with an open HTTP session: close the pool when done, "
+            "'async with pool:' or 'await pool.aclose()', or its connections stay open",
+            ResourceWarning,
+            source=self,
+        )
 
     def __repr__(self) -> str:
         core = self._core

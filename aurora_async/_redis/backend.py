@@ -65,6 +65,31 @@ INF = math.inf
 #: How long a worker counts as alive without a call (its heartbeat is a flag on its
 #: reserve calls, at most every fifth of this).
 _LIVENESS = 60.0
+#: The longest ``timeout`` (seconds): a Redis call slower than an hour is an outage, and
+#: sockets refuse timeouts beyond about 1e9 seconds.
+_MAX_TIMEOUT = 3600.0
+#: The longest ``key_ttl`` (ten years, in seconds): Redis refuses expiry times in
+#: milliseconds that overflow its clock.
+_MAX_KEY_TTL = 10 * 365 * 86400.0
+
+
+def _number(
+    name: str, value: float, low: float, high: float, unit: str, *, low_ok: bool = False
+) -> float:
+    """``value`` as a float in ``(low, high]`` (``[low, high]`` with ``low_ok``), or a
+    ``ValueError`` naming the argument, the range and what was given."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(
+            f"RedisBackend {name} must be a number ({unit}), not {type(value).__name__}"
+        )
+    number = float(value)
+    if not (low <= number if low_ok else low < number) or not number <= high:
+        bound = "at least" if low_ok else "above"
+        raise ValueError(
+            f"RedisBackend {name} must be {unit} {bound} {low:g} and at most {high:g}, "
+            f"got {value!r}: pass a value in that range or leave the default"
+        )
+    return number
 
 
 class RedisBackend:
@@ -102,19 +127,16 @@ class RedisBackend:
         max_batch: int = 256,
     ) -> None:
         self._keys = Keys(namespace)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        timeout = _number("timeout", timeout, 0.0, _MAX_TIMEOUT, "seconds")
         if on_failure not in POLICIES:
             choices = ", ".join(POLICIES)
             raise ValueError(f"on_failure must be one of {choices}; got {on_failure!r}")
-        if not 0 < degrade_share <= 1:
-            raise ValueError(f"degrade_share must be in (0, 1], got {degrade_share!r}")
-        if not key_ttl >= 1 or not math.isfinite(key_ttl):
-            raise ValueError(f"key_ttl must be at least 1 second, got {key_ttl!r}")
+        degrade_share = _number("degrade_share", degrade_share, 0.0, 1.0, "a share")
+        key_ttl = _number("key_ttl", key_ttl, 1.0, _MAX_KEY_TTL, "seconds", low_ok=True)
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"max_batch must be a positive int, got {max_batch!r}")
-        self._redis = Connection(url, client, float(timeout))
-        self._timeout = float(timeout)
+        self._redis = Connection(url, client, timeout)
+        self._timeout = timeout
         self._port = PoolPort()
         ctx = self._ctx = Context(
             self._port, self._redis, self._keys, uuid.uuid4().hex[:12], math.ceil(key_ttl * 1000)
@@ -126,7 +148,7 @@ class RedisBackend:
             queue,
             members,
             on_failure,
-            float(degrade_share),
+            degrade_share,
             resync=self._resync,
             recovered=self._recovered,
             kick=self._kick,
