@@ -234,9 +234,26 @@ def put_state(slot: Slot, undo: tuple[float, ...]) -> None:
 
 
 def drained(slot: Slot, now: float) -> bool:
-    """Nothing left of the slot's past: empty buckets, no cooldown, not disabled."""
+    """Nothing left of the slot's past: empty buckets, no cooldown, not disabled
+    (from :func:`drains_at` on, as long as nothing changes the slot)."""
     return (
         not slot.disabled
         and slot.cool_until <= now
         and all(w.level_at(now) == 0.0 for w in slot.windows)
     )
+
+
+def drains_at(slot: Slot) -> float:
+    """When :func:`drained` becomes true if nothing changes the slot: its cooldown's end
+    or its fullest window's drain, whichever is later; ``INF`` while it is disabled.
+    (Float crumbs may leave it a hair early: check :func:`drained` at that time.)"""
+    if slot.disabled:
+        return INF
+    t = slot.cool_until
+    for w in slot.windows:
+        level = w._level
+        if level > 0.0:
+            at = w._last_check + level / w.rate
+            if at > t:
+                t = at
+    return t

@@ -8,6 +8,8 @@ these methods.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from collections.abc import Iterator
 
@@ -15,7 +17,7 @@ from .._errors import NoTokensAvailable
 from .buckets import Window, spent_levels
 from .index import TokenIndex
 from .limits import Limit
-from .slot import INF, UNCAPPED, Slot, drained
+from .slot import INF, UNCAPPED, Slot, drained, drains_at
 from .tokens import Token
 
 
@@ -26,7 +28,11 @@ class TokenSet(TokenIndex):
         TokenIndex.__init__(self)
         self.trial_in_flight = trial_in_flight
         self.slots: dict[str, Slot] = {}  # by token value, in insertion order
-        self._retired: dict[str, Slot] = {}  # removed and idle, buckets not yet drained
+        self._retired: dict[str, Slot] = {}  # removed and idle, state not yet drained
+        # The retired slots that will drain, by when: (drains_at, tie-break, slot). Entries
+        # of slots revived or changed since are stale; prune_retired skips or re-files them.
+        self._drains: list[tuple[float, int, Slot]] = []
+        self._drain_seq = itertools.count()
         self._usable_costs: dict[float, int] = {}  # max_cost -> usable slots with it
         self._all_costs: dict[float, int] = {}  # max_cost -> slots (any state but removed)
         self.max_cost = 0.0  # the largest cost some usable token can take
@@ -66,6 +72,8 @@ class TokenSet(TokenIndex):
             slot.epoch += 1
             if slot.indexed:
                 self.reindex(slot)
+        self._drains = [(t + offset, seq, slot) for t, seq, slot in self._drains]
+        heapq.heapify(self._drains)
         for lane in self._lane_list:
             lane.reindex_cooled()
 
@@ -111,39 +119,77 @@ class TokenSet(TokenIndex):
             self._became_usable(slot)
 
     def forget_if_idle(self, slot: Slot) -> bool:
-        """Drop a removed slot once its last lease ended. Its limiter state is kept
-        aside until its buckets have drained, so a token that comes back (a reload that
-        briefly left it out) does not start with a fresh bucket."""
+        """Drop a removed slot once its last lease ended. Its state is kept aside
+        (retired) until it has drained (see :meth:`prune_retired`), so a token that comes
+        back (a reload that briefly left it out) does not start with a fresh bucket, a
+        cooldown forgotten or its disabled state lifted."""
         value = slot.token.value
         if slot.removed and slot.in_flight == 0 and self.slots.get(value) is slot:
             del self.slots[value]
             self._retired[value] = slot
+            self._file_drain(slot)
             return True
         return False
 
-    def revive(self, value: str, now: float) -> Slot | None:
+    def revive(self, value: str) -> Slot | None:
         """The retired slot of the token ``value``, back among the slots (still marked
-        removed: ``restore`` it), or ``None``."""
-        self.prune_retired(now)
+        removed: ``restore`` it), or ``None``. Call :meth:`prune_retired` first, so a
+        drained state is not revived (nothing is lost either way: it carries nothing)."""
         slot = self._retired.pop(value, None)
         if slot is not None:
             self.slots[value] = slot
         return slot
 
-    def prune_retired(self, now: float) -> None:
-        """Forget retired slots that have drained, and the oldest beyond a bound (as many
-        as there are tokens, at least 1,000), so a pool whose tokens rotate keeps no more
-        than that in memory."""
+    def prune_retired(self, now: float) -> list[Slot]:
+        """Forget the retired slots that have drained by ``now`` (see
+        :func:`~.slot.drained`), and return them. Every other one is kept: its windows
+        still hold units, or it is cooling, or disabled.
+
+        What bounds memory: a retired state is kept at most until its cooldown ends and
+        its fullest window drains (``level / rate`` after its last lease: for a used
+        ``Limit(rate, per)`` at most ``per`` seconds, longer after a 429 that filled it
+        past its burst), so a pool rotating tokens keeps those retired within that horizon;
+        disabled ones are kept until their token comes back (then they serve disabled,
+        until enabled). Each kept state costs what an idle token does (its slot with
+        one window and its token: about 0.9 KiB, measured with tracemalloc) plus about
+        40 bytes here. A call costs the states it forgets, times a log: the retired are
+        on a heap by drain time, never scanned."""
+        heap = self._drains
         retired = self._retired
-        for old in [v for v, s in retired.items() if drained(s, now)]:
-            del retired[old]
-        excess = len(retired) - max(1000, len(self.slots))
-        for old in list(retired)[: max(0, excess)]:
-            del retired[old]
+        dropped: list[Slot] = []
+        later: dict[int, Slot] = {}
+        while heap and heap[0][0] <= now:
+            slot = heapq.heappop(heap)[2]
+            value = slot.token.value
+            if retired.get(value) is not slot:
+                continue  # revived since (or forgotten by an earlier entry): stale
+            if drained(slot, now):
+                del retired[value]
+                dropped.append(slot)
+            else:  # changed since it was filed (a later cooldown), or float crumbs
+                later[id(slot)] = slot
+        for slot in later.values():
+            self._file_drain(slot)
+        return dropped
+
+    def _file_drain(self, slot: Slot) -> None:
+        """Put the retired ``slot`` on the heap by when it drains (a disabled one, which
+        never drains, is kept off it). A heap grown stale (tokens leaving and coming back
+        often) is rebuilt from the retired slots: amortized, a constant per entry."""
+        at = drains_at(slot)
+        if at < INF:
+            heapq.heappush(self._drains, (at, next(self._drain_seq), slot))
+        if len(self._drains) > 2 * len(self._retired) + 64:
+            self._drains = [
+                (t, next(self._drain_seq), s)
+                for s in self._retired.values()
+                if (t := drains_at(s)) < INF
+            ]
+            heapq.heapify(self._drains)
 
     def retired_items(self) -> Iterator[tuple[str, Slot]]:
         """``(token value, slot)`` of the retired slots: removed, idle, remembered until
-        their buckets drain (read only: :meth:`revive` brings one back)."""
+        they drain (read only: :meth:`revive` brings one back)."""
         return iter(list(self._retired.items()))
 
     # -- state -----------------------------------------------------------------------
@@ -167,6 +213,8 @@ class TokenSet(TokenIndex):
         slot.backoff = 0.0
         if not slot.removed:
             self._became_usable(slot)
+        elif self._retired.get(slot.token.value) is slot:
+            self._file_drain(slot)  # it can drain now
         return True
 
     def cool(self, slot: Slot, until: float, now: float | None = None) -> None:

@@ -16,7 +16,7 @@ are :func:`~aurora_async._core.calibrate.starting_limits` of its declared ones.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from .. import _log
@@ -96,10 +96,12 @@ class Calibration:
         self._seen.pop(slot, None)
         self._sched.relimit(slot, self.starting(declared, trusted), self._now())
 
-    def forget(self, keep: set[Slot]) -> None:
-        """Drop the calibrators of tokens the pool no longer remembers."""
-        for slot in [s for s in self._by_slot if s not in keep]:
-            del self._by_slot[slot]
+    def forget(self, dropped: Iterable[Slot]) -> None:
+        """Drop the calibrators of tokens the pool forgot (``dropped``: retired states
+        that drained, see ``TokenSet.prune_retired``). A token's calibrator lives exactly
+        as long as its state: a removed token that is still remembered keeps its own."""
+        for slot in dropped:
+            self._by_slot.pop(slot, None)
             self._seen.pop(slot, None)
 
     def widen(self, cost: float) -> None:

@@ -19,7 +19,6 @@ def apply_tokens(core: PoolCore, tokens: Iterable[str | Token]) -> None:
     wanted = _wanted(tokens)
     sched = core.sched
     now = core.now()
-    sched.prune_retired(now)
     core.names_changed()
     names = {s.name for s in sched.slots.values()}
     tries: dict[str, int] = {}
@@ -27,13 +26,16 @@ def apply_tokens(core: PoolCore, tokens: Iterable[str | Token]) -> None:
         if value not in wanted:
             remove(core, old)
     calibration = core.calibration
+    # Drained states carry nothing (their calibrators neither): forget them, and keep the
+    # rest, so a token left out a moment ago comes back as it was. Cheap: a heap's top.
+    calibration.forget(sched.prune_retired(now))
     for value, token in wanted.items():
         declared = token.limits or core.limits
         trusted = token.limits is not None or core.limits_declared
         cap = token.max_in_flight if token.max_in_flight is not None else core.max_in_flight
         slot = sched.slots.get(value)
         if slot is None:
-            slot = sched.revive(value, now)  # left out a moment ago: keep its state
+            slot = sched.revive(value)  # left out a moment ago: keep its state
             if slot is not None:
                 if slot.name in names:
                     slot.name = _unique_name(token.name, names, tries)
@@ -50,7 +52,6 @@ def apply_tokens(core: PoolCore, tokens: Iterable[str | Token]) -> None:
         slot.token = token
         sched.restore(slot)
         sched.set_cap(slot, cap)
-    calibration.forget({*sched.slots.values(), *(s for _, s in sched.retired_items())})
     core.tokens_changed()
 
 

@@ -162,7 +162,7 @@ def simulate(
             value = tokens[i].value
             slot: Slot | None = sched.slots.get(value)
             if slot is None:
-                slot = sched.revive(value, now)  # retired a moment ago: keeps its state
+                slot = sched.revive(value)  # retired a moment ago: keeps its state
             if slot is None:  # forgotten (drained): a fresh slot
                 spec = specs[i]
                 slot = sched.add(tokens[i], f"t{i}", spec.limits, spec.max_in_flight, now)
