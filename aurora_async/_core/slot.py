@@ -251,9 +251,7 @@ def drains_at(slot: Slot) -> float:
         return INF
     t = slot.cool_until
     for w in slot.windows:
-        level = w._level
-        if level > 0.0:
-            at = w._last_check + level / w.rate
-            if at > t:
-                t = at
+        at = w.ready_at(w.burst)  # when the whole burst fits again: the bucket is empty
+        if at > t:
+            t = at
     return t
