@@ -10,6 +10,10 @@ Figures (same process, same coroutines, real time):
 - ``grant rate / sum of token rates``: leases granted per second against what the
   tokens allow together. Target: the full rate (at least 98%), not capped by the loop's
   timer granularity (one wake grants every token that is due).
+- ``with lease timeouts``: the same pool, each lease bounded by the crawl's end
+  (``async with pool.lease(timeout=stop - now)``), against the floor of the same shape
+  (each waiter carries its deadline, checked when the tick hands it out). Target: pool at
+  most 2x that floor.
 - For context: the floor again with each hand-off inside an ``async with`` of an object
   made per lease (the coroutine shape a lease has, without any scheduling), and strict
   round robin over one ``aiolimiter.AsyncLimiter`` per token.
@@ -28,7 +32,7 @@ from collections import deque
 from _common import Figure, Report, finish, quick, secrets
 from aiolimiter import AsyncLimiter
 
-from aurora_async import Limit, PoolClosed, TokenPool
+from aurora_async import LeaseTimeout, Limit, PoolClosed, TokenPool
 
 TOKENS = 1000
 RATE = 20.0  # per token per second: 20,000 grants a second in all
@@ -70,6 +74,28 @@ async def run_pool(seconds: float) -> tuple[float, float, int]:
     return result
 
 
+async def run_pool_timeouts(seconds: float) -> tuple[float, float, int]:
+    """The pool again, every lease bounded by the end of the crawl (none expires in the
+    measured window): the deadline bookkeeping of every waiter, granted or not."""
+    loop = asyncio.get_running_loop()
+    limit = Limit(RATE, per=1.0, burst=2)
+    pool = TokenPool(secrets(TOKENS), limits=limit, trial_in_flight=None)
+    meter = Meter()
+    stop = loop.time() + 1.5 + seconds + 5.0  # the crawl's end, after the measurement
+
+    async def worker() -> None:
+        with contextlib.suppress(PoolClosed, LeaseTimeout):
+            while True:
+                async with pool.lease(timeout=stop - loop.time()):
+                    meter.grants += 1
+
+    tasks = [asyncio.create_task(worker()) for _ in range(COROUTINES)]
+    result = await meter.window(1.5, seconds)
+    await pool.aclose()
+    await asyncio.gather(*tasks)
+    return result
+
+
 async def run_floor(seconds: float) -> tuple[float, float, int]:
     """The same coroutines woken in the same batches by one timer, with nothing else:
     each tick (every 1/RATE s) hands out one grant per token, as the pool does."""
@@ -98,6 +124,48 @@ async def run_floor(seconds: float) -> tuple[float, float, int]:
 
     tasks = [asyncio.create_task(worker()) for _ in range(COROUTINES)]
     loop.call_soon(tick, 0, burst)
+    result = await meter.window(1.5, seconds)
+    stop = True
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return result
+
+
+async def run_floor_timeouts(seconds: float) -> tuple[float, float, int]:
+    """The floor of the same shape as ``run_pool_timeouts``: each waiter carries its
+    deadline (read from the loop's clock as a lease does), and the tick fails a waiter
+    whose deadline passed instead of waking it (none does in the measured window)."""
+    loop = asyncio.get_running_loop()
+    waiters: deque[tuple[float, asyncio.Future[None]]] = deque()
+    meter = Meter()
+    stop = False
+    start = loop.time()
+    end = start + 1.5 + seconds + 5.0
+
+    def tick(k: int, budget: int) -> None:
+        now = loop.time()
+        while budget and waiters:
+            deadline, fut = waiters.popleft()
+            if not fut.done():
+                if deadline <= now:
+                    fut.set_exception(TimeoutError())
+                else:
+                    fut.set_result(None)
+                    budget -= 1
+        if not stop:
+            loop.call_at(start + (k + 1) / RATE, tick, k + 1, TOKENS)
+
+    async def worker() -> None:
+        while not stop:
+            fut = loop.create_future()
+            now = loop.time()
+            waiters.append((now + (end - now), fut))
+            await fut
+            meter.grants += 1
+
+    tasks = [asyncio.create_task(worker()) for _ in range(COROUTINES)]
+    loop.call_soon(tick, 0, TOKENS * int(RATE))
     result = await meter.window(1.5, seconds)
     stop = True
     for task in tasks:
@@ -182,12 +250,16 @@ def main() -> int:
         "with": [],
         "pool": [],
         "rr": [],
+        "floor_t": [],
+        "pool_t": [],
     }
     cases = (
         ("floor", run_floor),
         ("with", run_floor_with),
         ("pool", run_pool),
         ("rr", run_round_robin),
+        ("floor_t", run_floor_timeouts),
+        ("pool_t", run_pool_timeouts),
     )
     for _ in range(repeats):  # interleaved, so drift hits all alike
         for name, fn in cases:
@@ -213,6 +285,26 @@ def main() -> int:
             pool / shaped,
             "x",
             detail=f"that floor: {shaped * 1e6:.2f} µs",
+        )
+    )
+    floor_t, pool_t = per_grant("floor_t"), per_grant("pool_t")
+    report.add(
+        Figure(
+            "with lease timeouts, floor: CPU per grant",
+            floor_t * 1e6,
+            "µs",
+            detail="future hand-off, each waiter with a deadline",
+        )
+    )
+    report.add(Figure("with lease timeouts, pool: CPU per grant", pool_t * 1e6, "µs"))
+    report.add(
+        Figure(
+            "with lease timeouts, pool / floor",
+            pool_t / floor_t,
+            "x",
+            "<= 2x",
+            pool_t / floor_t <= 2,
+            f"{rate('pool_t') / capacity:.0%} of the rate",
         )
     )
     share = rate("pool") / capacity

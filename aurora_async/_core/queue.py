@@ -10,16 +10,28 @@ backfilling looks at the queue split by cost (kept only once costs differ).
 
 A waiter leaves the queue lazily: it is marked dead (``live = False``) and dropped when
 it reaches a front, so cancelling costs O(1).
+
+Deadlines hold only waiting leases: ``_timed`` maps each deadline to the leases waiting
+with it (in arrival order), and ``_deadlines`` is a heap of those deadlines, bare floats,
+each pushed once when its first lease arrives. A lease leaving the queue (granted,
+expired, failed or cancelled) leaves ``_timed`` at once; the heap forgets a deadline
+lazily (popped when it is on top, or all at once when the heap is rebuilt), so between
+calls ``len(_deadlines) <= 2 * len(_timed) + DEADLINE_SLACK``. The one timer expires
+every lease whose deadline passed in one batch (``_expire``).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from itertools import count
 
 from .slot import INF, Waiter
+
+#: Deadlines the heap may hold beyond twice those with a waiting lease (stale ones,
+#: forgotten at the next rebuild), so that a rebuild costs O(1) per lease amortised.
+DEADLINE_SLACK = 64
 
 
 class WaiterQueue:
@@ -28,7 +40,10 @@ class WaiterQueue:
     def __init__(self) -> None:
         self.waiting = 0  # live waiters in the queue
         self._queue: deque[Waiter] = deque()
-        self._deadlines: list[tuple[float, int, Waiter]] = []
+        #: A heap of the deadlines in ``_timed``, and stale ones (see the module's notes).
+        self._deadlines: list[float] = []
+        #: Deadline -> the leases waiting until it, in arrival order (a dict as a set).
+        self._timed: dict[float, dict[Waiter, None]] = {}
         self._costs: dict[float, int] = {}  # cost -> live waiters asking it
         #: The queue split by cost (kept once costs differ: backfilling needs it).
         self._by_cost: dict[float, deque[Waiter]] | None = None
@@ -62,8 +77,14 @@ class WaiterQueue:
             same.append(waiter)
         elif known is None and len(costs) > 1:
             self._split_by_cost()  # the first time costs differ: backfilling needs it
-        if waiter.deadline < INF:
-            heappush(self._deadlines, (waiter.deadline, self._next_order(), waiter))
+        deadline = waiter.deadline
+        if deadline < INF:
+            same_deadline = self._timed.get(deadline)
+            if same_deadline is None:
+                self._timed[deadline] = {waiter: None}
+                heappush(self._deadlines, deadline)
+            else:
+                same_deadline[waiter] = None
         return dispatch
 
     def _split_by_cost(self) -> dict[float, deque[Waiter]]:
@@ -92,6 +113,32 @@ class WaiterQueue:
 
     def _drop(self, waiter: Waiter) -> None:
         """``waiter`` leaves the queue (granted, expired, failed or cancelled)."""
+        self._leave(waiter)
+        if waiter.deadline < INF:
+            self._untime(waiter)
+
+    def _untime(self, waiter: Waiter) -> None:
+        """A waiting lease with a deadline left the queue: it leaves the deadlines."""
+        deadline = waiter.deadline
+        timed = self._timed
+        same = timed[deadline]
+        del same[waiter]
+        if not same:
+            del timed[deadline]
+            heap = self._deadlines
+            if heap[0] == deadline:
+                heappop(heap)  # the usual case: the earliest deadline's leases go first
+            if len(heap) > 2 * len(timed) + DEADLINE_SLACK:
+                self._rebuild_deadlines()
+
+    def _rebuild_deadlines(self) -> None:
+        """Forget the stale deadlines: the heap holds those of waiting leases only."""
+        heap = self._deadlines
+        heap[:] = self._timed
+        heapify(heap)
+
+    def _leave(self, waiter: Waiter) -> None:
+        """The queue's bookkeeping of :meth:`_drop`, all but the deadlines."""
         waiter.live = False
         self.waiting -= 1
         costs = self._costs
@@ -122,13 +169,21 @@ class WaiterQueue:
     def _expire(self, now: float, expired: list[Waiter]) -> float:
         """Drop the waiters whose deadline passed by ``now`` into ``expired``; returns the
         next deadline (``inf``: none)."""
-        deadlines = self._deadlines
-        while deadlines and (deadlines[0][0] <= now or not deadlines[0][2].live):
-            _, _, waiter = heappop(deadlines)
-            if waiter.live:
-                self._drop(waiter)
-                expired.append(waiter)
-        return deadlines[0][0] if deadlines else INF
+        heap = self._deadlines
+        timed = self._timed
+        while heap:
+            deadline = heap[0]
+            if deadline > now and deadline in timed:
+                break
+            heappop(heap)  # passed, or stale
+            same = timed.pop(deadline, None) if deadline <= now else None
+            if same is not None:
+                for waiter in same:  # in arrival order
+                    self._leave(waiter)
+                    expired.append(waiter)
+        if len(heap) > 2 * len(timed) + DEADLINE_SLACK:
+            self._rebuild_deadlines()
+        return heap[0] if heap else INF
 
     def _drop_costlier(self, max_cost: float) -> list[Waiter]:
         """Drop and return the waiters asking more than ``max_cost``."""
@@ -141,11 +196,14 @@ class WaiterQueue:
         return (w for w in self._queue if w.live)
 
 
+_NUMBERS = (int, float)  # built once: ``int | float`` would build a union on every call
+
+
 def check_timeout(timeout: object) -> None:
     """Raise for a lease ``timeout`` that is neither ``None`` nor seconds >= 0."""
     if timeout is None:
         return
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+    if isinstance(timeout, bool) or not isinstance(timeout, _NUMBERS):
         raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
     if not timeout >= 0:
         raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")

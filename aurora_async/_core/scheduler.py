@@ -292,6 +292,8 @@ class Scheduler(TokenSet, WaiterQueue):
                 del costs[cost]
             if self._by_cost is not None:
                 self._unqueue_by_cost(cost)
+            if head.deadline < INF:
+                self._untime(head)
             head.slot = slot
             head.granted_at = now
             windows = slot.windows

@@ -1,0 +1,178 @@
+"""The deadline structure holds only waiting leases (issue 14): a lease granted, cancelled
+or failed leaves it at once, however early a deadline still waiting sits on top.
+
+The bound: between calls, the heap of deadlines holds at most ``2 * waiting + SLACK``
+entries (stale ones are forgotten when on top, or all at once in a rebuild), and the map
+of deadlines holds exactly the leases waiting with one. Times are binary fractions, so
+every comparison is exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from aurora_async import LeaseTimeout, Limit, Token, TokenPool
+from aurora_async._core.scheduler import INF, Scheduler, Slot, Waiter
+from aurora_async._pool.core import core_of
+
+#: ``queue.DEADLINE_SLACK``: stale deadlines the heap may hold beyond twice the waiting.
+SLACK = 64
+#: Every lease's deadline is its own (distinct), so a stale one never shares a live key.
+LATE = 64.0
+
+
+def make(*limits: Limit) -> tuple[Scheduler, list[Slot]]:
+    sched = Scheduler(trial_in_flight=None)
+    slots = [
+        sched.add(Token(f"secret-value-number-{i}"), f"t{i}", (lim,), None, 0.0)
+        for i, lim in enumerate(limits)
+    ]
+    return sched, slots
+
+
+def check_bound(sched: Scheduler) -> None:
+    assert len(sched._deadlines) <= 2 * sched.waiting + SLACK
+
+
+def timed(sched: Scheduler) -> list[Waiter]:
+    """The leases in the map of deadlines, by deadline and then arrival."""
+    return [w for d in sorted(sched._timed) for w in sched._timed[d]]
+
+
+def test_granted_leases_leave_the_deadlines_while_an_early_deadline_waits() -> None:
+    # One token firing 1,024 a second; 10,000 leases with late deadlines, then one whose
+    # deadline is earlier than all of theirs, waiting behind them: the usual grant path.
+    sched, (a,) = make(Limit(1024, per=1, burst=1))
+    leases = [Waiter(1, LATE + i / 1024, 0.0) for i in range(10_000)]
+    early = Waiter(1, 16.0, 0.0)
+    for w in [*leases, early]:
+        sched.enqueue(w)
+    check_bound(sched)
+    granted: list[Waiter] = []
+    for k in range(10_000):
+        done, expired, _ = sched.dispatch(k / 1024)
+        assert (len(done), expired) == (1, [])
+        granted += done
+        check_bound(sched)
+    assert granted == leases
+    assert sched.waiting == 1
+    assert early.live
+    assert len(sched._deadlines) <= 2 + SLACK
+    assert timed(sched) == [early]
+    # It still expires exactly at its deadline (the token is kept busy until after it).
+    sched.cool(a, 32.0)
+    assert sched.dispatch(16.0 - 1 / 1024) == ([], [], 16.0)
+    assert sched.dispatch(16.0) == ([], [early], INF)
+    assert (sched._deadlines, sched._timed, sched.waiting) == ([], {}, 0)
+
+
+def test_backfilled_leases_leave_the_deadlines_while_a_costly_head_waits() -> None:
+    # The head asks 4 units, reserved on the drained slow token (ready at 4.0); cheap
+    # leases behind it are served out of turn on the fast one: the backfilling path.
+    sched, (slow, fast) = make(Limit(1, per=1, burst=4), Limit(1024, per=1, burst=1))
+    sched.grant(slow, 4, 0.0)
+    assert sched.best(4, 0.0) == (slow, 4.0)
+    head = Waiter(4, 2.0, 0.0)
+    cheap = [Waiter(1, LATE + i / 1024, 0.0) for i in range(2_000)]
+    for w in [head, *cheap]:
+        sched.enqueue(w)
+    granted: list[Waiter] = []
+    for k in range(2_000):
+        done, expired, _ = sched.dispatch(k / 1024)
+        assert expired == []
+        granted += done
+        check_bound(sched)
+    assert granted == cheap
+    assert all(w.slot is fast for w in granted)
+    assert timed(sched) == [head]
+    assert len(sched._deadlines) <= 2 + SLACK
+    assert sched.dispatch(2.0) == ([], [head], INF)
+    assert (sched._deadlines, sched._timed) == ([], {})
+
+
+def test_cancelled_leases_leave_the_deadlines_and_the_rest_expire_in_order() -> None:
+    sched, (a,) = make(Limit(1, per=1, burst=1))
+    assert sched.try_take(1, 0.0) is a
+    sched.cool(a, 1024.0)
+    waiters = [Waiter(1, 1.0 + (i % 7) / 8, 0.0) for i in range(1_000)]
+    for w in waiters:
+        sched.enqueue(w)
+    assert len(sched._deadlines) == 7  # one entry per distinct deadline
+    for w in waiters[:900]:
+        sched.cancel(w)
+        check_bound(sched)
+    kept = waiters[900:]
+    assert timed(sched) == sorted(kept, key=lambda w: w.deadline)  # stable: arrival order
+    for w in waiters[:-1]:
+        sched.cancel(w)
+    assert timed(sched) == [waiters[-1]]
+    assert len(sched._deadlines) <= 2 + SLACK
+    # Many distinct deadlines cancelled from the back: none is ever on top, so only the
+    # rebuild keeps the heap bounded.
+    late = [Waiter(1, 2.0 + i / 1024, 0.0) for i in range(5_000)]
+    for w in late:
+        sched.enqueue(w)
+    for w in reversed(late):
+        sched.cancel(w)
+        check_bound(sched)
+    assert timed(sched) == [waiters[-1]]
+    assert sched.dispatch(1.0 + 6 / 8) == ([], [waiters[-1]], INF)
+    assert (sched._deadlines, sched._timed, sched.waiting) == ([], {}, 0)
+
+
+def test_many_leases_expire_in_one_batch_in_deadline_then_arrival_order() -> None:
+    sched, (a,) = make(Limit(1, per=1, burst=1))
+    assert sched.try_take(1, 0.0) is a
+    sched.cool(a, 1024.0)
+    waiters = [Waiter(1, 1.0 + (i * 5 % 8) / 8, 0.0) for i in range(800)]
+    for w in waiters:
+        sched.enqueue(w)
+    _, expired, wake = sched.dispatch(1.5)
+    assert expired == sorted([w for w in waiters if w.deadline <= 1.5], key=lambda w: w.deadline)
+    assert len(expired) == 500
+    assert wake == 1.625
+    check_bound(sched)
+    assert sched.waiting == 300
+    assert len(sched._timed) == 3
+
+
+A, B = Token("secret-value-number-a"), Token("secret-value-number-b")
+
+
+@pytest.mark.looptime
+async def test_lease_timeouts_fire_exactly_and_in_order_on_virtual_time(
+    clock: Callable[[], Callable[[], float]],
+) -> None:
+    now = clock()
+    pool = TokenPool([A], limits=Limit(1, per=1, burst=1))
+    sched = core_of(pool).sched
+    log: list[tuple[str, float]] = []
+
+    async def lease(label: str, timeout: float | None) -> None:
+        try:
+            async with pool.lease(timeout=timeout):
+                log.append((label, now()))
+        except LeaseTimeout:
+            log.append((f"{label} timed out", now()))
+
+    async with pool.lease():
+        pass
+    plan = [("a", 2.5), ("b", 0.75), ("c", None), ("d", 0.75), ("e", 3.0), ("f", 1.25)]
+    tasks = [asyncio.create_task(lease(label, t)) for label, t in plan]
+    await asyncio.sleep(0)
+    assert sched.waiting == 6
+    assert len(sched._timed) == 4
+    await asyncio.gather(*tasks)
+    assert log == [
+        ("b timed out", 0.75),
+        ("d timed out", 0.75),
+        ("a", 1.0),  # the head: granted when the token can fire
+        ("f timed out", 1.25),
+        ("c", 2.0),
+        ("e", 3.0),  # granted exactly at its deadline: a grant due then wins
+    ]
+    assert (sched._deadlines, sched._timed, sched.waiting) == ([], {}, 0)
+    await pool.aclose()
