@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 _PENDING, _HELD, _DONE = 0, 1, 2
 _INF = float("inf")
+_PLAIN = (float, int)  # timeouts the fast path takes as they are (not bool: a subclass)
 _OK = Verdict.OK
 _FINE = (None, _OK)
 
@@ -151,12 +152,15 @@ class Lease:
         sched = core.sched
         loop = core.loop
         cost = self._cost
+        timeout = self._timeout
         usual = False
         if (
             self._state == _PENDING
             and core.fast
             and loop is get_running_loop()
-            and self._timeout is None
+            # no timeout, or a plain positive finite one (anything else: the careful path
+            # says what is wrong with it, or handles timeout=0)
+            and (timeout is None or (type(timeout) in _PLAIN and 0 < timeout < _INF))
         ):
             try:  # noqa: SIM105 - contextlib.suppress costs a context manager per lease
                 usual = 0 < cost <= sched.max_cost
@@ -175,8 +179,8 @@ class Lease:
                     if now >= core.next_mark:
                         core.mark(now)
                     return self
-            queued = Queued(cost, _INF, now, None)
-            deadline = _INF
+            queued = Queued(cost, _INF, now, timeout)
+            deadline = _INF if timeout is None else now + timeout
         else:
             if self._state != _PENDING:
                 raise RuntimeError("a Lease can be entered only once; call pool.lease() again")
