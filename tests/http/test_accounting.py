@@ -9,8 +9,6 @@ one reading the body) decides first; ``None`` falls back to the default table.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -22,28 +20,14 @@ from aurora_async import Limit, Token, TokenPool, TokenState, TokenStats
 from aurora_async._core.policy import Outcome, Verdict
 from aurora_async.testing import MockAPI, MockTokenStats
 
+from .support import serve
+
 pytestmark = pytest.mark.looptime
 
 A = "sk-live-7Qz9XwP3mK2vR8tY"
 B = "sk-live-4Hd8LpQ2nV6cX1wE"
 NAME_A, NAME_B = Token(A).name, Token(B).name
 ROOMY = Limit(100, per=1, burst=100)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@asynccontextmanager
-async def serve(handler: Handler) -> AsyncIterator[str]:
-    """A plain aiohttp app on loopback answering every method and path with ``handler``."""
-    app = web.Application()
-    app.router.add_route("*", "/{path:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 class ByToken:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
@@ -31,28 +31,13 @@ from aurora_async import (
 from aurora_async._http.auth import BearerAuth, HeaderAuth, QueryAuth
 from aurora_async.testing import MockAPI, MockTokenStats
 
+from .support import serve
+
 pytestmark = pytest.mark.looptime
 
 A = "sk-live-7Qz9XwP3mK2vR8tY"
 B = "sk-live-4Hd8LpQ2nV6cX1wE"
 NAME_A, NAME_B = Token(A).name, Token(B).name
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@asynccontextmanager
-async def serve(handler: Handler) -> AsyncIterator[str]:
-    """A plain aiohttp app on loopback answering every method and path with ``handler``;
-    yields its base URL."""
-    app = web.Application()
-    app.router.add_route("*", "/{path:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 async def echo(request: web.Request) -> web.Response:

@@ -13,8 +13,8 @@ import asyncio
 import email.utils
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
@@ -32,6 +32,8 @@ from aurora_async import (
 )
 from aurora_async.testing import MockAPI, MockTokenStats
 
+from .support import Handler, serve
+
 pytestmark = pytest.mark.looptime
 
 A = "sk-live-7Qz9XwP3mK2vR8tY"
@@ -39,22 +41,6 @@ B = "sk-live-4Hd8LpQ2nV6cX1wE"
 C = "sk-live-9Tg2JkM5sW3qZ7aF"
 NAME_A, NAME_B, NAME_C = Token(A).name, Token(B).name, Token(C).name
 ROOMY = Limit(100, per=1, burst=100)  # the pool never paces these tests
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@asynccontextmanager
-async def serve(handler: Handler) -> AsyncIterator[str]:
-    """A plain aiohttp app on loopback answering every method and path with ``handler``."""
-    app = web.Application()
-    app.router.add_route("*", "/{path:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 @contextmanager

@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
@@ -34,6 +34,8 @@ from aurora_async import (
 from aurora_async._core.policy import Outcome
 from aurora_async._http.auth import BearerAuth, HeaderAuth, QueryAuth
 
+from .support import serve
+
 pytestmark = pytest.mark.looptime
 
 SECRETS = (
@@ -43,8 +45,6 @@ SECRETS = (
     "tok_9f8e7d6c5b4a39281706fedc",
 )
 WINDOW = 9  # no run of this many characters of a secret may show
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def in_custom_header(
@@ -78,19 +78,6 @@ async def test_the_leak_check_finds_what_it_should() -> None:
     assert leaked(f"x {SECRETS[0]} y") != []
     assert leaked(SECRETS[1][3:12]) == [SECRETS[1][3:12]]
     assert leaked(" ".join(Token(s).name for s in SECRETS)) == []
-
-
-@asynccontextmanager
-async def serve(handler: Handler) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_route("*", "/{path:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 @contextmanager
