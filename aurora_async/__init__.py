@@ -1,6 +1,8 @@
 """aurora_async: share a pool of rate-limited API tokens across many coroutines."""
 
 from ._backend import Backend
+from ._core.calendar import Calendar
+from ._core.costs import Costs
 from ._core.headers import RateLimitInfo
 from ._core.limits import Limit
 from ._core.policy import Outcome, Verdict
@@ -39,6 +41,8 @@ __all__ = [
     "Backend",
     "BackendUnavailable",
     "BearerAuth",
+    "Calendar",
+    "Costs",
     "HeaderAuth",
     "HealthChecker",
     "HttpOptions",

@@ -213,6 +213,8 @@ def test_reload_result_is_exported() -> None:
 
 #: ``aurora_async.__all__``, exactly.
 PUBLIC_NAMES = {
+    "Calendar",
+    "Costs",
     "AuroraError",
     "Auth",
     "Backend",
@@ -291,8 +293,11 @@ SIGNATURES = {
     "Lease.client_error": "def (self)",
     "Lease.exhausted": "def (self, seconds, slack=0.0)",
     "Lease.release": "def (self)",
-    "Limit.__init__": "def (self, rate, per=1.0, burst=None)",
-    "Limit.sliding_window": "classmethod (count, per=1.0, *, burst=2)",
+    "Lease.settle": "def (self, actual=None, /, **parts)",
+    "Limit.__init__": "def (self, rate, per=1.0, burst=None, *, unit='requests')",
+    "Limit.daily": "classmethod (count, *, reset='00:00', tz='UTC', unit='requests')",
+    "Limit.monthly": "classmethod (count, *, day=1, reset='00:00', tz='UTC', unit='requests')",
+    "Limit.sliding_window": "classmethod (count, per=1.0, *, burst=2, unit='requests')",
     "Token": "class (value, limits=None, *, max_in_flight=None)",
     "read_tokens": "def (path=None)",
 }
@@ -313,6 +318,7 @@ PUBLIC_ATTRIBUTES = {
         "rate_limited",
         "release",
         "revoked",
+        "settle",
         "succeeded",
         "token",
         "waited",

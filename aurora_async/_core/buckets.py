@@ -30,6 +30,8 @@ from aiolimiter import AsyncLimiter
 
 from .limits import Limit
 
+INF = math.inf
+
 _STATE = ("_level", "_last_check", "_rate_per_sec", "max_rate", "time_period")
 
 
@@ -63,17 +65,19 @@ class Window(AsyncLimiter):
     """One :class:`Limit` of one token: a leaky bucket of ``burst`` units draining at
     ``rate / per`` units a second, starting empty at ``now``."""
 
-    __slots__ = ("burst", "limit", "rate")
+    __slots__ = ("burst", "limit", "rate", "unit")
 
     burst: float
     limit: Limit
     rate: float
+    unit: str  #: the resource it counts (``Limit.unit``)
 
     def __init__(self, limit: Limit, now: float) -> None:
         # aiolimiter's bucket holds max_rate units and drains max_rate / time_period a
         # second; so a burst B draining r per second is AsyncLimiter(B, B / r).
         super().__init__(limit.burst, limit.burst / limit.per_second)
         self.limit = limit
+        self.unit = limit.unit
         self.burst = limit.burst
         self.rate = self._rate_per_sec = limit.per_second
         self._last_check = now
@@ -119,6 +123,15 @@ class Window(AsyncLimiter):
         self._level = level
         self._last_check = at
 
+    def adjust(self, delta: float, now: float) -> None:
+        """A lease's true cost differed from what it took by ``delta`` units: add them at
+        ``now`` (``Lease.settle``). Less comes back at once, never below an empty bucket;
+        more may fill the bucket past its burst: debt, which nothing fits until drained."""
+        at = now if now > self._last_check else self._last_check
+        level = self.level_at(at) + delta
+        self._level = level if level > 0.0 else 0.0
+        self._last_check = at
+
     def shift(self, offset: float) -> None:
         """Move the bucket's clock by ``offset`` seconds (another clock took over)."""
         self._last_check += offset
@@ -159,3 +172,127 @@ def spent_levels(
     """
     longest = max(seconds, min(limit.per for limit in limits))
     return tuple(limit.burst - key_cost if limit.per <= longest else None for limit in limits)
+
+
+class CalendarWindow:
+    """One calendar quota of one token (``Limit.daily``, ``Limit.monthly``), with the
+    interface of :class:`Window` that the scheduler's general path reads: ``burst``
+    units (the count) per period, used up as leases take them and all back at each
+    reset. Times: the window lives on the loop's clock, resets on the wall clock, and
+    ``wall = loop time + wall_offset`` (the scheduler's ``TokenSet.wall_offset``).
+
+    ``_level`` is what was used in the period that holds ``_last_check``; ``_start`` and
+    ``_reset`` bound that period on the loop's clock. Usage past the count (a settle that
+    said more) is debt: nothing fits until the reset.
+    """
+
+    __slots__ = (
+        "_last_check",
+        "_level",
+        "_reset",
+        "_start",
+        "_wall_offset",
+        "burst",
+        "calendar",
+        "limit",
+        "rate",
+        "unit",
+    )
+
+    def __init__(self, limit: Limit, now: float, wall_offset: float) -> None:
+        calendar = limit.calendar
+        assert calendar is not None
+        self.limit = limit
+        self.calendar = calendar
+        self.unit = limit.unit
+        self.burst = limit.burst
+        self.rate = limit.per_second  # the average: for the scheduler's bounds only
+        self._wall_offset = wall_offset
+        self._level = 0.0
+        self._last_check = now
+        self._start = self._reset = -INF
+        self._roll(now)
+
+    def _roll(self, now: float) -> None:
+        """Move to the period that holds ``now``: a new period starts empty."""
+        if now < self._reset:
+            return
+        wall = now + self._wall_offset
+        self._start = self.calendar.last_reset(wall) - self._wall_offset
+        self._reset = self.calendar.next_reset(wall) - self._wall_offset
+        self._level = 0.0
+
+    @property
+    def resets_at(self) -> float:
+        """The loop time of the next reset (as of the window's last update)."""
+        return self._reset
+
+    def ready_at(self, cost: float) -> float:
+        """The loop time from which ``cost`` fits: now, if the period has room for it;
+        else the next reset (``inf`` if ``cost`` exceeds the count)."""
+        if cost > self.burst:
+            return INF
+        if self._level + cost <= self.burst:
+            return -INF
+        return self._reset
+
+    def level_at(self, now: float) -> float:
+        return 0.0 if now >= self._reset else self._level
+
+    def take(self, cost: float, now: float) -> None:
+        self._roll(now)
+        self._level += cost
+        if now > self._last_check:
+            self._last_check = now
+
+    def adjust(self, delta: float, now: float) -> None:
+        """A settle: ``delta`` more (or fewer) units used in the current period."""
+        self._roll(now)
+        level = self._level + delta
+        self._level = level if level > 0.0 else 0.0
+        if now > self._last_check:
+            self._last_check = now
+
+    def give_back(self, cost: float, granted_at: float, now: float) -> None:
+        """Undo a ``take(cost, granted_at)`` never used: only if it was this period's."""
+        self._roll(now)
+        if granted_at >= self._start:
+            level = self._level - cost
+            self._level = level if level > 0.0 else 0.0
+
+    def put(self, level: float, at: float) -> None:
+        """Say ``level`` units were used as of ``at`` (a saved state): counted only if
+        ``at`` falls in the current period."""
+        self._roll(at)
+        self._level = level if at >= self._start else 0.0
+        if at > self._last_check:
+            self._last_check = at
+
+    def shift(self, offset: float) -> None:
+        """Move the window's clock by ``offset`` seconds (another clock took over); the
+        wall clock stays where it is."""
+        self._last_check += offset
+        self._start += offset
+        self._reset += offset
+        self._wall_offset -= offset
+
+    def __repr__(self) -> str:
+        return f"<CalendarWindow {self.limit} used={self._level:g} resets={self._reset:.3f}>"
+
+
+#: A window of a slot: a leaky bucket, or a quota on the calendar.
+AnyWindow = Window | CalendarWindow
+
+
+def window_for(limit: Limit, now: float, wall_offset: float) -> AnyWindow:
+    """The window that keeps ``limit``, empty at ``now``."""
+    if limit.calendar is not None:
+        return CalendarWindow(limit, now, wall_offset)
+    return Window(limit, now)
+
+
+def fill(window: AnyWindow, now: float) -> None:
+    """Fill a leaky bucket to the brim at ``now`` (it fires at its steady rate from then
+    on); a calendar quota is left as it is: filling it would spend the day."""
+    if isinstance(window, Window):
+        window.take(window.burst, now)

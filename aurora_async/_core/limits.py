@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
+
+from .calendar import Calendar
 
 
 def _positive(name: str, value: object) -> float:
@@ -21,6 +24,25 @@ def _positive(name: str, value: object) -> float:
 #: calibration's and the Redis scripts' arithmetic) are finite and not 0.
 SMALLEST = 1e-150
 LARGEST = 1e150
+
+
+#: The resource a :class:`Limit` counts unless told otherwise: calls.
+REQUESTS = "requests"
+
+_UNIT = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+def check_unit(unit: object, where: str = "Limit unit") -> str:
+    """``unit`` if it names a resource (``"requests"``, ``"tokens"``, ``"input_tokens"``,
+    ``"points"``: lowercase letters, digits and ``_``, from a letter, at most 40)."""
+    if not isinstance(unit, str):
+        raise TypeError(f"{where} must be a str naming a resource, not {type(unit).__name__}")
+    if not _UNIT.fullmatch(unit):
+        raise ValueError(
+            f"{where} must name a resource in lowercase letters, digits and _ "
+            f"(like 'requests', 'tokens', 'input_tokens'), got {unit!r}"
+        )
+    return unit
 
 
 def _in_range(what: str, value: float, shown: str) -> None:
@@ -51,6 +73,14 @@ class Limit:
     ``rate`` units at once and then ``rate / per`` a second. Over any interval of length
     ``t`` a token never takes more than ``burst + rate * t / per`` units.
 
+    ``unit`` names the resource the window counts: ``"requests"`` (the default: every
+    lease costs its ``cost`` here) or another, like ``"tokens"`` for an LLM API's tokens
+    per minute: ``Limit(200_000, per=60, unit="tokens")``. A lease says what it costs in
+    each resource (``pool.lease(cost={"requests": 1, "tokens": 1200})``, a plain number
+    being requests) and needs room in every window for its part; a lease that names no
+    cost in a resource costs 0 there, but still waits while that window is in debt
+    (``Lease.settle`` charged more than its bucket held).
+
     Costs may be fractional: a lease of ``cost`` units fits a window only when ``cost <=
     burst``, so a burst below 1 serves only leases of at most that cost, and a lease that
     fits no token's burst raises ``ValueError`` at once. (``Limit(0.5)`` has a burst of
@@ -75,8 +105,14 @@ class Limit:
     #: Whether ``burst`` was given (trusted) rather than defaulted to ``rate`` (a guess);
     #: not part of equality, hashing or the repr.
     burst_given: bool = field(repr=False, compare=False)
+    #: The resource it counts: ``"requests"`` unless given.
+    unit: str = REQUESTS
+    #: For a quota on the calendar (:meth:`daily`, :meth:`monthly`): when it resets.
+    calendar: Calendar | None = None
 
-    def __init__(self, rate: float, per: float = 1.0, burst: float | None = None) -> None:
+    def __init__(
+        self, rate: float, per: float = 1.0, burst: float | None = None, *, unit: str = REQUESTS
+    ) -> None:
         rate = _positive("rate", rate)
         per = _positive("per", per)
         size = rate if burst is None else _positive("burst", burst)
@@ -86,9 +122,47 @@ class Limit:
         object.__setattr__(self, "burst", size)
         object.__setattr__(self, "per_second", per_second)
         object.__setattr__(self, "burst_given", burst is not None)
+        object.__setattr__(self, "unit", unit if unit is REQUESTS else check_unit(unit))
+        object.__setattr__(self, "calendar", None)
 
     @classmethod
-    def sliding_window(cls, count: float, per: float = 1.0, *, burst: float = 2) -> Limit:
+    def daily(
+        cls, count: float, *, reset: str = "00:00", tz: str = "UTC", unit: str = REQUESTS
+    ) -> Limit:
+        """A quota of ``count`` units a calendar day, all back at ``reset`` (``"HH:MM"``)
+        in the time zone ``tz``: ``Limit.daily(1000, reset="00:00", tz="UTC")``.
+
+        Unlike a leaky bucket, nothing drains during the day: once ``count`` units are
+        used, the token takes no lease that needs this window until the reset (and
+        ``pool.stats()`` shows it waiting for it). Pair it with a short limit for the
+        rate: ``[Limit(10), Limit.daily(1000)]``. Kept by the state file across restarts.
+        """
+        return cls._on_calendar(count, 86_400.0, Calendar("day", reset, tz), unit)
+
+    @classmethod
+    def monthly(
+        cls,
+        count: float,
+        *,
+        day: int = 1,
+        reset: str = "00:00",
+        tz: str = "UTC",
+        unit: str = REQUESTS,
+    ) -> Limit:
+        """A quota of ``count`` units a calendar month, all back on ``day`` (the last day
+        of a shorter month) at ``reset`` in ``tz``. See :meth:`daily`."""
+        return cls._on_calendar(count, 30 * 86_400.0, Calendar("month", reset, tz, day), unit)
+
+    @classmethod
+    def _on_calendar(cls, count: float, per: float, calendar: Calendar, unit: str) -> Limit:
+        limit = cls(count, per=per, burst=count, unit=unit)
+        object.__setattr__(limit, "calendar", calendar)
+        return limit
+
+    @classmethod
+    def sliding_window(
+        cls, count: float, per: float = 1.0, *, burst: float = 2, unit: str = REQUESTS
+    ) -> Limit:
         """A limit that never exceeds ``count`` units in *any* window of ``per`` seconds.
 
         For servers that count calls in a sliding (or fixed) window. The bucket holds
@@ -105,8 +179,24 @@ class Limit:
             raise ValueError(
                 f"Limit.sliding_window: burst ({burst:g}) must be below count ({count:g})"
             )
-        return cls(rate=count - burst, per=per, burst=burst)
+        return cls(rate=count - burst, per=per, burst=burst, unit=unit)
+
+    def __repr__(self) -> str:
+        unit = "" if self.unit == REQUESTS else f", unit={self.unit!r}"
+        calendar = self.calendar
+        if calendar is not None:
+            how = "daily" if calendar.period == "day" else "monthly"
+            day = f", day={calendar.day}" if calendar.period == "month" else ""
+            where = f"reset={calendar.at!r}, tz={calendar.tz!r}"
+            return f"Limit.{how}({self.rate!r}{day}, {where}{unit})"
+        return f"Limit(rate={self.rate!r}, per={self.per!r}, burst={self.burst!r}{unit})"
 
     def __str__(self) -> str:
+        calendar = self.calendar
+        if calendar is not None:
+            what = "" if self.unit == REQUESTS else f" {self.unit}"
+            return f"{self.rate:g}{what}/{calendar}"
         text = f"{self.rate:g}/{self.per:g}s"
+        if self.unit != REQUESTS:
+            text = f"{self.rate:g} {self.unit}/{self.per:g}s"
         return text if self.burst == self.rate else f"{text} (burst {self.burst:g})"

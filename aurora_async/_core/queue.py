@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from heapq import heapify, heappop, heappush
 from itertools import count
 
+from .costs import Costs, cheaper
 from .slot import INF, Waiter
 
 #: Deadlines the heap may hold beyond twice those with a waiting lease (stale ones,
@@ -56,11 +57,12 @@ class WaiterQueue:
         cost = waiter.cost
         if self.waiting:
             head = queue[0]
-            if not head.live:
-                head_cost = self._head_cost()
-                dispatch = head_cost is None or cost < head_cost
-            else:
-                dispatch = cost < head.cost
+            head_cost = head.cost if head.live else self._head_cost()
+            dispatch = (
+                head_cost is None
+                or cost < head_cost
+                or ((type(cost) is Costs or type(head_cost) is Costs) and cheaper(cost, head_cost))
+            )
         else:
             dispatch = True
         queue.append(waiter)

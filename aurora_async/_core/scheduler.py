@@ -21,6 +21,7 @@ arithmetic and of the bookkeeping against the reference on random histories.
 
 from __future__ import annotations
 
+from .costs import Costs, cheaper, part_of
 from .lanes import Entry, top_of
 from .queue import WaiterQueue, check_timeout
 from .slot import EPS, INF, UNCAPPED, Slot, TokenState, Waiter, put_state, state_of
@@ -57,6 +58,8 @@ class Scheduler(TokenSet, WaiterQueue):
         slot.in_flight += 1
         slot.leases += 1
         slot.units += cost
+        if type(cost) is Costs:
+            slot.count_usage(cost)
 
     def uncount_grant(self, slot: Slot, cost: float) -> bool:
         """Undo :meth:`count_grant` for a lease never used. Returns whether ``slot`` is
@@ -64,6 +67,8 @@ class Scheduler(TokenSet, WaiterQueue):
         slot.in_flight -= 1
         slot.leases -= 1
         slot.units -= cost
+        if type(cost) is Costs:
+            slot.count_usage(cost, -1.0)
         if slot.removed:
             self.forget_if_idle(slot)
             return False
@@ -106,12 +111,33 @@ class Scheduler(TokenSet, WaiterQueue):
             put_state(slot, waiter.undo)
         else:
             for w in slot.windows:
-                w.give_back(cost, granted_at, now)
+                w.give_back(slot.part(w, cost), granted_at, now)
         slot.epoch += 1
         if not self.uncount_grant(slot, cost):
             return False
         self.reindex(slot)
         return True
+
+    def settle(self, slot: Slot, reserved: float, actual: float, now: float) -> bool:
+        """A lease of ``slot`` that took ``reserved`` turned out to cost ``actual``: every
+        window takes the difference of its part at ``now``. Less than reserved comes back
+        at once (never below an empty bucket); more is charged on top, even past the
+        burst: debt, which keeps the token from firing until it has drained. Returns
+        whether capacity came back (waiters may now be served)."""
+        freed = False
+        for w in slot.windows:
+            unit = w.unit
+            delta = part_of(actual, unit) - part_of(reserved, unit)
+            if delta:
+                w.adjust(delta, now)
+                freed = freed or delta < 0.0
+        slot.units += float(actual) - float(reserved)
+        slot.count_usage(reserved, -1.0)
+        slot.count_usage(actual)
+        slot.epoch += 1  # a refund must not undo this
+        if slot.indexed:
+            self.reindex(slot)
+        return freed
 
     def release(self, slot: Slot) -> bool:
         """A lease of ``slot`` ended. Returns whether waiters may now be served."""
@@ -244,7 +270,7 @@ class Scheduler(TokenSet, WaiterQueue):
                 continue
             wake = t
             costs = self._costs
-            if costs and min(costs) < cost:
+            if costs and (min(costs) < cost or _vectors(cost, costs)):
                 wake = min(wake, self._backfill(head, found, now, granted))
             break
         if self._deadlines:
@@ -351,7 +377,7 @@ class Scheduler(TokenSet, WaiterQueue):
             by_cost = self._split_by_cost()
         for cost in [c for c in by_cost if c not in self._costs]:
             del by_cost[cost]  # only dead waiters left in it
-        smaller = [c for c in self._costs if c < head.cost]
+        smaller = [c for c in self._costs if cheaper(c, head.cost)]
         while True:
             wake = INF
             pick: tuple[Waiter, Slot] | None = None
@@ -378,3 +404,11 @@ class Scheduler(TokenSet, WaiterQueue):
         """Waiters no usable token can ever serve (after tokens were disabled or
         removed); they are dropped from the queue and should fail."""
         return self._drop_costlier(self.max_cost)
+
+
+def _vectors(cost: float, costs: dict[float, int]) -> bool:
+    """Whether a waiter behind a head of ``cost`` may fit where it does not, though no
+    waiting cost is below it in requests: costs of several resources differ elsewhere."""
+    if type(cost) is Costs or any(type(c) is Costs for c in costs):
+        return any(cheaper(c, cost) for c in costs if c != cost)
+    return False

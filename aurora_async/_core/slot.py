@@ -17,10 +17,11 @@ from __future__ import annotations
 import enum
 import math
 
-from .buckets import Window
+from .buckets import AnyWindow, window_for
+from .costs import Costs, KeyCost, part_of
 from .expiry import jwt_expiry
 from .lanes import Lane
-from .limits import Limit
+from .limits import REQUESTS, Limit
 from .tokens import Token
 
 #: Times within this many seconds count as equal: asyncio fires a timer when it is due
@@ -70,8 +71,12 @@ class Slot:
         "seq",
         "token",
         "units",
+        "usage",
         "windows",
     )
+
+    #: Whether some window counts a resource other than requests (see :class:`MixedSlot`).
+    mixed = False
 
     def __init__(
         self,
@@ -81,12 +86,11 @@ class Slot:
         max_in_flight: int | None,
         trial_in_flight: int | None,
         now: float,
+        wall_offset: float = 0.0,
     ) -> None:
         self.token = token
         self.name = name
-        self.windows = tuple(Window(limit, now) for limit in limits)
-        self.max_cost = min(w.burst for w in self.windows)
-        self.key_cost = min(1.0, self.max_cost)
+        self.set_limits(limits, now, wall_offset)
         self.full_cap = max_in_flight if max_in_flight is not None else UNCAPPED
         self.proven = trial_in_flight is None
         self.cap = self.full_cap if self.proven else min(self.full_cap, trial_in_flight or 1)
@@ -99,6 +103,7 @@ class Slot:
         self.in_flight = 0
         self.leases = 0
         self.units = 0.0
+        self.usage: dict[str, float] | None = None  # units of other resources leased
         self.epoch = 0  # counts changes to the windows (see Scheduler.refund)
         # Its entry in the lane index (see lanes.py): ``seq`` of the current entry.
         self.seq = -1
@@ -111,6 +116,34 @@ class Slot:
         self.info: object = None  # the HTTP layer's last rate-limit reading
         self.by_hand = False  # disabled by pool.disable(): probes leave it alone
         self.expires_at = jwt_expiry(token.value)  # Unix time, for JWTs; else None
+
+    def set_limits(self, limits: tuple[Limit, ...], now: float, wall_offset: float) -> None:
+        """New windows for ``limits``, empty at ``now`` (the scheduler re-indexes the
+        slot). A slot with a window of another resource than requests, or a quota on
+        the calendar, becomes a :class:`MixedSlot`, and a plain one again when it has
+        none. ``wall_offset``: Unix time less loop time (for calendar quotas)."""
+        self.windows = windows = tuple(window_for(limit, now, wall_offset) for limit in limits)
+        bursts = [w.burst for w in windows if w.unit == REQUESTS]
+        self.max_cost = min(bursts) if bursts else INF
+        if len(bursts) == len(windows) and not any(limit.calendar for limit in limits):
+            self.__class__ = Slot
+            self.key_cost = min(1.0, self.max_cost)
+        else:
+            self.__class__ = MixedSlot
+            self.key_cost = KeyCost(min(1.0, self.max_cost))
+
+    def part(self, window: AnyWindow, cost: float) -> float:
+        """What a lease of ``cost`` takes from ``window``."""
+        return float(cost)
+
+    def count_usage(self, cost: float, sign: float = 1.0) -> None:
+        """Add (or with ``sign=-1``, take back) ``cost``'s other resources to the usage."""
+        if isinstance(cost, Costs) and cost.parts:
+            usage = self.usage
+            if usage is None:
+                usage = self.usage = {}
+            for unit, units in cost.parts.items():
+                usage[unit] = usage.get(unit, 0.0) + sign * units
 
     @property
     def usable(self) -> bool:
@@ -187,6 +220,47 @@ class Slot:
             f"<Slot {self.name} in_flight={self.in_flight}/{cap}"
             f" key={self.ready(self.key_cost):.6f}{flags}>"
         )
+
+
+class MixedSlot(Slot):
+    """A slot with windows of several resources (``Limit.unit``) or a quota on the
+    calendar (``Limit.daily``): each window takes its own part of a lease's cost
+    (:func:`~.costs.part_of`; a plain number is requests), through its own methods.
+
+    Its key cost is a :class:`~.costs.KeyCost`: the requests key cost and nothing of the
+    other resources, so its key is when it fires one request with every other window out
+    of debt; no lease's cost equals it, so the scheduler's inlined scalar paths never
+    take a mixed slot, and these methods decide for it."""
+
+    __slots__ = ()
+
+    mixed = True
+
+    def part(self, window: AnyWindow, cost: float) -> float:
+        return part_of(cost, window.unit)
+
+    def ready(self, cost: float) -> float:
+        t = self.cool_until
+        requests = float(cost)
+        parts = cost.parts if isinstance(cost, Costs) else None
+        for w in self.windows:
+            unit = w.unit
+            units = requests if unit == REQUESTS else parts.get(unit, 0.0) if parts else 0.0
+            r = w.ready_at(units)  # inf if it exceeds the burst
+            if r > t:
+                t = r
+        return t
+
+    def take(self, cost: float, now: float) -> float:
+        self.epoch += 1
+        for w in self.windows:
+            w.take(part_of(cost, w.unit), now)
+        return self.ready(self.key_cost)
+
+    def headroom(self, now: float) -> float:
+        """Requests it could take at ``now`` (``inf`` if no window counts them)."""
+        rooms = [w.burst - w.level_at(now) for w in self.windows if w.unit == REQUESTS]
+        return min(rooms) if rooms else INF
 
 
 _NO_LANE: Lane[Slot] = Lane()  # a slot's lane until the scheduler files it

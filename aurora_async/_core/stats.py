@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from .scheduler import TokenState
 
@@ -36,6 +37,9 @@ class TokenStats:
     declared_limits: tuple[str, ...] = ()
     #: Where ``limits`` come from: "declared", "default", "header" or "learned".
     limit_source: str = "declared"
+    #: Units leased per resource other than requests (``units`` counts requests), as
+    #: settled: e.g. ``{"tokens": 1_250_000}``. Empty for a token leased by requests only.
+    usage: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,8 @@ import math
 from collections.abc import Iterator
 
 from .._errors import NoTokensAvailable
-from .buckets import Window, spent_levels
+from .buckets import fill, spent_levels
+from .costs import Costs
 from .index import TokenIndex
 from .limits import Limit
 from .slot import INF, UNCAPPED, Slot, drained, drains_at
@@ -36,6 +37,9 @@ class TokenSet(TokenIndex):
         self._usable_costs: dict[float, int] = {}  # max_cost -> usable slots with it
         self._all_costs: dict[float, int] = {}  # max_cost -> slots (any state but removed)
         self.max_cost = 0.0  # the largest cost some usable token can take
+        #: Unix time less loop time: where calendar quotas find the wall clock (the pool
+        #: sets it when it binds to its loop; ``shift`` keeps it in step).
+        self.wall_offset = 0.0
 
     # -- joining and leaving -------------------------------------------------------
 
@@ -51,10 +55,10 @@ class TokenSet(TokenIndex):
     ) -> Slot:
         """A new token. Its buckets start empty (a full burst available), or ``full``
         (as if just used to the brim: it fires at its steady rate from the start)."""
-        slot = Slot(token, name, limits, max_in_flight, self.trial_in_flight, now)
+        slot = Slot(token, name, limits, max_in_flight, self.trial_in_flight, now, self.wall_offset)
         if full:
             for w in slot.windows:
-                w.take(w.burst, now)
+                fill(w, now)
         self._file(slot)
         self.slots[token.value] = slot
         _inc(self._all_costs, slot.max_cost)
@@ -72,6 +76,7 @@ class TokenSet(TokenIndex):
             slot.epoch += 1
             if slot.indexed:
                 self.reindex(slot)
+        self.wall_offset -= offset
         self._drains = [(t + offset, seq, slot) for t, seq, slot in self._drains]
         heapq.heapify(self._drains)
         for lane in self._lane_list:
@@ -87,11 +92,9 @@ class TokenSet(TokenIndex):
         if not slot.removed:
             _dec(self._all_costs, slot.max_cost)
         slot.epoch += 1
-        slot.windows = tuple(Window(limit, now) for limit in limits)
+        slot.set_limits(limits, now, self.wall_offset)
         for w in slot.windows:
-            w.take(w.burst, now)
-        slot.max_cost = min(w.burst for w in slot.windows)
-        slot.key_cost = min(1.0, slot.max_cost)
+            fill(w, now)
         self._file(slot)
         if not slot.removed:
             _inc(self._all_costs, slot.max_cost)
@@ -322,6 +325,19 @@ class TokenSet(TokenIndex):
             f"no usable token can take cost {cost:g}: those whose burst allows it "
             "are disabled or removed; see pool.stats()"
         )
+
+    def check_parts(self, cost: Costs) -> None:
+        """Raise at once for a lease whose part in some resource exceeds the burst of
+        every token's window of that resource (no lease of it could ever fit). A part in
+        a resource no token counts is allowed: it takes nothing."""
+        for unit, units in cost.parts.items():
+            bursts = [b for tier in self._lanes for b, _, u in tier if u == unit]
+            if bursts and units > max(bursts):
+                raise ValueError(
+                    f"cost of {units:g} {unit} exceeds the burst of every token's {unit} "
+                    f"limit (largest: {max(bursts):g}); no lease of that cost can ever be "
+                    "granted. Lower the cost or raise that Limit's burst."
+                )
 
 
 def _inc(counter: dict[float, int], key: float) -> None:

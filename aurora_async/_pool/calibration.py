@@ -23,7 +23,7 @@ from .. import _log
 from .._core.calibrate import TICK, Calibrator, starting_limits
 from .._core.calibrate_types import CalibrationSnapshot, Change, LimitSource
 from .._core.headers import RateLimitInfo
-from .._core.limits import Limit
+from .._core.limits import REQUESTS, Limit
 from .._core.scheduler import Scheduler, Slot
 
 #: A token's declared limits and whether they are the user's (a ceiling) or a guess.
@@ -86,8 +86,8 @@ class Calibration:
 
     def starting(self, declared: tuple[Limit, ...], trusted: bool) -> tuple[Limit, ...]:
         """The effective limits of a new token with ``declared`` limits."""
-        if not self.enabled:
-            return declared
+        if not self.enabled or any(limit.unit != REQUESTS for limit in declared):
+            return declared  # limits on several resources: declared, not calibrated (yet)
         return starting_limits(declared, trusted=trusted, min_burst=self._floor)
 
     def redeclare(self, slot: Slot, declared: tuple[Limit, ...], trusted: bool) -> None:
@@ -111,6 +111,8 @@ class Calibration:
             return
         now = self._now()
         for slot in list(self._sched.slots.values()):
+            if slot.mixed:
+                continue
             change = self._of(slot, now).set_min_burst(cost)  # (made with the old floor)
             if change is not None:
                 self._apply(slot, change, now)
@@ -151,7 +153,7 @@ class Calibration:
 
     def headers(self, slot: Slot, info: RateLimitInfo) -> None:
         """What a response's rate-limit headers say about ``slot``'s limit."""
-        if not self.enabled or info.limit is None:
+        if not self.enabled or info.limit is None or slot.mixed:
             return
         now = self._now()
         change = self._of(slot, now).from_headers(
@@ -163,7 +165,7 @@ class Calibration:
     def adopt(self, slot: Slot, limits: tuple[Limit, ...]) -> None:
         """``slot``'s effective limits as another process of a shared pool decided them:
         its calibrator believes them from now on (the caller relimits the slot)."""
-        if self.enabled:
+        if self.enabled and not slot.mixed:
             self._of(slot, self._now()).adopt(limits)
 
     def snapshot(self, slot: Slot) -> CalibrationSnapshot | None:
@@ -211,7 +213,7 @@ class Calibration:
             by_slot = self._by_slot
             for slot in list(self._sched.slots.values()):
                 units = slot.units
-                if slot.removed or seen.get(slot, 0.0) == units:
+                if slot.removed or slot.mixed or seen.get(slot, 0.0) == units:
                     continue  # granted nothing since the last tick: nothing to learn
                 calibrator = by_slot.get(slot)
                 if calibrator is None and not self._may_grow(slot):

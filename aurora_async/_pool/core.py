@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import time
 import weakref
 from collections import deque
 from typing import Protocol, runtime_checkable
@@ -36,6 +37,9 @@ from .._errors import (
 from .calibration import Calibration
 from .low_water import LowWater
 from .redact import Redactor
+
+#: The wall clock calendar quotas read (``Limit.daily``); a test may replace it.
+wall_clock = time.time
 
 _DEBUG = 10
 
@@ -166,6 +170,8 @@ class PoolCore:
         self.sched = Scheduler(trial_in_flight=trial_in_flight)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._unbound_since: float | None = None  # see now()
+        # Calendar quotas reset on the wall clock: Unix time less the scheduler's clock.
+        self.sched.wall_offset = wall_clock() - self.now()
         self._names: dict[str, Slot] | None = None  # by masked name, rebuilt on change
         self.state = PoolState.UNOPENED
         #: Open (or not yet) and no backend: the lease fast path may run.
@@ -452,7 +458,7 @@ class PoolCore:
         if verdict is Verdict.RATE_LIMITED:
             if evidence is Evidence.CALL:
                 slot.rate_limited += 1
-                if granted_at is not None and self.calibration.enabled:
+                if granted_at is not None and self.calibration.enabled and not slot.mixed:
                     decided = self.calibration.rate_limited(slot, granted_at, cooldown)
                     if decided is not None:  # else: an episode already answered
                         self.cool(slot, decided[0], decided[1], spent=True)
@@ -536,6 +542,13 @@ class PoolCore:
             if self.backend is not None:
                 self.backend.enabled(slot)
             self.tokens_changed()
+
+    def settle(self, slot: Slot, reserved: float, actual: float) -> None:
+        """``Scheduler.settle`` now, then serve whoever that lets through."""
+        if self.backend is not None:
+            raise NotImplementedError("lease.settle() is not shared through Redis yet")
+        if self.sched.settle(slot, reserved, actual, self.now()) or self.sched.waiting:
+            self.dispatch()
 
     def charge(self, slot: Slot, cost: float) -> None:
         """Put ``cost`` in ``slot``'s buckets now, outside any lease (a probe's call)."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from asyncio import get_running_loop
+from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from .._core.costs import settled
 from .._core.policy import Verdict
 from .core import PoolCore, Queued
 
@@ -59,7 +61,8 @@ class Lease:
 
     @property
     def cost(self) -> float:
-        """The units this lease takes from its token's buckets."""
+        """The units this lease takes from its token's buckets: a number of requests,
+        or a :class:`~aurora_async.Costs` of several resources (settled: its true cost)."""
         return self._cost
 
     @property
@@ -122,6 +125,26 @@ class Lease:
         is used up for ``seconds``: rest it until then, unless its own limiter holds it
         that long anyway (``slack`` seconds of tolerance)."""
         self._core.exhausted(self._held(), seconds, slack)
+
+    def settle(self, actual: Mapping[str, float] | None = None, /, **parts: float) -> None:
+        """The call's true cost, once its answer says it: ``lease.settle(tokens=980)``
+        (or ``lease.settle({"tokens": 980})``), for the resources that differ from what
+        the lease reserved; the others keep their reservation.
+
+        Less than reserved goes back to the token's buckets now (and may let a waiter
+        through); more is charged now, even past a bucket's burst: that debt keeps the
+        token from its next lease until it has drained, so the server's count and the
+        pool's agree again. A lease never settled keeps what it reserved. May be called
+        again (each time with the cost so far), also after the lease ended, e.g. when a
+        streamed answer finishes."""
+        slot = self._held()
+        merged = dict(actual or {})
+        merged.update(parts)
+        if not merged:
+            raise TypeError("settle() needs the true cost of at least one resource")
+        cost = settled(self._cost, merged)
+        self._core.settle(slot, self._cost, cost)
+        self._cost = cost
 
     def client_error(self) -> None:
         """The server refused the request itself (a 4xx other than 401/429): the token

@@ -15,11 +15,12 @@ import inspect
 import math
 import os
 import warnings
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import _log
+from .._core.costs import Costs, as_costs
 from .._core.limits import Limit
 from .._core.stats import PoolStats
 from .._core.tokens import Token, as_limits
@@ -34,6 +35,9 @@ from .lease import Lease
 from .membership import apply_tokens
 from .reload import Reloader, ReloadResult
 from .snapshot import snapshot
+
+#: A lease's cost: requests, or units per resource (``{"requests": 1, "tokens": 900}``).
+Cost = float | Mapping[str, float]
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -159,6 +163,11 @@ class TokenPool:
                 "TokenPool.from_file(path, watch=True)"
             )
         if backend is not None:
+            if any(slot.mixed for slot in core.sched.slots.values()):
+                raise ValueError(
+                    "limits on resources other than requests (Limit(..., unit=...)) are "
+                    "not shared through Redis yet: use them on a pool without a backend"
+                )
             core.backend = backend
             core.fast = False  # every lease goes through the backend
             backend.bind(core)
@@ -263,17 +272,25 @@ class TokenPool:
 
     # -- leasing -----------------------------------------------------------------
 
-    def lease(self, cost: float = 1, timeout: float | None = None) -> Lease:
+    def lease(self, cost: Cost = 1, timeout: float | None = None) -> Lease:
         """``async with pool.lease() as lease:`` a token that can fire ``cost`` now.
 
         Waits (first come, first served) until one can. ``timeout`` in seconds raises
         :class:`LeaseTimeout`; ``timeout=0`` takes a token only if one is free now.
+        ``cost`` is a number of requests, or a mapping of resource to units for tokens
+        whose limits count several (``{"requests": 1, "tokens": 1200}``; requests default
+        to 1): the lease needs room for its part in every window of the token, and
+        :meth:`Lease.settle` corrects the reservation once the true cost is known.
         """
         if cost is True or cost is False:
             raise TypeError("cost must be a number, not bool")
+        if isinstance(cost, Mapping):
+            cost = as_costs(cost)
+            if isinstance(cost, Costs):
+                self._core.sched.check_parts(cost)
         return Lease(self._core, cost, timeout)
 
-    async def acquire(self, cost: float = 1, timeout: float | None = None) -> Lease:
+    async def acquire(self, cost: Cost = 1, timeout: float | None = None) -> Lease:
         """Like :meth:`lease`, for callers who release by hand with ``lease.release()``."""
         return await self.lease(cost, timeout).__aenter__()
 

@@ -69,4 +69,5 @@ def token_stats(
         limit_too_high=too_high,
         declared_limits=declared,
         limit_source=source,
+        usage=dict(slot.usage) if slot.usage else {},
     )

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 
 from aurora_async import Limit, NoTokensAvailable, Token
+from aurora_async._core.costs import part_of
 from aurora_async._core.scheduler import EPS, INF, Scheduler, Slot, Waiter
 
 
@@ -290,7 +291,8 @@ def _check_no_idle_capacity(
 
 def window_violations(specs: list[TokenSpec], run: Run) -> list[str]:
     """Guarantee 1, checked by brute force over every interval between two grants:
-    leased cost in [a, b] never exceeds burst + rate * (b - a) / per."""
+    leased cost in [a, b] never exceeds burst + rate * (b - a) / per, in each window's
+    own resource (a plain cost is requests; see ``Costs``)."""
     problems = []
     for i, spec in enumerate(specs):
         grants = sorted((t, c) for t, s, c in run.grants if s == i)
@@ -299,7 +301,7 @@ def window_violations(specs: list[TokenSpec], run: Run) -> list[str]:
             for a in range(len(grants)):
                 total = 0.0
                 for b in range(a, len(grants)):
-                    total += grants[b][1]
+                    total += part_of(grants[b][1], limit.unit)  # this window's resource
                     bound = limit.burst + rate * (grants[b][0] - grants[a][0])
                     if total > bound + 1e-9:
                         problems.append(
