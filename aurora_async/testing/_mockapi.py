@@ -43,6 +43,11 @@ keys), so each token has a *profile*, given per token or for the whole server:
   answered ``403`` (or ``429``) without ``Retry-After`` when spent.
 - :class:`IetfRateLimit`: a quota per window announced in the IETF ``RateLimit`` and
   ``RateLimit-Policy`` headers.
+- :class:`LlmApi`: an OpenAI-style ``POST /v1/chat/completions`` limited in requests and
+  tokens per minute per key, with usage in the body, the ``x-ratelimit-*-requests`` and
+  ``-tokens`` headers, streamed answers and an optional token quota.
+- :class:`GitHubApi`: GitHub's per-resource buckets (``core``, ``search``, ``graphql``
+  points) chosen by path, and its secondary limit on points per minute.
 
 ::
 

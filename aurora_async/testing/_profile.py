@@ -101,7 +101,8 @@ class Enforcer(ABC):
 
 class Profile(ABC):
     """How the mock server limits a token: the base of :class:`LeakyBucket`,
-    :class:`NginxLimitReq`, :class:`FixedWindow` and :class:`IetfRateLimit`.
+    :class:`NginxLimitReq`, :class:`FixedWindow`, :class:`IetfRateLimit`,
+    :class:`LlmApi` and :class:`GitHubApi`.
 
     Profiles are frozen, validated on construction and may be shared: each token gets its
     own state, as each key gets its own node in one nginx zone. A profile whose answers
