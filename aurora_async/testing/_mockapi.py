@@ -550,4 +550,6 @@ class MockAPI:
         if request.method == "GET" and request.path == "/whoami":
             return Answer(200, {"token": entry.name}, headers, decision.delay)
         body = {"ok": True, "token": entry.name, "path": request.path, "method": request.method}
+        if call is not None and call.body is not None and request.body_exists:
+            body["body_bytes"] = len(call.body)  # read whole for the profile
         return Answer(200, body, headers, decision.delay)
