@@ -334,3 +334,12 @@ def test_stream_usage_checks_its_kind_and_shows_itself() -> None:
         "<StreamUsage openai usage={'tokens': 21.0, 'input_tokens': 17.0, "
         "'output_tokens': 4.0} done=True>"
     )
+
+
+def test_a_crlf_split_between_its_two_bytes_ends_one_line_only() -> None:
+    stream = (
+        b'data: {"choices": [],\r\ndata: "usage": {"total_tokens": 4}}\r\n\r\ndata: [DONE]\r\n\r\n'
+    )
+    for cut in range(len(stream) + 1):
+        counter = read(stream, "openai", [cut])
+        assert (counter.usage, counter.done) == ({"tokens": 4}, True), cut
