@@ -43,6 +43,11 @@ keys), so each token has a *profile*, given per token or for the whole server:
   answered ``403`` (or ``429``) without ``Retry-After`` when spent.
 - :class:`IetfRateLimit`: a quota per window announced in the IETF ``RateLimit`` and
   ``RateLimit-Policy`` headers.
+- :class:`LlmApi`: an OpenAI-style ``POST /v1/chat/completions`` limited in requests and
+  tokens per minute per key, with usage in the body, the ``x-ratelimit-*-requests`` and
+  ``-tokens`` headers, streamed answers and an optional token quota.
+- :class:`GitHubApi`: GitHub's per-resource buckets (``core``, ``search``, ``graphql``
+  points) chosen by path, and its secondary limit on points per minute.
 
 ::
 
@@ -101,14 +106,13 @@ show masked names.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import math
 import random
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from types import TracebackType
 from typing import Any, Final, TypeAlias
 
@@ -120,7 +124,8 @@ from aurora_async._core.tokens import Token, as_token, mask
 from ._auth import AUTH_NAMES, AuthMode, credentials, valid
 from ._bucket import Bucket
 from ._leaky import LeakyBucket, as_limits
-from ._profile import Enforcer, Profile, RetryAfterForm, ServerOptions, enforcer
+from ._profile import Call, Enforcer, Profile, RetryAfterForm, ServerOptions, enforcer
+from ._reply import Answer, read_call, send
 from ._stats import Counters, MockTokenStats
 
 #: What a token may be given: limits (a :class:`LeakyBucket`), a profile, or ``None``
@@ -155,17 +160,6 @@ class _Entry:
         if not isinstance(bucket, Bucket):
             raise TypeError(f"token {self.name} has no leaky bucket: {self.profile!r}")
         return bucket
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    """A response decided: status, JSON body (or an HTML page), headers, and how long the
-    limit holds it back."""
-
-    status: int
-    body: dict[str, Any] | str
-    headers: dict[str, str]
-    held: float = 0.0
 
 
 class _State(enum.Enum):
@@ -480,31 +474,32 @@ class MockAPI:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         now = asyncio.get_running_loop().time()
+        wall = time.time()
         slow = self._slow_rate > 0 and self._slow_rng.random() < self._slow_rate
+        # A profile that reads requests gets the whole body first (time stays ``now``).
+        call = await read_call(request) if self._reads_body(request) else None
         # Decide and count synchronously, then do the awaiting.
-        answer = self._decide(request, now, time.time(), slow)
+        answer = self._decide(request, now, wall, slow, call)
         body = answer.body
-        if answer.status == 200 and request.body_exists and isinstance(body, dict):
+        if answer.status == 200 and call is None and request.body_exists and isinstance(body, dict):
             size = 0  # counted as it streams in: no size limit, nothing kept
             async for chunk in request.content.iter_any():
                 size += len(chunk)
             body["body_bytes"] = size
         delay = answer.held + (self._slow_latency if slow else self._latency)
-        if delay:
-            # Like asyncio.sleep(delay), but close() cuts it short: answer, then go away.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._closing.wait()
-        if isinstance(body, str):
-            return web.Response(
-                body=body.encode(),
-                status=answer.status,
-                headers=answer.headers,
-                content_type="text/html",
-            )
-        return web.json_response(body, status=answer.status, headers=answer.headers)
+        return await send(request, answer, delay, self._closing)
 
-    def _decide(self, request: web.Request, now: float, wall: float, slow: bool) -> _Answer:
+    def _reads_body(self, request: web.Request) -> bool:
+        """Whether the request's token is limited by a profile that reads requests."""
+        secret, _ = credentials(request, self._auth, self._auth_name, self._tokens)
+        entry = None if secret is None else self._tokens.get(secret)
+        if entry is not None:
+            return entry.profile.reads_body and not entry.revoked
+        return secret is not None and self._accept_unknown and self._default_profile.reads_body
+
+    def _decide(
+        self, request: web.Request, now: float, wall: float, slow: bool, call: Call | None
+    ) -> Answer:
         secret, problem = credentials(request, self._auth, self._auth_name, self._tokens)
         entry = self._tokens.get(secret) if secret is not None else None
         if entry is None and secret is not None:
@@ -519,7 +514,7 @@ class MockAPI:
             counters.unauthorized += 1
             if entry is not None:
                 problem = f"token {entry.name} is revoked"
-            return _Answer(
+            return Answer(
                 401,
                 {"error": "invalid_token", "error_description": problem},
                 {"WWW-Authenticate": _WWW_AUTHENTICATE},
@@ -527,22 +522,34 @@ class MockAPI:
 
         if now < entry.exhausted_until:
             decision = entry.enforcer.exhausted(now, entry.exhausted_until, wall)
+        elif call is not None:
+            decision = entry.enforcer.decide_call(call, now, wall)
         else:
             decision = entry.enforcer.decide(now, wall)
         headers = decision.headers
         if not decision.admitted:
-            counters.rate_limited += 1
-            page = decision.page
-            refusal = {"error": "rate_limited", "token": entry.name} if page is None else page
-            return _Answer(decision.status, refusal, headers)
+            if decision.bad_request:
+                counters.bad_requests += 1
+            else:
+                counters.rate_limited += 1
+            refusal = (
+                decision.body or decision.page or {"error": "rate_limited", "token": entry.name}
+            )
+            return Answer(decision.status, refusal, headers, stream=decision.stream)
 
         entry.times.append(now)
         counters.delayed += decision.delay > 0
+        counters.tokens += decision.tokens
         if self._error_rate > 0 and self._error_rng.random() < self._error_rate:
             counters.server_errors += 1
-            return _Answer(503, {"error": "unavailable", "token": entry.name}, headers)
+            return Answer(503, {"error": "unavailable", "token": entry.name}, headers)
         counters.ok += 1
+        if decision.body is not None or decision.stream is not None:
+            body = decision.body or {}
+            return Answer(200, body, headers, decision.delay, decision.stream)
         if request.method == "GET" and request.path == "/whoami":
-            return _Answer(200, {"token": entry.name}, headers, decision.delay)
+            return Answer(200, {"token": entry.name}, headers, decision.delay)
         body = {"ok": True, "token": entry.name, "path": request.path, "method": request.method}
-        return _Answer(200, body, headers, decision.delay)
+        if call is not None and call.body is not None and request.body_exists:
+            body["body_bytes"] = len(call.body)  # read whole for the profile
+        return Answer(200, body, headers, decision.delay)

@@ -11,10 +11,12 @@ class MockTokenStats:
 
     ``requests`` counts every request; each got exactly one of ``ok`` (200),
     ``rate_limited`` (refused by the token's limit: 429, or the status its profile answers
-    with, such as 403 for :class:`FixedWindow`), ``unauthorized`` (401) or
-    ``server_errors`` (503). ``slow`` counts the requests that were answered after
-    ``slow_latency``; ``delayed`` those admitted but held back by the limit
-    (:class:`NginxLimitReq` without ``nodelay``).
+    with, such as 403 for :class:`FixedWindow`), ``unauthorized`` (401),
+    ``server_errors`` (503) or ``bad_requests`` (400: a request :class:`LlmApi` cannot
+    read). ``slow`` counts the requests that were answered after ``slow_latency``;
+    ``delayed`` those admitted but held back by the limit (:class:`NginxLimitReq` without
+    ``nodelay``). ``tokens`` adds up the tokens admitted requests were charged
+    (:class:`LlmApi`; 0 for the other profiles).
     """
 
     requests: int = 0
@@ -24,18 +26,22 @@ class MockTokenStats:
     server_errors: int = 0
     slow: int = 0
     delayed: int = 0
+    bad_requests: int = 0
+    tokens: int = 0
 
 
 class Counters:
     """The mutable counts behind a :class:`MockTokenStats`."""
 
     __slots__ = (
+        "bad_requests",
         "delayed",
         "ok",
         "rate_limited",
         "requests",
         "server_errors",
         "slow",
+        "tokens",
         "unauthorized",
     )
 
@@ -45,6 +51,7 @@ class Counters:
     def clear(self) -> None:
         self.requests = self.ok = self.rate_limited = 0
         self.unauthorized = self.server_errors = self.slow = self.delayed = 0
+        self.bad_requests = self.tokens = 0
 
     def snapshot(self) -> MockTokenStats:
         return MockTokenStats(
@@ -55,4 +62,6 @@ class Counters:
             self.server_errors,
             self.slow,
             self.delayed,
+            self.bad_requests,
+            self.tokens,
         )

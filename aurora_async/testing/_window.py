@@ -16,8 +16,8 @@ from ._numbers import EPSILON
 
 @dataclass(frozen=True, slots=True)
 class Count:
-    """What the counter decided: ``used`` requests of the window after this one (the
-    limit when rejected) and the seconds until the window ends."""
+    """What the counter decided: ``used`` units of the window after this request (what it
+    had used, at most the limit, when rejected) and the seconds until the window ends."""
 
     admitted: bool
     used: int
@@ -36,16 +36,20 @@ class WindowCounter:
         self.start = -math.inf  # when the current window opened (loop time)
         self.used = 0
 
-    def take(self, now: float) -> Count:
-        """Count one request at ``now`` if the window has room."""
+    def take(self, now: float, cost: int = 1) -> Count:
+        """Count a request of ``cost`` units at ``now`` if the window has room for it."""
+        reset_after = self.peek(now)
+        if self.used + cost > self.limit:
+            return Count(False, min(self.used, self.limit), reset_after)
+        self.used += cost
+        return Count(True, self.used, reset_after)
+
+    def peek(self, now: float) -> float:
+        """Open a new window at ``now`` if the last one has ended; the seconds left."""
         if now >= self.start + self.window - EPSILON:
             self.start = self._opening(now)
             self.used = 0
-        reset_after = self.start + self.window - now
-        if self.used >= self.limit:
-            return Count(False, self.limit, reset_after)
-        self.used += 1
-        return Count(True, self.used, reset_after)
+        return self.start + self.window - now
 
     def adopt(self, old: WindowCounter) -> None:
         """Keep ``old``'s window and what it used (the new limit applies to them)."""

@@ -633,8 +633,10 @@ def test_public_names_are_exported_sorted() -> None:
     assert exported == sorted(exported)
     assert exported == [
         "FixedWindow",
+        "GitHubApi",
         "IetfRateLimit",
         "LeakyBucket",
+        "LlmApi",
         "MockAPI",
         "MockTokenStats",
         "NginxLimitReq",
