@@ -28,12 +28,12 @@ class Costs(float):
     __slots__ = ("_hash", "parts")
 
     parts: dict[str, float]
-    _hash: int
+    _hash: int | None
 
     def __new__(cls, requests: float, parts: dict[str, float]) -> Costs:
         self = float.__new__(cls, requests)
         self.parts = parts
-        self._hash = hash((float(requests), frozenset(parts.items())))
+        self._hash = None  # on first use: most costs are never hashed (never queued)
         return self
 
     def part(self, unit: str) -> float:
@@ -58,7 +58,10 @@ class Costs(float):
         return not self.__eq__(other)
 
     def __hash__(self) -> int:
-        return self._hash
+        found = self._hash
+        if found is None:
+            found = self._hash = hash((float(self), frozenset(self.parts.items())))
+        return found
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{unit}={value:g}" for unit, value in self.as_dict().items())
@@ -118,8 +121,15 @@ def cheaper(cost: float, than: float) -> bool:
     return any(mine.get(unit, 0.0) < value for unit, value in theirs.items())
 
 
+#: Resource names already checked (a handful in any program; bounded all the same).
+_CHECKED: set[object] = set()
+
+
 def _units(what: str, unit: object, value: object) -> float:
-    check_unit(unit, f"{what}: the resource {unit!r}")
+    if unit not in _CHECKED:
+        check_unit(unit, f"{what}: the resource {unit!r}")
+        if len(_CHECKED) < 1024:
+            _CHECKED.add(unit)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{what}: {unit} must be a number, not {type(value).__name__}")
     number = float(value)

@@ -132,8 +132,10 @@ class Scheduler(TokenSet, WaiterQueue):
                 w.adjust(delta, now)
                 freed = freed or delta < 0.0
         slot.units += float(actual) - float(reserved)
-        slot.count_usage(reserved, -1.0)
-        slot.count_usage(actual)
+        if isinstance(reserved, Costs):
+            slot.count_usage(reserved, -1.0)
+        if isinstance(actual, Costs):
+            slot.count_usage(actual)
         slot.epoch += 1  # a refund must not undo this
         if slot.indexed:
             self.reindex(slot)

@@ -40,6 +40,9 @@ class TokenSet(TokenIndex):
         #: Unix time less loop time: where calendar quotas find the wall clock (the pool
         #: sets it when it binds to its loop; ``shift`` keeps it in step).
         self.wall_offset = 0.0
+        # The largest burst of each resource over the tiers (check_parts), and under ""
+        # how many tiers that counted (tiers are only ever added).
+        self._largest: dict[str, float] = {}
 
     # -- joining and leaving -------------------------------------------------------
 
@@ -330,12 +333,19 @@ class TokenSet(TokenIndex):
         """Raise at once for a lease whose part in some resource exceeds the burst of
         every token's window of that resource (no lease of it could ever fit). A part in
         a resource no token counts is allowed: it takes nothing."""
+        largest = self._largest
+        if largest.get("") != len(self._lanes):  # a new tier since: count again
+            largest.clear()
+            for tier in self._lanes:
+                for burst, _, unit in tier:
+                    largest[unit] = max(largest.get(unit, 0.0), burst)
+            largest[""] = len(self._lanes)  # the tiers counted
         for unit, units in cost.parts.items():
-            bursts = [b for tier in self._lanes for b, _, u in tier if u == unit]
-            if bursts and units > max(bursts):
+            most = largest.get(unit)
+            if most is not None and units > most:
                 raise ValueError(
                     f"cost of {units:g} {unit} exceeds the burst of every token's {unit} "
-                    f"limit (largest: {max(bursts):g}); no lease of that cost can ever be "
+                    f"limit (largest: {most:g}); no lease of that cost can ever be "
                     "granted. Lower the cost or raise that Limit's burst."
                 )
 

@@ -547,8 +547,9 @@ class PoolCore:
         """``Scheduler.settle`` now, then serve whoever that lets through."""
         if self.backend is not None:
             raise NotImplementedError("lease.settle() is not shared through Redis yet")
-        if self.sched.settle(slot, reserved, actual, self.now()) or self.sched.waiting:
-            self.dispatch()
+        self.sched.settle(slot, reserved, actual, self.now())
+        if self.sched.waiting:
+            self.dispatch()  # a refund may let a waiter in; a debt may move the timer
 
     def charge(self, slot: Slot, cost: float) -> None:
         """Put ``cost`` in ``slot``'s buckets now, outside any lease (a probe's call)."""
