@@ -269,8 +269,8 @@ SIGNATURES = {
         f"classmethod (path=None, *, {_LIMIT_DEFAULT}, watch=False, poll_interval=2.0, **kwargs)"
     ),
     "TokenPool.from_env": f"classmethod (var='AURORA_TOKENS', *, {_LIMIT_DEFAULT}, **kwargs)",
-    "TokenPool.lease": "def (self, cost=1, timeout=None)",
-    "TokenPool.acquire": "async def (self, cost=1, timeout=None)",
+    "TokenPool.lease": "def (self, cost=1, timeout=None, *, scope=None)",
+    "TokenPool.acquire": "async def (self, cost=1, timeout=None, *, scope=None)",
     "TokenPool.request": "def (self, method, url, *, cost=1, lease_timeout=None, **kwargs)",
     "TokenPool.stream": "def (self, method, url, *, cost=1, lease_timeout=None, **kwargs)",
     "TokenPool.stats": "def (self)",
@@ -286,6 +286,7 @@ SIGNATURES = {
     "Lease.waited": "property",
     "Lease.done": "property",
     "Lease.cost": "property",
+    "Lease.scope": "property",
     "Lease.rate_limited": "def (self, retry_after=None)",
     "Lease.revoked": "def (self, reason=None)",
     "Lease.failed": "def (self)",
@@ -294,10 +295,12 @@ SIGNATURES = {
     "Lease.exhausted": "def (self, seconds, slack=0.0)",
     "Lease.release": "def (self)",
     "Lease.settle": "def (self, actual=None, /, **parts)",
-    "Limit.__init__": "def (self, rate, per=1.0, burst=None, *, unit='requests')",
-    "Limit.daily": "classmethod (count, *, reset='00:00', tz='UTC', unit='requests')",
-    "Limit.monthly": "classmethod (count, *, day=1, reset='00:00', tz='UTC', unit='requests')",
-    "Limit.sliding_window": "classmethod (count, per=1.0, *, burst=2, unit='requests')",
+    "Limit.__init__": "def (self, rate, per=1.0, burst=None, *, unit='requests', scope=None)",
+    "Limit.daily": "classmethod (count, *, reset='00:00', tz='UTC', unit='requests', scope=None)",
+    "Limit.monthly": (
+        "classmethod (count, *, day=1, reset='00:00', tz='UTC', unit='requests', scope=None)"
+    ),
+    "Limit.sliding_window": "classmethod (count, per=1.0, *, burst=2, unit='requests', scope=None)",
     "Token": "class (value, limits=None, *, max_in_flight=None)",
     "read_tokens": "def (path=None)",
 }
@@ -318,6 +321,7 @@ PUBLIC_ATTRIBUTES = {
         "rate_limited",
         "release",
         "revoked",
+        "scope",
         "settle",
         "succeeded",
         "token",

@@ -65,12 +65,13 @@ class Window(AsyncLimiter):
     """One :class:`Limit` of one token: a leaky bucket of ``burst`` units draining at
     ``rate / per`` units a second, starting empty at ``now``."""
 
-    __slots__ = ("burst", "limit", "rate", "unit")
+    __slots__ = ("burst", "limit", "rate", "scope", "unit")
 
     burst: float
     limit: Limit
     rate: float
     unit: str  #: the resource it counts (``Limit.unit``)
+    scope: str | None  #: the scope it counts (``Limit.scope``; ``None``: every lease)
 
     def __init__(self, limit: Limit, now: float) -> None:
         # aiolimiter's bucket holds max_rate units and drains max_rate / time_period a
@@ -78,6 +79,7 @@ class Window(AsyncLimiter):
         super().__init__(limit.burst, limit.burst / limit.per_second)
         self.limit = limit
         self.unit = limit.unit
+        self.scope = limit.scope
         self.burst = limit.burst
         self.rate = self._rate_per_sec = limit.per_second
         self._last_check = now
@@ -196,6 +198,7 @@ class CalendarWindow:
         "calendar",
         "limit",
         "rate",
+        "scope",
         "unit",
     )
 
@@ -205,6 +208,7 @@ class CalendarWindow:
         self.limit = limit
         self.calendar = calendar
         self.unit = limit.unit
+        self.scope = limit.scope
         self.burst = limit.burst
         self.rate = limit.per_second  # the average: for the scheduler's bounds only
         self._wall_offset = wall_offset

@@ -25,14 +25,16 @@ class Costs(float):
     """A lease's cost in several resources: ``float(costs)`` request units, and
     :attr:`parts` for every other resource it names (each above 0)."""
 
-    __slots__ = ("_hash", "parts")
+    __slots__ = ("_hash", "parts", "scope")
 
     parts: dict[str, float]
+    scope: str | None  #: the scope it is leased in: only that scope's windows count it
     _hash: int | None
 
-    def __new__(cls, requests: float, parts: dict[str, float]) -> Costs:
+    def __new__(cls, requests: float, parts: dict[str, float], scope: str | None = None) -> Costs:
         self = float.__new__(cls, requests)
         self.parts = parts
+        self.scope = scope
         self._hash = None  # on first use: most costs are never hashed (never queued)
         return self
 
@@ -52,6 +54,7 @@ class Costs(float):
             and not isinstance(other, KeyCost)
             and float(self) == float(other)
             and self.parts == other.parts
+            and self.scope == other.scope
         )
 
     def __ne__(self, other: object) -> bool:
@@ -60,21 +63,23 @@ class Costs(float):
     def __hash__(self) -> int:
         found = self._hash
         if found is None:
-            found = self._hash = hash((float(self), frozenset(self.parts.items())))
+            found = self._hash = hash((float(self), frozenset(self.parts.items()), self.scope))
         return found
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{unit}={value:g}" for unit, value in self.as_dict().items())
-        return f"Costs({inner})"
+        scope = "" if self.scope is None else f", scope={self.scope!r}"
+        return f"Costs({inner}{scope})"
 
     def __str__(self) -> str:
-        return " + ".join(f"{value:g} {unit}" for unit, value in self.as_dict().items())
+        text = " + ".join(f"{value:g} {unit}" for unit, value in self.as_dict().items())
+        return text if self.scope is None else f"{text} in {self.scope}"
 
     def __format__(self, spec: str) -> str:
         return str(self)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (Costs, (float(self), dict(self.parts)))
+        return (Costs, (float(self), dict(self.parts), self.scope))
 
 
 class KeyCost(Costs):
@@ -111,10 +116,16 @@ def part_of(cost: float, unit: str) -> float:
     return 0.0
 
 
+def scope_of(cost: float) -> str | None:
+    """The scope ``cost`` is leased in (``None``: no scope)."""
+    return cost.scope if isinstance(cost, Costs) else None
+
+
 def cheaper(cost: float, than: float) -> bool:
     """Whether a lease of ``cost`` may fit a token that ``than`` does not fit: it asks
-    less of some resource. (For plain numbers: ``cost < than``.)"""
-    if float(cost) < float(than):
+    less of some resource, or is leased in another scope. (For plain numbers: ``cost <
+    than``.)"""
+    if float(cost) < float(than) or scope_of(cost) != scope_of(than):
         return True
     mine = cost.parts if isinstance(cost, Costs) else {}
     theirs = than.parts if isinstance(than, Costs) else {}
@@ -136,6 +147,15 @@ def _units(what: str, unit: object, value: object) -> float:
     if not math.isfinite(number) or number < 0:
         raise ValueError(f"{what}: {unit} must be a finite number >= 0, got {value!r}")
     return number
+
+
+def scoped(cost: float, scope: str | None) -> float:
+    """``cost`` leased in ``scope`` (a plain number stays one without a scope)."""
+    if scope is None:
+        return cost
+    if isinstance(cost, Costs):
+        return Costs(float(cost), cost.parts, scope)
+    return Costs(float(cost), {}, scope)
 
 
 def as_costs(value: Mapping[str, float], what: str = "cost") -> float | Costs:
@@ -166,4 +186,5 @@ def settled(reserved: float, actual: Mapping[str, float], what: str = "settle") 
         whole[unit] = _units(what, unit, units)
     requests = whole.pop(REQUESTS)
     parts = {unit: units for unit, units in whole.items() if units}
-    return Costs(requests, parts) if parts else requests
+    scope = scope_of(reserved)
+    return Costs(requests, parts, scope) if parts or scope is not None else requests

@@ -25,14 +25,16 @@ class TokenIndex:
     it keeps each slot's entry in step with the slot, through :meth:`reindex`."""
 
     def __init__(self) -> None:
-        self._lanes: dict[tuple[tuple[float, float, str], ...], Lane[Slot]] = {}
+        self._lanes: dict[tuple[object, ...], Lane[Slot]] = {}
         self._lane_list: list[Lane[Slot]] = []
         self._next_seq = count().__next__
         self._min_rate = INF
 
     def _file(self, slot: Slot) -> None:
         """Put ``slot`` in the lane of its tier (tokens with the same windows)."""
-        tier = tuple((w.burst, w.rate, w.unit) for w in slot.windows)
+        # Mixed slots never share a lane with plain ones: a lane of one-window plain
+        # slots answers by arithmetic on keys, which a mixed slot's windows defy.
+        tier = (*((w.burst, w.rate, w.unit) for w in slot.windows), slot.mixed)
         lane = self._lanes.get(tier)
         if lane is None:
             single = len(slot.windows) == 1 and not slot.mixed

@@ -45,6 +45,23 @@ def check_unit(unit: object, where: str = "Limit unit") -> str:
     return unit
 
 
+_SCOPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}")
+
+
+def check_scope(scope: object, where: str = "scope") -> str:
+    """``scope`` if it names a scope: an endpoint group or a model (``"search"``,
+    ``"gpt-4o-mini"``, ``"claude-3-5-haiku@2024"``): letters, digits and ``._:/@+-``, from a
+    letter or digit, at most 100."""
+    if not isinstance(scope, str):
+        raise TypeError(f"{where} must be a str naming a scope, not {type(scope).__name__}")
+    if not _SCOPE.fullmatch(scope):
+        raise ValueError(
+            f"{where} must name an endpoint group or a model in letters, digits and "
+            f"._:/@+- (like 'search' or 'gpt-4o-mini'), at most 100 characters, got {scope!r}"
+        )
+    return scope
+
+
 def _in_range(what: str, value: float, shown: str) -> None:
     if not SMALLEST <= value <= LARGEST:
         raise ValueError(
@@ -109,9 +126,17 @@ class Limit:
     unit: str = REQUESTS
     #: For a quota on the calendar (:meth:`daily`, :meth:`monthly`): when it resets.
     calendar: Calendar | None = None
+    #: The scope it counts (an endpoint group or a model), or ``None``: every lease.
+    scope: str | None = None
 
     def __init__(
-        self, rate: float, per: float = 1.0, burst: float | None = None, *, unit: str = REQUESTS
+        self,
+        rate: float,
+        per: float = 1.0,
+        burst: float | None = None,
+        *,
+        unit: str = REQUESTS,
+        scope: str | None = None,
     ) -> None:
         rate = _positive("rate", rate)
         per = _positive("per", per)
@@ -124,10 +149,17 @@ class Limit:
         object.__setattr__(self, "burst_given", burst is not None)
         object.__setattr__(self, "unit", unit if unit is REQUESTS else check_unit(unit))
         object.__setattr__(self, "calendar", None)
+        object.__setattr__(self, "scope", None if scope is None else check_scope(scope))
 
     @classmethod
     def daily(
-        cls, count: float, *, reset: str = "00:00", tz: str = "UTC", unit: str = REQUESTS
+        cls,
+        count: float,
+        *,
+        reset: str = "00:00",
+        tz: str = "UTC",
+        unit: str = REQUESTS,
+        scope: str | None = None,
     ) -> Limit:
         """A quota of ``count`` units a calendar day, all back at ``reset`` (``"HH:MM"``)
         in the time zone ``tz``: ``Limit.daily(1000, reset="00:00", tz="UTC")``.
@@ -137,7 +169,7 @@ class Limit:
         ``pool.stats()`` shows it waiting for it). Pair it with a short limit for the
         rate: ``[Limit(10), Limit.daily(1000)]``. Kept by the state file across restarts.
         """
-        return cls._on_calendar(count, 86_400.0, Calendar("day", reset, tz), unit)
+        return cls._on_calendar(count, 86_400.0, Calendar("day", reset, tz), unit, scope)
 
     @classmethod
     def monthly(
@@ -148,20 +180,30 @@ class Limit:
         reset: str = "00:00",
         tz: str = "UTC",
         unit: str = REQUESTS,
+        scope: str | None = None,
     ) -> Limit:
         """A quota of ``count`` units a calendar month, all back on ``day`` (the last day
         of a shorter month) at ``reset`` in ``tz``. See :meth:`daily`."""
-        return cls._on_calendar(count, 30 * 86_400.0, Calendar("month", reset, tz, day), unit)
+        month = Calendar("month", reset, tz, day)
+        return cls._on_calendar(count, 30 * 86_400.0, month, unit, scope)
 
     @classmethod
-    def _on_calendar(cls, count: float, per: float, calendar: Calendar, unit: str) -> Limit:
-        limit = cls(count, per=per, burst=count, unit=unit)
+    def _on_calendar(
+        cls, count: float, per: float, calendar: Calendar, unit: str, scope: str | None
+    ) -> Limit:
+        limit = cls(count, per=per, burst=count, unit=unit, scope=scope)
         object.__setattr__(limit, "calendar", calendar)
         return limit
 
     @classmethod
     def sliding_window(
-        cls, count: float, per: float = 1.0, *, burst: float = 2, unit: str = REQUESTS
+        cls,
+        count: float,
+        per: float = 1.0,
+        *,
+        burst: float = 2,
+        unit: str = REQUESTS,
+        scope: str | None = None,
     ) -> Limit:
         """A limit that never exceeds ``count`` units in *any* window of ``per`` seconds.
 
@@ -179,10 +221,12 @@ class Limit:
             raise ValueError(
                 f"Limit.sliding_window: burst ({burst:g}) must be below count ({count:g})"
             )
-        return cls(rate=count - burst, per=per, burst=burst, unit=unit)
+        return cls(rate=count - burst, per=per, burst=burst, unit=unit, scope=scope)
 
     def __repr__(self) -> str:
         unit = "" if self.unit == REQUESTS else f", unit={self.unit!r}"
+        if self.scope is not None:
+            unit += f", scope={self.scope!r}"
         calendar = self.calendar
         if calendar is not None:
             how = "daily" if calendar.period == "day" else "monthly"
@@ -192,6 +236,10 @@ class Limit:
         return f"Limit(rate={self.rate!r}, per={self.per!r}, burst={self.burst!r}{unit})"
 
     def __str__(self) -> str:
+        text = self._text()
+        return text if self.scope is None else f"{text} [{self.scope}]"
+
+    def _text(self) -> str:
         calendar = self.calendar
         if calendar is not None:
             what = "" if self.unit == REQUESTS else f" {self.unit}"

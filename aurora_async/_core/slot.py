@@ -18,7 +18,7 @@ import enum
 import math
 
 from .buckets import AnyWindow, window_for
-from .costs import Costs, KeyCost, part_of
+from .costs import Costs, KeyCost, part_of, scope_of
 from .expiry import jwt_expiry
 from .lanes import Lane
 from .limits import REQUESTS, Limit
@@ -68,6 +68,7 @@ class Slot:
         "rate_limited",
         "reason",
         "removed",
+        "scope_cool",
         "seq",
         "token",
         "units",
@@ -90,6 +91,8 @@ class Slot:
     ) -> None:
         self.token = token
         self.name = name
+        #: Scopes cooling (rate-limited in that scope only): scope -> until when.
+        self.scope_cool: dict[str, float] | None = None
         self.set_limits(limits, now, wall_offset)
         self.full_cap = max_in_flight if max_in_flight is not None else UNCAPPED
         self.proven = trial_in_flight is None
@@ -125,7 +128,8 @@ class Slot:
         self.windows = windows = tuple(window_for(limit, now, wall_offset) for limit in limits)
         bursts = [w.burst for w in windows if w.unit == REQUESTS]
         self.max_cost = min(bursts) if bursts else INF
-        if len(bursts) == len(windows) and not any(limit.calendar for limit in limits):
+        plain = not any(limit.calendar or limit.scope for limit in limits)
+        if len(bursts) == len(windows) and plain and not self.scope_cool:
             self.__class__ = Slot
             self.key_cost = min(1.0, self.max_cost)
         else:
@@ -223,29 +227,44 @@ class Slot:
 
 
 class MixedSlot(Slot):
-    """A slot with windows of several resources (``Limit.unit``) or a quota on the
-    calendar (``Limit.daily``): each window takes its own part of a lease's cost
-    (:func:`~.costs.part_of`; a plain number is requests), through its own methods.
+    """A slot with windows of several resources (``Limit.unit``), a quota on the calendar
+    (``Limit.daily``), windows of a scope (``Limit.scope``) or a scope cooling: each
+    window takes its own part of a lease's cost (:func:`~.costs.part_of`; a plain number
+    is requests) through its own methods, and only a lease of its scope counts in a
+    scoped window (or waits for a scope's cooldown).
 
-    Its key cost is a :class:`~.costs.KeyCost`: the requests key cost and nothing of the
-    other resources, so its key is when it fires one request with every other window out
-    of debt; no lease's cost equals it, so the scheduler's inlined scalar paths never
-    take a mixed slot, and these methods decide for it."""
+    Its key cost is a :class:`~.costs.KeyCost`: the requests key cost, nothing of the
+    other resources and no scope, so its key is when it fires one request with every
+    window that counts every lease out of debt: a lower bound for any lease. No lease's
+    cost equals it, so the scheduler's inlined scalar paths never take a mixed slot, and
+    these methods decide for it."""
 
     __slots__ = ()
 
     mixed = True
 
     def part(self, window: AnyWindow, cost: float) -> float:
+        scope = window.scope
+        if scope is not None and scope != scope_of(cost):
+            return 0.0
         return part_of(cost, window.unit)
 
     def ready(self, cost: float) -> float:
         t = self.cool_until
         requests = float(cost)
-        parts = cost.parts if isinstance(cost, Costs) else None
+        parts: dict[str, float] | None = None
+        scope: str | None = None
+        if isinstance(cost, Costs):
+            parts, scope = cost.parts, cost.scope
+            if scope is not None and self.scope_cool:
+                until = self.scope_cool.get(scope, -INF)
+                if until > t:
+                    t = until
         for w in self.windows:
+            if w.scope is not None and w.scope != scope:
+                continue  # another scope's window: not this lease's business
             unit = w.unit
-            units = requests if unit == REQUESTS else parts.get(unit, 0.0) if parts else 0.0
+            units = requests if unit == REQUESTS else (parts.get(unit, 0.0) if parts else 0.0)
             r = w.ready_at(units)  # inf if it exceeds the burst
             if r > t:
                 t = r
@@ -254,12 +273,19 @@ class MixedSlot(Slot):
     def take(self, cost: float, now: float) -> float:
         self.epoch += 1
         for w in self.windows:
-            w.take(part_of(cost, w.unit), now)
+            units = self.part(w, cost)
+            if units:
+                w.take(units, now)
         return self.ready(self.key_cost)
 
     def headroom(self, now: float) -> float:
-        """Requests it could take at ``now`` (``inf`` if no window counts them)."""
-        rooms = [w.burst - w.level_at(now) for w in self.windows if w.unit == REQUESTS]
+        """Requests it could take at ``now`` in no scope (``inf`` if no window counts
+        them)."""
+        rooms = [
+            w.burst - w.level_at(now)
+            for w in self.windows
+            if w.unit == REQUESTS and w.scope is None
+        ]
         return min(rooms) if rooms else INF
 
 

@@ -40,6 +40,9 @@ class TokenStats:
     #: Units leased per resource other than requests (``units`` counts requests), as
     #: settled: e.g. ``{"tokens": 1_250_000}``. Empty for a token leased by requests only.
     usage: Mapping[str, float] = field(default_factory=dict)
+    #: Scopes this token is cooling in (a 429 on a scoped lease), with the seconds left:
+    #: e.g. ``{"search": 42.0}``. The token serves its other scopes meanwhile.
+    scope_cooldowns: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

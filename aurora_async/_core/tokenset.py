@@ -12,13 +12,14 @@ import heapq
 import itertools
 import math
 from collections.abc import Iterator
+from typing import cast
 
 from .._errors import NoTokensAvailable
 from .buckets import fill, spent_levels
-from .costs import Costs
+from .costs import Costs, KeyCost
 from .index import TokenIndex
 from .limits import Limit
-from .slot import INF, UNCAPPED, Slot, drained, drains_at
+from .slot import INF, UNCAPPED, MixedSlot, Slot, drained, drains_at
 from .tokens import Token
 
 
@@ -246,6 +247,36 @@ class TokenSet(TokenIndex):
             if slot.indexed:
                 self.reindex(slot)
 
+    def cool_scope(self, slot: Slot, scope: str, until: float, now: float | None = None) -> None:
+        """Keep ``slot`` from firing leases of ``scope`` before ``until`` (a 429 in that
+        scope: the token still serves the others). With ``now`` (the scope's quota is
+        spent), the scope's own windows are also filled by the rule of
+        :func:`~.buckets.spent_levels`. Expired scope cooldowns are forgotten here, so a
+        token holds only the scopes cooling now."""
+        cooling = slot.scope_cool
+        if cooling is None:
+            cooling = slot.scope_cool = {}
+        for name in [name for name, end in cooling.items() if end <= (now or until)]:
+            del cooling[name]
+        if until > cooling.get(scope, -INF):
+            cooling[scope] = until
+        if now is not None:
+            windows = [w for w in slot.windows if w.scope == scope]
+            if windows:
+                levels = spent_levels([w.limit for w in windows], 1.0, until - now)
+                for w, level in zip(windows, levels, strict=True):
+                    if level is not None and w.level_at(now) < level + (until - now) * w.rate:
+                        w.put(level + (until - now) * w.rate, now)
+        slot.epoch += 1  # a refund must not undo this
+        if not slot.mixed:  # a plain slot now has a scope's state: the general path
+            was = slot.indexed
+            self.unindex(slot)
+            slot.__class__ = MixedSlot
+            slot.key_cost = KeyCost(slot.key_cost)
+            self._file(slot)
+            if was:
+                self.reindex(slot)
+
     def charge(self, slot: Slot, cost: float, now: float) -> None:
         """Take ``cost`` from ``slot``'s windows outside any lease (a health probe)."""
         slot.take(cost, now)  # bumps the epoch
@@ -337,7 +368,8 @@ class TokenSet(TokenIndex):
         if largest.get("") != len(self._lanes):  # a new tier since: count again
             largest.clear()
             for tier in self._lanes:
-                for burst, _, unit in tier:
+                for window in tier[:-1]:
+                    burst, _, unit = cast("tuple[float, float, str]", window)
                     largest[unit] = max(largest.get(unit, 0.0), burst)
             largest[""] = len(self._lanes)  # the tiers counted
         for unit, units in cost.parts.items():

@@ -86,8 +86,10 @@ class Calibration:
 
     def starting(self, declared: tuple[Limit, ...], trusted: bool) -> tuple[Limit, ...]:
         """The effective limits of a new token with ``declared`` limits."""
-        if not self.enabled or any(limit.unit != REQUESTS for limit in declared):
-            return declared  # limits on several resources: declared, not calibrated (yet)
+        if not self.enabled or any(
+            limit.unit != REQUESTS or limit.scope or limit.calendar for limit in declared
+        ):
+            return declared  # resources, scopes, calendars: declared, not calibrated (yet)
         return starting_limits(declared, trusted=trusted, min_burst=self._floor)
 
     def redeclare(self, slot: Slot, declared: tuple[Limit, ...], trusted: bool) -> None:

@@ -24,6 +24,7 @@ from collections import deque
 from typing import Protocol, runtime_checkable
 
 from .. import _log
+from .._core.costs import scoped
 from .._core.limits import Limit
 from .._core.policy import Verdict
 from .._core.scheduler import EPS, INF, Scheduler, Slot, Waiter, check_timeout
@@ -37,6 +38,8 @@ from .._errors import (
 from .calibration import Calibration
 from .low_water import LowWater
 from .redact import Redactor
+from .waits import fail
+from .waits import log_waited as _log_waited
 
 #: The wall clock calendar quotas read (``Limit.daily``); a test may replace it.
 wall_clock = time.time
@@ -445,8 +448,10 @@ class PoolCore:
         reason: str | None = None,
         evidence: Evidence = Evidence.CALL,
         granted_at: float | None = None,
+        scope: str | None = None,
     ) -> None:
         """What a call (or probe, or restored state) says about a token, acted on now.
+        A call leased in a ``scope`` cools only that scope (not calibrated).
 
         ``RATE_LIMITED`` cools the token for ``cooldown`` (the server's Retry-After) or
         its backoff; ``REVOKED`` disables it with ``reason``; ``OK`` with a ``cooldown``
@@ -458,16 +463,17 @@ class PoolCore:
         if verdict is Verdict.RATE_LIMITED:
             if evidence is Evidence.CALL:
                 slot.rate_limited += 1
-                if granted_at is not None and self.calibration.enabled and not slot.mixed:
+                calibrated = self.calibration.enabled and not slot.mixed and scope is None
+                if granted_at is not None and calibrated:
                     decided = self.calibration.rate_limited(slot, granted_at, cooldown)
                     if decided is not None:  # else: an episode already answered
                         self.cool(slot, decided[0], decided[1], spent=True)
                 elif cooldown is None:
                     first, cap = self.backoff
                     cooldown = slot.backoff = min(cap, slot.backoff * 2 if slot.backoff else first)
-                    self.cool(slot, cooldown, "backoff", spent=True)
+                    self.cool(slot, cooldown, "backoff", spent=True, scope=scope)
                 else:
-                    self.cool(slot, cooldown, "retry_after", spent=True)
+                    self.cool(slot, cooldown, "retry_after", spent=True, scope=scope)
             elif evidence is Evidence.PROBE:  # PROBE_429_RULE
                 self.cool(slot, self.backoff[0] if cooldown is None else cooldown, "probe")
             elif cooldown:  # what is left of an earlier run's cooldown; windows restored
@@ -476,15 +482,15 @@ class PoolCore:
             self.disable(slot, reason or "revoked")
         elif cooldown:
             if evidence is Evidence.CALL:
-                self.cool(slot, cooldown, "exhausted", spent=True)
+                self.cool(slot, cooldown, "exhausted", spent=True, scope=scope)
             else:
                 self.cool(slot, cooldown, evidence.value)
 
-    def exhausted(self, slot: Slot, seconds: float, slack: float) -> None:
+    def exhausted(self, slot: Slot, seconds: float, slack: float, scope: str | None = None) -> None:
         """A good answer said nothing remains for ``seconds``. The token's own limiter
         may already hold it that long; cool it only if the reset is later."""
-        if self.now() + seconds > slot.ready(slot.key_cost) + slack:
-            self.report(slot, Verdict.OK, cooldown=seconds)
+        if self.now() + seconds > slot.ready(scoped(slot.key_cost, scope)) + slack:
+            self.report(slot, Verdict.OK, cooldown=seconds, scope=scope)
 
     def release(self, slot: Slot, verdict: Verdict) -> None:
         """A lease of ``slot`` ended with ``verdict``: count it and free its place."""
@@ -509,11 +515,19 @@ class PoolCore:
 
     # -- token state -----------------------------------------------------------------
 
-    def cool(self, slot: Slot, seconds: float, why: str, *, spent: bool = False) -> None:
-        """Keep ``slot`` from firing for ``seconds``. A cooldown the server asked for
-        (``spent``) means the token's quota is used up there: its buckets are full when
-        the cooldown ends. Others leave them be."""
+    def cool(
+        self, slot: Slot, seconds: float, why: str, *, spent: bool = False, scope: str | None = None
+    ) -> None:
+        """Keep ``slot`` from firing for ``seconds`` (in ``scope`` only, if given). A
+        cooldown the server asked for (``spent``) means the token's quota is used up
+        there: its buckets are full when the cooldown ends. Others leave them be."""
         now = self.now()
+        if scope is not None:
+            self.sched.cool_scope(slot, scope, now + seconds, now if spent else None)
+            _log.info(
+                "aurora.token.cooling", token=slot.name, seconds=seconds, why=why, scope=scope
+            )
+            return
         self.sched.cool(slot, now + seconds, now if spent else None)
         if self.backend is not None:
             self.backend.cooled(slot, seconds, spent)
@@ -580,21 +594,3 @@ class PoolCore:
         for waiter in list(sched.waiters()):
             sched.cancel(waiter)
             fail(waiter, PoolClosed("the pool was closed while this lease was waiting"))
-
-
-def fail(waiter: Waiter, error: BaseException) -> None:
-    """Resolve a waiting lease's future with ``error`` (if it is still waiting)."""
-    fut: asyncio.Future[None] = waiter.fut  # type: ignore[attr-defined]
-    if not fut.done():
-        fut.set_exception(error)
-
-
-def _log_waited(now: float, granted: list[Waiter]) -> None:
-    for lease in granted:
-        if lease.slot is not None:
-            _log.debug(
-                "aurora.lease.waited",
-                token=lease.slot.name,
-                cost=lease.cost,
-                waited=round(now - lease.enqueued_at, 6),
-            )

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .._core.costs import settled
+from .._core.costs import scope_of, settled
 from .._core.policy import Verdict
 from .core import PoolCore, Queued
 
@@ -60,6 +60,11 @@ class Lease:
         return slot
 
     @property
+    def scope(self) -> str | None:
+        """The scope this lease was taken in (``pool.lease(scope=...)``), or ``None``."""
+        return scope_of(self._cost)
+
+    @property
     def cost(self) -> float:
         """The units this lease takes from its token's buckets: a number of requests,
         or a :class:`~aurora_async.Costs` of several resources (settled: its true cost)."""
@@ -85,7 +90,8 @@ class Lease:
         return self._state == _DONE
 
     def rate_limited(self, retry_after: float | None = None) -> None:
-        """The server answered 429 (or equivalent): cool the token down.
+        """The server answered 429 (or equivalent): cool the token down (only for its
+        scope, for a lease taken with ``scope=``: the token serves the others).
 
         ``retry_after`` is in seconds. Without it, the pool decides: a calibrating pool
         lowers the token's effective limit and rests it briefly (backing off, doubling,
@@ -101,7 +107,11 @@ class Lease:
             return  # one lease, one 429: a second report counts nothing
         self._outcome = Verdict.RATE_LIMITED
         self._core.report(
-            slot, Verdict.RATE_LIMITED, cooldown=retry_after, granted_at=self._granted_at
+            slot,
+            Verdict.RATE_LIMITED,
+            cooldown=retry_after,
+            granted_at=self._granted_at,
+            scope=scope_of(self._cost),
         )
 
     def revoked(self, reason: str | None = None) -> None:
@@ -124,7 +134,7 @@ class Lease:
         """The server said (in rate-limit headers on a good answer) that the token's quota
         is used up for ``seconds``: rest it until then, unless its own limiter holds it
         that long anyway (``slack`` seconds of tolerance)."""
-        self._core.exhausted(self._held(), seconds, slack)
+        self._core.exhausted(self._held(), seconds, slack, scope_of(self._cost))
 
     def settle(self, actual: Mapping[str, float] | None = None, /, **parts: float) -> None:
         """The call's true cost, once its answer says it: ``lease.settle(tokens=980)``

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import _log
-from .._core.costs import Costs, as_costs
-from .._core.limits import Limit
+from .._core.costs import Costs, as_costs, scoped
+from .._core.limits import Limit, check_scope
 from .._core.stats import PoolStats
 from .._core.tokens import Token, as_limits
 from .._errors import PoolClosed, check_positive_int
@@ -165,8 +165,9 @@ class TokenPool:
         if backend is not None:
             if any(slot.mixed for slot in core.sched.slots.values()):
                 raise ValueError(
-                    "limits on resources other than requests (Limit(..., unit=...)) are "
-                    "not shared through Redis yet: use them on a pool without a backend"
+                    "limits on other resources, scopes or the calendar (Limit(unit=...), "
+                    "Limit(scope=...), Limit.daily) are not shared through Redis yet: "
+                    "use them on a pool without a backend"
                 )
             core.backend = backend
             core.fast = False  # every lease goes through the backend
@@ -272,7 +273,9 @@ class TokenPool:
 
     # -- leasing -----------------------------------------------------------------
 
-    def lease(self, cost: Cost = 1, timeout: float | None = None) -> Lease:
+    def lease(
+        self, cost: Cost = 1, timeout: float | None = None, *, scope: str | None = None
+    ) -> Lease:
         """``async with pool.lease() as lease:`` a token that can fire ``cost`` now.
 
         Waits (first come, first served) until one can. ``timeout`` in seconds raises
@@ -281,18 +284,29 @@ class TokenPool:
         whose limits count several (``{"requests": 1, "tokens": 1200}``; requests default
         to 1): the lease needs room for its part in every window of the token, and
         :meth:`Lease.settle` corrects the reservation once the true cost is known.
+        ``scope`` (an endpoint group or a model: ``"search"``, ``"gpt-4o"``) counts the
+        lease in the token's windows of that scope (``Limit(..., scope=...)``) besides
+        its windows of no scope, and a 429 on it cools the token for that scope only.
         """
         if cost is True or cost is False:
             raise TypeError("cost must be a number, not bool")
+        core = self._core
         if isinstance(cost, Mapping):
             cost = as_costs(cost)
             if isinstance(cost, Costs):
-                self._core.sched.check_parts(cost)
-        return Lease(self._core, cost, timeout)
+                core.sched.check_parts(cost)
+        if scope is not None:
+            check_scope(scope)
+            if core.backend is not None:
+                raise NotImplementedError("scoped leases are not shared through Redis yet")
+            cost = scoped(cost, scope)
+        return Lease(core, cost, timeout)
 
-    async def acquire(self, cost: Cost = 1, timeout: float | None = None) -> Lease:
+    async def acquire(
+        self, cost: Cost = 1, timeout: float | None = None, *, scope: str | None = None
+    ) -> Lease:
         """Like :meth:`lease`, for callers who release by hand with ``lease.release()``."""
-        return await self.lease(cost, timeout).__aenter__()
+        return await self.lease(cost, timeout, scope=scope).__aenter__()
 
     # -- token state by hand -------------------------------------------------------
 

@@ -70,4 +70,9 @@ def token_stats(
         declared_limits=declared,
         limit_source=source,
         usage=dict(slot.usage) if slot.usage else {},
+        scope_cooldowns={
+            scope: round(until - now, 9)
+            for scope, until in (slot.scope_cool or {}).items()
+            if until > now
+        },
     )

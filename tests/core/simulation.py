@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 
 from aurora_async import Limit, NoTokensAvailable, Token
-from aurora_async._core.costs import part_of
+from aurora_async._core.costs import part_of, scope_of
 from aurora_async._core.scheduler import EPS, INF, Scheduler, Slot, Waiter
 
 
@@ -301,7 +301,9 @@ def window_violations(specs: list[TokenSpec], run: Run) -> list[str]:
             for a in range(len(grants)):
                 total = 0.0
                 for b in range(a, len(grants)):
-                    total += part_of(grants[b][1], limit.unit)  # this window's resource
+                    cost = grants[b][1]
+                    if limit.scope is None or limit.scope == scope_of(cost):  # its scope
+                        total += part_of(cost, limit.unit)  # this window's resource
                     bound = limit.burst + rate * (grants[b][0] - grants[a][0])
                     if total > bound + 1e-9:
                         problems.append(

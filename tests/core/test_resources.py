@@ -249,18 +249,26 @@ tokens_limits = st.builds(
     burst=st.sampled_from([8, 16]),
     unit=st.just(TOKENS),
 )
+search_limits = st.builds(
+    Limit, rate=st.sampled_from([1, 2]), per=st.sampled_from([1, 2]),
+    burst=st.sampled_from([1, 2]), scope=st.just("search"),
+)  # fmt: skip
 mixed_specs = st.lists(
     st.builds(
         TokenSpec,
         limits=st.tuples(requests_limits, tokens_limits)
         | st.tuples(requests_limits)
-        | st.tuples(tokens_limits, requests_limits),
+        | st.tuples(tokens_limits, requests_limits)
+        | st.tuples(requests_limits, search_limits, tokens_limits),
         max_in_flight=st.none() | st.integers(1, 3),
     ),
     min_size=1,
     max_size=4,
 )
-COSTS = [1.0, 2.0, vec(1, 2), vec(1, 8), vec(2, 4), vec(1, 16)]
+COSTS = [
+    1.0, 2.0, vec(1, 2), vec(1, 8), vec(2, 4), vec(1, 16),
+    Costs(1, {}, "search"), Costs(1, {TOKENS: 4}, "search"),
+]  # fmt: skip
 
 
 @st.composite
