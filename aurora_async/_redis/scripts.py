@@ -47,12 +47,13 @@ from .scripts_limits import LIMITS, RELIMIT
 #   caps [id, budget, ...] (this worker's in-flight budgets that a batch this size
 #   could use up); leases [cost, longest wait us or -1, ...] in queue order.
 # Returns one string (one bulk reply parses far faster than an array):
-#   "version resync given|status delay id at lv undo...|..." with, per lease, the status
+#   "version resync given workers|status delay id at lv undo...|..." with, per lease, the status
 #   0 reserved (at: server us of the reservation; lv: the token's limits version;
 #   undo: "before after" per window),
 #   1 too late for its wait (nothing written; delay: the soonest it could be),
 #   2 blocked by this worker's in-flight caps, 3 no token of this worker at all;
-#   resync is 1 when some token had lost its state (register again).
+#   resync is 1 when some token had lost its state (register again); workers counts the
+#   namespace's workers (this one too, and any not yet found dead: never too few).
 RESERVE = (
     PRELUDE
     + r"""
@@ -181,7 +182,10 @@ if touch then
   end
 end
 if audit then redis.call('PEXPIRE', tag .. ':audit', ttl) end
-out[1] = version .. ' ' .. resync .. ' ' .. given
+local procs = tag .. ':procs'
+local workers = redis.call('ZCARD', procs)
+if not redis.call('ZSCORE', procs, worker) then workers = workers + 1 end
+out[1] = version .. ' ' .. resync .. ' ' .. given .. ' ' .. workers
 return table.concat(out, '|')
 """
 )
@@ -240,8 +244,11 @@ return changed
 # Register tokens (one chunk of a worker's set): create missing state, keep the state of
 # tokens whose limits are unchanged, keep limits learned from the same declared ones
 # (the worker adopts them), restart from full those whose limits changed otherwise.
+# A missing state starts empty, unless the worker registered the token before (lost 1):
+# then Redis has lost it (a restart, keys expired, a reset) and nobody knows how much of
+# the bucket was just used, so it starts full.
 # KEYS: ready, staging set, ids, disabled
-# ARGV: token prefix, ttl ms, then per token: id, key cost, declared digest, n,
+# ARGV: token prefix, ttl ms, then per token: id, key cost, declared digest, lost, n,
 #   (burst, us per unit) * n
 # Returns: how many tokens had different limits in Redis, then per token its limits'
 #   version and what to adopt ("" to keep the worker's own; else as shared_of says).
@@ -255,8 +262,9 @@ local changed = 0
 local out = {0}
 local i = 3
 while i <= #ARGV do
-  local id, kc, dg, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  i = i + 4
+  local id, kc, dg, lost = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3] == '1'
+  local n = tonumber(ARGV[i + 4])
+  i = i + 5
   local key = prefix .. id
   local st = load(key)
   local same = st ~= nil and st.n == n
@@ -273,7 +281,8 @@ while i <= #ARGV do
     adopt = shared_of(st)  -- learned by some worker from the same declared limits
   else
     -- New, or other limits than before: a fresh token starts with empty buckets, one
-    -- whose limits changed with full ones (nothing is known of how they were spent).
+    -- whose limits changed or whose state was lost with full ones (nothing is known of
+    -- how they were spent).
     local fresh = st == nil
     if not fresh then changed = changed + 1 end
     st = {key = key, n = n, kc = tonumber(kc), cool = fresh and 0 or st.cool,
@@ -283,7 +292,7 @@ while i <= #ARGV do
       st.b[k] = tonumber(ARGV[j])
       st.e[k] = tonumber(ARGV[j + 1])
       st.t[k] = 0
-      if not fresh then st.t[k] = math.ceil(now + st.b[k] * st.e[k]) end
+      if lost or not fresh then st.t[k] = math.ceil(now + st.b[k] * st.e[k]) end
     end
   end
   save(st, now, ttl)
@@ -375,38 +384,30 @@ return out
 """
 )
 
-# After an outage: charge what each worker leased on its local limiter to the shared
-# buckets (units still in the local bucket, per window), so the limit holds across it.
-# KEYS: ready; ARGV: token prefix, ttl ms, then per token: id, n, units * n
-RECONCILE = (
+# After an outage, a worker that served leases on its local limiter (``degrade``) is back:
+# each window of its tokens becomes full as of ``hold`` from now at the least, so nothing
+# is reserved in Redis before every worker that served locally has stopped doing so
+# (each stops within ``hold`` of its own call; ``failover.py`` and docs/redis.md).
+# KEYS: ready; ARGV: token prefix, ttl ms, hold us, then ids. Returns how many were held.
+RESUME = (
     PRELUDE
     + r"""
 local now = now_us()
 local ttl = tonumber(ARGV[2])
+local held = now + tonumber(ARGV[3])
 local done = 0
-local i = 3
-while i <= #ARGV do
-  local id, n = ARGV[i], tonumber(ARGV[i + 1])
-  i = i + 2
+for i = 4, #ARGV do
+  local id = ARGV[i]
   local st = load(ARGV[1] .. id)
   if st ~= nil then
-    local charged = false
-    for k = 1, math.min(n, st.n) do
-      local u = tonumber(ARGV[i + k - 1])
-      if u > 0 then
-        local base = st.t[k]
-        if now > base then base = now end
-        st.t[k] = math.ceil(base + u * st.e[k])
-        charged = true
-      end
+    for k = 1, st.n do
+      local full = math.ceil(held + st.b[k] * st.e[k])
+      if full > st.t[k] then st.t[k] = full end
     end
-    if charged then
-      save(st, now, ttl)
-      redis.call('ZADD', KEYS[1], 'XX', key_of(st), id)
-      done = done + 1
-    end
+    save(st, now, ttl)
+    redis.call('ZADD', KEYS[1], 'XX', key_of(st), id)
+    done = done + 1
   end
-  i = i + n
 end
 return done
 """
@@ -477,7 +478,7 @@ SCRIPTS = {
         "sync_chunk": SYNC_CHUNK,
         "sync_done": SYNC_DONE,
         "state": STATE,
-        "reconcile": RECONCILE,
+        "resume": RESUME,
         "reset": RESET,
         "inspect": INSPECT,
         "relimit": RELIMIT,

@@ -56,11 +56,12 @@ class Reply(NamedTuple):
 
     version: str  #: of the namespace's shared states
     resync: bool  #: some token had lost its state: register again
+    workers: int  #: the namespace's workers (never too few)
     #: per lease: status, delay (µs), then id, at, limits version, undo... if reserved
     leases: list[list[str]]
 
 
 def parse_reply(reply: Any) -> Reply:
     parts = text(reply).split("|")
-    version, resync, _ = parts[0].split()
-    return Reply(version, resync == "1", [part.split() for part in parts[1:]])
+    version, resync, _, workers = parts[0].split()
+    return Reply(version, resync == "1", int(workers), [part.split() for part in parts[1:]])
