@@ -406,5 +406,14 @@ class RedisBackend:
     def _version(self) -> str:
         return self._members.version
 
+    @property
+    def _share(self) -> float | None:
+        """The share of each limit this worker would serve on if Redis went away now."""
+        return self._failover.share_now()
+
+    @property
+    def _workers(self) -> int | None:
+        return self._members.workers
+
 
 __all__ = ["RedisBackend", "RedisTokenState", "Reservation"]

@@ -20,7 +20,7 @@ from aurora_async import (
 from aurora_async._pool.core import core_of
 from aurora_async._redis import RedisBackend
 
-from .support import Events, RedisProcess, granted_at
+from .support import Events, RedisProcess, granted_at, until
 
 pytestmark = pytest.mark.redis
 
@@ -33,15 +33,6 @@ def backend_of(pool: TokenPool) -> RedisBackend:
     backend = core_of(pool).backend
     assert isinstance(backend, RedisBackend)
     return backend
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for a state the test cannot observe otherwise (never for a timing)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "the condition never came true"
-        await asyncio.sleep(0.005)
 
 
 async def test_a_reservation_followed_by_another_stays_spent(
