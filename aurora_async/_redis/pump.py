@@ -201,6 +201,8 @@ class Pump:
         members = self._members
         version, resync, workers, leases = parse_reply(reply)
         members.workers = workers
+        # (Redis went away for another call while this one was out: the policy serves.)
+        decides = self._failover.decides
         retry: list[Ticket] = []
         for t, fields in zip(batch, leases, strict=True):
             status, delay = int(fields[0]), int(fields[1])
@@ -212,7 +214,7 @@ class Pump:
                 if members.limits.seen(tid, fields[4]):  # another worker changed them
                     self._writes.add(Op("limits", tid))
                 slot = members.slots.get(tid)
-                if gone or slot is None or not slot.usable:
+                if gone or slot is None or not slot.usable or not decides:
                     # Nobody to take it, or the token went away meanwhile: give it back.
                     self.returns(GiveBack(tid, undo, at, t.cost))
                     if not gone:

@@ -166,7 +166,12 @@ class LocalQueue:
         ticket.tid = tid
         self.pending[tid] = self.pending.get(tid, 0) + 1
         if delay <= 0:
-            self.grant(ticket, now)
+            if ticket.local or self._fresh(now):
+                self.grant(ticket, now)
+            else:  # (a reply slower than the timeout)
+                ticket.due = now
+                self.held.append(ticket)
+                self._confirm()
             return
         ticket.due = now + delay
         self.timeline.add(self._ctx.port.loop(), ticket.due, DUE, ticket)  # type: ignore[arg-type]

@@ -200,6 +200,63 @@ async def test_a_reservation_due_long_after_the_last_call_waits_for_redis_to_ans
     assert granted_at(second) > reserves[2]
 
 
+async def test_a_reply_slower_than_the_timeout_is_confirmed_before_its_grant(
+    make_backend: Callable[..., RedisBackend],
+) -> None:
+    backend = make_backend(timeout=0.1)
+    pool = TokenPool([A], limits=Limit(100), backend=backend, trial_in_flight=None)
+    redis = backend._redis
+    run_script = redis._run
+    slow: list[bool] = []
+    reserves = 0
+
+    async def run_slowly(script: Any, keys: Any, args: Any) -> Any:
+        nonlocal reserves
+        reserves += script.name == "reserve"
+        if slow and script.name == "reserve":
+            slow.clear()
+            await asyncio.sleep(0.15)  # sent, then answered later than the timeout
+        return await run_script(script, keys, args)
+
+    redis._run = run_slowly  # type: ignore[method-assign]
+    async with pool:
+        (await pool.acquire()).release()
+        slow.append(True)
+        before = reserves
+        (await pool.acquire()).release()  # due at once, but from a call 0.15 s old
+        assert reserves == before + 2  # its own, and the one that confirmed it
+
+
+async def test_a_reservation_that_comes_back_after_the_switch_is_served_locally(
+    make_backend: Callable[..., RedisBackend],
+) -> None:
+    """Another call (a write, say) finds Redis away while a reserve call is out; the
+    reservation it comes back with is given up, and the local limiter serves the lease."""
+    backend = make_backend(timeout=0.1, degrade_share=1.0)
+    pool = TokenPool([A], limits=Limit(100), backend=backend, trial_in_flight=None)
+    real = backend._redis.call
+    out, gate = asyncio.Event(), asyncio.Event()
+
+    async def held(script: Any, keys: Any, args: Any) -> Any:
+        if script.name == "reserve" and not gate.is_set():
+            out.set()
+            await gate.wait()
+        return await real(script, keys, args)
+
+    async with pool:
+        (await pool.acquire()).release()  # registered
+        backend._redis.call = held  # type: ignore[method-assign]
+        task = asyncio.create_task(pool.acquire())
+        await out.wait()
+        backend._failover.went_down(BackendUnavailable("a write found Redis away"))
+        local = backend._failover.local
+        assert local is not None
+        gate.set()
+        lease = await task
+        assert granted_at(lease) >= local.full_at + 1 / 100 - TICK  # not at once
+        lease.release()
+
+
 async def test_back_from_an_outage_redis_reserves_nothing_until_the_hold_ends(
     own_redis: RedisProcess, events: Events
 ) -> None:
