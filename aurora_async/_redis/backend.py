@@ -239,7 +239,7 @@ class RedisBackend:
         cooldowns, disabled tokens, membership, the audit log. Returns how many keys
         were deleted. Workers still running register again on their next lease."""
         k = self._keys if namespace is None else Keys(namespace)
-        fixed = [k.ready, k.meta, k.disabled, k.procs, k.digests, k.ids, k.audit]
+        fixed = [k.ready, k.meta, k.disabled, k.procs, k.digests, k.ids, k.audit, k.last, k.gap]
         deleted = await self._redis.call(SCRIPTS["reset"], fixed, [k.token_prefix, k.proc_prefix])
         if k.namespace == self._keys.namespace:
             self._members.need_sync = True

@@ -18,7 +18,10 @@ bounds each policy keeps; for ``degrade`` they rest on four rules, all here:
   first: no Redis reservation is granted once another worker may serve locally;
 * back from an outage, the worker makes its tokens' shared windows full as of ``hold``
   from then (``RESUME``) and goes on serving locally until ``hold`` after it asked; by
-  then every other worker that served locally has done the same.
+  then every other worker that served locally has done the same. (Unless the namespace's
+  reserve calls went on meanwhile, none silent for longer than a timeout: then Redis
+  was there for the others, only this worker's calls were slow, and it comes back at
+  once.)
 """
 
 from __future__ import annotations
@@ -305,7 +308,8 @@ class Failover:
                     delay = min(delay * 2, _PROBE_CAP)
                     continue
                 if self.local is not None:
-                    await asyncio.sleep(max(0.0, self._resume_at - ctx.now()))
+                    if self._resume_at > ctx.now():
+                        await asyncio.sleep(self._resume_at - ctx.now())
                     if not self.up:  # away again meanwhile: probe again
                         delay = _PROBE_FIRST
                         continue
@@ -318,21 +322,29 @@ class Failover:
 
     async def _recover(self) -> None:
         """Redis answers again: register, replay what happened meanwhile and, if this
-        worker served locally, make its tokens' shared windows full until the hold ends."""
+        worker served locally, hold: make its tokens' shared windows full until the hold
+        ends (unless Redis says the others' calls went on: ``RESUME``)."""
         ctx = self._ctx
         await self._resync()
         if self.local is not None:
             k = ctx.keys
             ids = [tid for tid, slot in self._members.slots.items() if not slot.removed]
             sent = ctx.now()
+            hold, tau = math.ceil(self.hold * _US), math.ceil(self.margin * _US)
+            held = 0
             for start in range(0, len(ids), _RESUME_CHUNK):
-                args: list[Any] = [k.token_prefix, ctx.ttl_ms, math.ceil(self.hold * _US)]
+                args: list[Any] = [k.token_prefix, ctx.ttl_ms, hold, tau, held]
                 args += ids[start : start + _RESUME_CHUNK]
-                await ctx.redis.call(SCRIPTS["resume"], [k.ready], args)
+                held = int(await ctx.redis.call(SCRIPTS["resume"], [k.ready], args))
+                if not held:
+                    break
             # Redis ran each call at ``sent`` or later: its windows stay full at least
             # until this worker stops serving locally.
-            self._resume_at = sent + self.hold
-            _log.info("aurora.redis.resuming", namespace=k.namespace, serving_locally_for=self.hold)
+            self._resume_at = sent + self.hold if held else -INF
+            if held:
+                _log.info(
+                    "aurora.redis.resuming", namespace=k.namespace, serving_locally_for=self.hold
+                )
         self.up = True
 
     def _back(self) -> None:

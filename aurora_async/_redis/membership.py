@@ -132,14 +132,16 @@ class Membership:
 
     def configure(self) -> None:
         """The reserve call's fixed settings: ttl, worker, the most us per unit any
-        window of this worker's tokens has (JSON); again when limits change."""
+        window of this worker's tokens has, the call timeout in us (JSON); again when
+        limits change."""
         ctx = self._ctx
         emax = 0.0
         for slot in self.slots.values():
             if not slot.removed:
                 for w in slot.windows:
                     emax = max(emax, _US / w.rate)
-        self.config = f'[{ctx.ttl_ms},"{ctx.worker}",{emax!r}'
+        tau = math.ceil(ctx.redis.timeout * _US)
+        self.config = f'[{ctx.ttl_ms},"{ctx.worker}",{emax!r},{tau}'
 
     def status_changed(self, slot: Slot) -> None:
         """A token was disabled or enabled; the pool calls ``tokens_changed`` next."""

@@ -32,7 +32,7 @@ class GiveBack(NamedTuple):
 def reserve_arg(
     config: str, flags: int, gives: Iterable[GiveBack], caps: str, batch: list[Ticket], now: float
 ) -> str:
-    """The reserve script's argument: ``config`` (``[ttl, worker, emax``), the flags,
+    """The reserve script's argument: ``config`` (``[ttl, worker, emax, tau``), the flags,
     the give-backs, the in-flight budgets (``caps``: ``"id",n,...``), and each lease's
     cost and longest wait (µs, or -1) as of ``now``."""
     given = ",".join(f'["{g.tid}",{g.at},{g.cost!r},[{",".join(g.undo)}]]' for g in gives)

@@ -231,7 +231,9 @@ async def test_a_reservation_that_comes_back_after_the_switch_is_served_locally(
     make_backend: Callable[..., RedisBackend],
 ) -> None:
     """Another call (a write, say) finds Redis away while a reserve call is out; the
-    reservation it comes back with is given up, and the local limiter serves the lease."""
+    reservation it comes back with is given up, and the local limiter serves the lease.
+    (The namespace is new: its first reserve call ended a "gap", so the worker, back
+    at its first probe, holds and goes on serving locally.)"""
     backend = make_backend(timeout=0.1, degrade_share=1.0)
     pool = TokenPool([A], limits=Limit(100), backend=backend, trial_in_flight=None)
     real = backend._redis.call
@@ -255,6 +257,24 @@ async def test_a_reservation_that_comes_back_after_the_switch_is_served_locally(
         lease = await task
         assert granted_at(lease) >= local.full_at + 1 / 100 - TICK  # not at once
         lease.release()
+
+
+async def test_back_from_one_slow_call_while_redis_answered_the_worker_holds_nothing(
+    make_backend: Callable[..., RedisBackend], raw: Any, events: Events
+) -> None:
+    """Redis ran a reserve call of the namespace less than a timeout before the worker
+    came back, and no silence longer than that ended within the hold: nobody else can
+    be serving locally, so the worker comes back at once and holds nothing."""
+    backend = make_backend(degrade_share=0.5)
+    pool = TokenPool([A], limits=Limit(100), backend=backend, trial_in_flight=None)
+    async with pool:
+        (await pool.acquire()).release()
+        await raw.delete(f"{backend.hash_tag}:gap")  # (as in a namespace busy for a while)
+        backend._failover.went_down(BackendUnavailable("one call was slow"))
+        assert backend.mode == "degrade"
+        await until(lambda: backend.mode == "redis", timeout=backend._failover.hold / 2)
+        (await pool.acquire(timeout=0)).release()  # not held full
+    assert "aurora.redis.resuming" not in events.names()
 
 
 async def test_back_from_an_outage_redis_reserves_nothing_until_the_hold_ends(

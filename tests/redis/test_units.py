@@ -45,7 +45,7 @@ def test_token_ids_are_keyed_hashes_that_never_show_the_secret() -> None:
 
 def test_every_key_of_a_namespace_shares_its_hash_tag() -> None:
     k = Keys("crawler")
-    names = [k.ready, k.meta, k.disabled, k.procs, k.digests, k.ids, k.audit]
+    names = [k.ready, k.meta, k.disabled, k.procs, k.digests, k.ids, k.audit, k.last, k.gap]
     names += [k.token("abc"), k.proc("w1"), k.staging("w1")]
     assert all(n.startswith("{aurora:crawler}:") for n in names)
     assert len(set(names)) == len(names)
