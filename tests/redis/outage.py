@@ -9,7 +9,7 @@ token's bound ``burst + rate * t`` in any window of length ``t``, over every arr
 Also a script, to measure an outage by hand (``--share``: a ``degrade_share`` for every
 worker, else the backend's default)::
 
-    python -m tests.redis.outage stop [--workers 4] [--share 0.25]
+    python -m tests.redis.outage stop [--workers 4] [--share 0.25] [--rate 10 --burst 10]
     python -m tests.redis.outage kill
 """
 
@@ -136,6 +136,7 @@ async def run(
     workers: int = 4,
     concurrency: int = 3,
     share: float | None = None,
+    limit: Limit = LIMIT,
     before: float = 1.5,
     down: float = 1.5,
     after: float = 5.0,
@@ -148,8 +149,8 @@ async def run(
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     async with serve() as api:
         args = [sys.executable, str(WORKER), server.url, namespace, api.url, "--tokens", *TOKENS]
-        args += ["--rate", repr(LIMIT.rate), "--per", repr(LIMIT.per)]
-        args += ["--burst", repr(LIMIT.burst), "--concurrency", str(concurrency)]
+        args += ["--rate", repr(limit.rate), "--per", repr(limit.per)]
+        args += ["--burst", repr(limit.burst), "--concurrency", str(concurrency)]
         if share is not None:
             args += ["--share", repr(share)]
         procs = [
@@ -214,8 +215,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=3)
     parser.add_argument("--share", type=float, default=None)
+    parser.add_argument("--rate", type=float, default=LIMIT.rate, help="a second, each token")
+    parser.add_argument("--burst", type=float, default=LIMIT.burst)
     parser.add_argument("--logs", action="store_true", help="print each worker's stderr")
     args = parser.parse_args()
+    limit = Limit(args.rate, per=1, burst=args.burst)
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisProcess(Path(tmp))
         server.start()
@@ -228,6 +232,7 @@ def main() -> None:
                     workers=args.workers,
                     concurrency=args.concurrency,
                     share=args.share,
+                    limit=limit,
                 )
             )
         finally:
@@ -236,7 +241,7 @@ def main() -> None:
     for r in outcome.results:
         print(f"worker {r['worker']}: sent {r['sent']}, errors {r['errors']}, ", end="")
         print(f"modes {r['modes']}, saw {r['workers']} workers")
-    found = {k: tuple(round(x, 3) for x in v) for k, v in outcome.worst().items()}
+    found = {k: tuple(round(x, 3) for x in v) for k, v in outcome.worst(limit).items()}
     print("units over the bound (and where), by token:", found)
     if args.logs:
         for n, log in enumerate(outcome.logs):
