@@ -104,8 +104,11 @@ class RedisBackend:
     :param timeout: seconds for each call to Redis before it counts as unreachable.
     :param on_failure: ``"degrade"``, ``"fail-closed"`` or ``"fail-open"``: see
         ``docs/redis.md``.
-    :param degrade_share: the share of each limit one worker uses while degraded; set
-        it to ``1 / number of workers`` (or less).
+    :param degrade_share: the share of each limit one worker uses while degraded. By
+        default (``None``) one over the number of live workers of the namespace, as this
+        worker last saw it (a worker that has not reached Redis since it started serves
+        nothing while degraded: it knows no count). Set it to keep a share of your own
+        (at most ``1 / number of workers`` for the limits to hold).
     :param key_ttl: seconds after which an idle namespace's keys expire.
     :param audit: append every reservation (server time, token id, cost, worker) to the
         list ``{aurora:<namespace>}:audit`` (see :meth:`audit_log`): for tests and
@@ -121,7 +124,7 @@ class RedisBackend:
         client: Any = None,
         timeout: float = 0.25,
         on_failure: Policy = "degrade",
-        degrade_share: float = 0.5,
+        degrade_share: float | None = None,
         key_ttl: float = 86400.0,
         audit: bool = False,
         max_batch: int = 256,
@@ -131,7 +134,8 @@ class RedisBackend:
         if on_failure not in POLICIES:
             choices = ", ".join(POLICIES)
             raise ValueError(f"on_failure must be one of {choices}; got {on_failure!r}")
-        degrade_share = _number("degrade_share", degrade_share, 0.0, 1.0, "a share")
+        if degrade_share is not None:
+            degrade_share = _number("degrade_share", degrade_share, 0.0, 1.0, "a share")
         key_ttl = _number("key_ttl", key_ttl, 1.0, _MAX_KEY_TTL, "seconds", low_ok=True)
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"max_batch must be a positive int, got {max_batch!r}")
@@ -142,7 +146,13 @@ class RedisBackend:
             self._port, self._redis, self._keys, uuid.uuid4().hex[:12], math.ceil(key_ttl * 1000)
         )
         members = self._members = Membership(ctx, min(_LIVENESS, key_ttl / 2), self._kick)
-        queue = self._queue = LocalQueue(ctx, self._kick, self._give_back)
+        queue = self._queue = LocalQueue(
+            ctx,
+            self._kick,
+            self._give_back,
+            lambda now: self._failover.fresh(now),
+            lambda: self._pump.confirm(),
+        )
         failover = self._failover = Failover(
             ctx,
             queue,
@@ -229,7 +239,7 @@ class RedisBackend:
         cooldowns, disabled tokens, membership, the audit log. Returns how many keys
         were deleted. Workers still running register again on their next lease."""
         k = self._keys if namespace is None else Keys(namespace)
-        fixed = [k.ready, k.meta, k.disabled, k.procs, k.digests, k.ids, k.audit]
+        fixed = [k.ready, k.meta, k.disabled, k.procs, k.digests, k.ids, k.audit, k.last, k.gap]
         deleted = await self._redis.call(SCRIPTS["reset"], fixed, [k.token_prefix, k.proc_prefix])
         if k.namespace == self._keys.namespace:
             self._members.need_sync = True
@@ -269,7 +279,7 @@ class RedisBackend:
             if (
                 pump.busy
                 or len(queue.outbox) > 1
-                or not self._failover.up
+                or not self._failover.decides
                 or self._members.need_sync
             ):
                 pump.kick()
@@ -395,6 +405,15 @@ class RedisBackend:
     @property
     def _version(self) -> str:
         return self._members.version
+
+    @property
+    def _share(self) -> float | None:
+        """The share of each limit this worker would serve on if Redis went away now."""
+        return self._failover.share_now()
+
+    @property
+    def _workers(self) -> int | None:
+        return self._members.workers
 
 
 __all__ = ["RedisBackend", "RedisTokenState", "Reservation"]

@@ -11,6 +11,7 @@ connection (``CLIENT KILL``, a restart) is retried once, at once, on a fresh one
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from .._errors import BackendUnavailable
@@ -41,6 +42,9 @@ class Connection:
         redis = import_redis()
         exc = redis.exceptions
         self.timeout = timeout
+        #: When (the loop's clock) the latest call Redis answered was sent: Redis was
+        #: there at some moment after it.
+        self.answered_at = -math.inf
         self._noscript: type[Exception] = exc.NoScriptError
         self._dropped: type[Exception] = exc.ConnectionError
         #: Errors that mean "Redis cannot serve now" rather than "this call is wrong".
@@ -73,11 +77,15 @@ class Connection:
     async def call(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         """Run ``script`` within the timeout; raises :class:`Unavailable`."""
         for attempt in (0, 1):
+            sent = asyncio.get_running_loop().time()
             try:
                 if self.owned:  # its own socket timeouts bound every read and connect
-                    return await self._run(script, keys, args)
-                async with asyncio.timeout(self.timeout):
-                    return await self._run(script, keys, args)
+                    reply = await self._run(script, keys, args)
+                else:
+                    async with asyncio.timeout(self.timeout):
+                        reply = await self._run(script, keys, args)
+                self.answered_at = max(self.answered_at, sent)
+                return reply
             except self._down as exc:
                 if attempt == 0 and isinstance(exc, self._dropped):
                     continue  # a fresh connection from the pool, once
@@ -96,11 +104,14 @@ class Connection:
 
     async def command(self, name: str, *args: Any, timeout: float | None = None) -> Any:
         """Run one plain command (``delete``, ``lrange``...) within the timeout."""
+        sent = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(timeout or self.timeout):
-                return await getattr(self.client, name)(*args)
+                reply = await getattr(self.client, name)(*args)
         except self._down as exc:
             raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
+        self.answered_at = max(self.answered_at, sent)
+        return reply
 
     async def aclose(self) -> None:
         """Close the client if this connection made it (never one it was given)."""

@@ -8,19 +8,20 @@ its limit:
 * burst' = ``max(share * burst, min(burst, 1))``, so a unit lease still fits a window
   whose burst share falls below one unit.
 
-A lease whose cost exceeds burst' (but not the real burst) fits once the local bucket
-is empty, and is then charged in full: over any interval ``t`` one worker leases at
-most ``max(burst', cost) + rate' * t`` units of a window. With ``n`` workers and
-``share <= 1 / n`` (and ``share * burst >= 1``), the namespace stays within
-``burst + rate * t``.
+Every window starts *full* as of ``full_at`` (its ``tat`` is ``full_at + burst' /
+rate'``): the worker does not know how much of the shared bucket the others have just
+used, so it assumes all of it (``docs/redis.md`` has the bound this keeps across the
+switch). A lease whose cost exceeds burst' (but not the real burst) fits once the local
+bucket is empty, and is then charged in full: over any interval ``t`` one worker leases
+at most ``max(burst', cost) + rate' * t`` units of a window. With ``n`` workers and
+``share <= 1 / n`` (and ``share * burst`` at least every lease's cost), the namespace
+stays within ``burst + rate * t``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Protocol
-
-INF = float("inf")
 
 
 class _Window(Protocol):
@@ -29,14 +30,14 @@ class _Window(Protocol):
 
 
 class LocalWindow:
-    """One window of one token at ``share`` of its limit."""
+    """One window of one token at ``share`` of its limit, full as of ``full_at``."""
 
     __slots__ = ("burst", "rate", "tat")
 
-    def __init__(self, burst: float, rate: float, share: float) -> None:
+    def __init__(self, burst: float, rate: float, share: float, full_at: float) -> None:
         self.burst = max(burst * share, min(burst, 1.0))
         self.rate = rate * share
-        self.tat = -INF
+        self.tat = full_at + self.burst / self.rate
 
     def ready(self, cost: float) -> float:
         """When ``cost`` fits (with the empty-bucket rule for costs above burst')."""
@@ -62,19 +63,21 @@ Undo = list[tuple[float, float]]
 
 
 class LocalLimiter:
-    """Every token's local windows while degraded, by token id, created on first use."""
+    """Every token's local windows while degraded, by token id, created on first use
+    (full as of ``full_at``, whenever that is)."""
 
-    __slots__ = ("_buckets", "share")
+    __slots__ = ("_buckets", "full_at", "share")
 
-    def __init__(self, share: float) -> None:
+    def __init__(self, share: float, full_at: float) -> None:
         self.share = share
+        self.full_at = full_at
         self._buckets: dict[str, tuple[LocalWindow, ...]] = {}
 
     def windows(self, tid: str, limits: Iterable[_Window]) -> tuple[LocalWindow, ...]:
         found = self._buckets.get(tid)
         if found is None:
             found = self._buckets[tid] = tuple(
-                LocalWindow(w.burst, w.rate, self.share) for w in limits
+                LocalWindow(w.burst, w.rate, self.share, self.full_at) for w in limits
             )
         return found
 
@@ -107,9 +110,10 @@ class LocalLimiter:
             if same:
                 w.tat = same[0].tat
                 continue
-            w.tat = min(
+            carried = min(
                 max(o.tat, now + max(w.burst, max(0.0, o.tat - now) * o.rate) / w.rate) for o in old
             )
+            w.tat = max(w.tat, carried)  # (and never less than full as of ``full_at``)
 
     def give_back(self, tid: str, undo: Undo) -> bool:
         """Undo a ``take`` exactly if nothing was taken on the token since."""
@@ -121,15 +125,6 @@ class LocalLimiter:
         for w, (before, _) in zip(windows, undo, strict=True):
             w.tat = before
         return True
-
-    def outstanding(self, now: float) -> dict[str, list[float]]:
-        """Units still in each window of each token (what reconciling charges to Redis)."""
-        result: dict[str, list[float]] = {}
-        for tid, windows in self._buckets.items():
-            units = [w.units(now) for w in windows]
-            if any(units):
-                result[tid] = units
-        return result
 
     def __len__(self) -> int:
         return len(self._buckets)

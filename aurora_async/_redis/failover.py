@@ -3,13 +3,31 @@
 ``degrade`` serves leases from a local limiter at a share of each limit, ``fail-closed``
 fails them, ``fail-open`` grants them without a limit. Meanwhile a probe tries Redis
 with backoff; when it answers, the worker registers again, replays the shared writes
-made meanwhile (through ``resync``), charges its local usage to the shared buckets
-(reconciles) and switches back. ``docs/redis.md`` states the bounds each policy keeps.
+made meanwhile (through ``resync``) and switches back. ``docs/redis.md`` states the
+bounds each policy keeps; for ``degrade`` they rest on four rules, all here:
+
+* the share is ``degrade_share`` or, by default, one over the live workers this worker
+  last saw in the namespace (:meth:`Failover.share_now`); with no count known (Redis was
+  away since the worker started) it serves nothing;
+* the local windows start *full* as of the switch plus ``margin`` (the call timeout),
+  and the reservations this worker holds in Redis and has not granted yet go back to
+  its queue (the local limiter serves them): nothing is granted on a share of the limit
+  until whatever the shared state let through has passed;
+* while Redis decides, a reservation comes due only if Redis answered a call sent at
+  most ``margin`` before (:meth:`Failover.fresh`); otherwise the worker asks Redis
+  first: no Redis reservation is granted once another worker may serve locally;
+* back from an outage, the worker makes its tokens' shared windows full as of ``hold``
+  from then (``RESUME``) and goes on serving locally until ``hold`` after it asked; by
+  then every other worker that served locally has done the same. (Unless the namespace's
+  reserve calls went on meanwhile, none silent for longer than a timeout: then Redis
+  was there for the others, only this worker's calls were slow, and it comes back at
+  once.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
@@ -22,21 +40,33 @@ from .degrade import LocalLimiter, Undo
 from .membership import Membership
 from .queue import LocalQueue, fail, timeout_error
 from .scripts import SCRIPTS
-from .waiters import Ticket
+from .waiters import QUEUED, Ticket
 
 Policy = Literal["degrade", "fail-closed", "fail-open"]
 POLICIES = ("degrade", "fail-closed", "fail-open")
 
 INF = float("inf")
+_US = 1_000_000
 #: Probes of an unreachable Redis: first after this, doubling up to the cap.
-_PROBE_FIRST, _PROBE_CAP = 0.05, 2.0
+_PROBE_FIRST, _PROBE_CAP = 0.05, 1.0
+#: Tokens made full per resume call (one call stays well within the timeout).
+_RESUME_CHUNK = 500
+
+
+def hold_for(timeout: float) -> float:
+    """How long a worker back from serving locally goes on doing so (and keeps the
+    shared windows full): longer than the gap between two workers' returns, which is at
+    most the probes' cap plus the calls of a return (register, replay, resume: taken to
+    last less than four timeouts together)."""
+    return _PROBE_CAP + 4 * timeout
 
 
 class Failover:
     """Whether Redis answers, and what this worker does while it does not.
 
+    :param share: ``degrade_share``, or ``None`` for one over the live workers.
     :param resync: register again and replay the shared writes made meanwhile.
-    :param recovered: Redis is back (the backend fetches the shared states and
+    :param recovered: Redis decides again (the backend fetches the shared states and
         resumes its queue).
     :param kick: make sure the queue moves on (after a failed probe).
     """
@@ -47,13 +77,15 @@ class Failover:
         "_members",
         "_queue",
         "_recovered",
+        "_resume_at",
         "_resync",
         "_rr",
         "_since",
         "_task",
+        "hold",
         "local",
+        "margin",
         "policy",
-        "recovering",
         "share",
         "up",
     )
@@ -64,7 +96,7 @@ class Failover:
         queue: LocalQueue,
         members: Membership,
         policy: Policy,
-        share: float,
+        share: float | None,
         *,
         resync: Callable[[], Awaitable[None]],
         recovered: Callable[[], None],
@@ -74,21 +106,42 @@ class Failover:
         self._queue = queue
         self._members = members
         self.policy: Policy = policy
-        self.share = share
+        self.share = share  #: as given (``None``: one over the live workers)
         self._resync = resync
         self._recovered = recovered
         self._kick = kick
+        self.margin = ctx.redis.timeout  #: see the module's rules
+        self.hold = hold_for(ctx.redis.timeout)  #: see the module's rules
         self.up = True  #: Redis answers
-        self.recovering = False  #: charging local usage to Redis: hold the queue
         self._since = 0.0  # when Redis went away
-        self.local: LocalLimiter | None = None  #: while degraded
+        self._resume_at = INF  # back, serving locally until then (the loop's clock)
+        #: while serving on a share of each limit (degraded, and until the hold ends)
+        self.local: LocalLimiter | None = None
         self._task: asyncio.Task[None] | None = None  # the probe
         self._rr = 0  # fail-open's round robin
 
     @property
+    def decides(self) -> bool:
+        """Whether Redis decides the leases (else the policy in force)."""
+        return self.up and self.local is None
+
+    @property
     def mode(self) -> str:
-        """``"redis"`` while Redis answers, else the failure policy in force."""
-        return "redis" if self.up else self.policy
+        """``"redis"`` while Redis decides the leases, else the failure policy in force."""
+        return "redis" if self.decides else self.policy
+
+    def share_now(self) -> float | None:
+        """The share of each limit to serve on now: ``degrade_share``, else one over the
+        live workers last seen (``None``: no count known)."""
+        if self.share is not None:
+            return self.share
+        workers = self._members.workers
+        return None if workers is None else 1.0 / max(1, workers)
+
+    def fresh(self, now: float) -> bool:
+        """Whether a Redis reservation may be granted at ``now`` without asking Redis
+        first (see the module's rules; only ``degrade`` serves locally)."""
+        return self.policy != "degrade" or now <= self._ctx.redis.answered_at + self.margin
 
     def went_down(self, exc: BaseException) -> None:
         """A call found Redis unreachable: switch to the policy, start probing."""
@@ -96,21 +149,43 @@ class Failover:
         if not self.up or ctx.closed:
             return
         self.up = False
-        self._since = ctx.now()
         cause = exc.__cause__ or exc
-        fields = {"namespace": ctx.keys.namespace, "error": type(cause).__name__}
+        fields: dict[str, Any] = {"namespace": ctx.keys.namespace, "error": type(cause).__name__}
+        if self.local is not None:
+            # Away again while back and still serving locally: carry on as before.
+            _log.warning("aurora.redis.degraded", share=self.local.share, again=True, **fields)
+        else:
+            self._since = ctx.now()
+            self._switch(fields)
+        if self._task is None:
+            self._task = ctx.spawn(self._probe())
+
+    def _switch(self, fields: dict[str, Any]) -> None:
+        """Switch to the policy (and say so)."""
         if self.policy == "degrade":
-            local = self.local = LocalLimiter(self.share)
-            # Reservations already made in Redis count against this worker's share.
-            for due, t in sorted(self._queue.timeline.reserved(), key=lambda e: e[0]):
-                local.take(t.tid, t.slot.windows, t.cost, due)  # type: ignore[union-attr]
-            _log.warning("aurora.redis.degraded", share=self.share, **fields)
+            share = self.share_now()
+            if share is not None:
+                self.local = LocalLimiter(share, self._since + self.margin)
+            # Reservations made in Redis and not granted yet: served locally instead.
+            self._requeue(local=False)
+            workers = self._members.workers
+            _log.warning("aurora.redis.degraded", share=share, workers=workers, **fields)
         elif self.policy == "fail-closed":
             _log.error("aurora.redis.failing_closed", **fields)
         else:
             _log.error("aurora.redis.failing_open", **fields)
-        if self._task is None:
-            self._task = ctx.spawn(self._probe())
+
+    def _requeue(self, *, local: bool) -> None:
+        """Back to the head of the queue: the reservations (made locally, or in Redis)
+        not granted yet. They are given up (a Redis one stays spent there: safe)."""
+        queue = self._queue
+        again = [t for t in queue.holding() if t.local is local]
+        if not local:
+            queue.held.clear()  # (only Redis reservations are held)
+        for t in again:
+            queue.cancel_reservation(t)
+            t.state = QUEUED
+        queue.front(again)
 
     def cancel(self) -> None:
         if self._task is not None:
@@ -139,18 +214,24 @@ class Failover:
         """Serve ``batch`` by the policy in force."""
         now = self._ctx.now()
         for t in batch:
-            if self.policy == "fail-closed":
-                fail(
-                    t,
-                    BackendUnavailable(
-                        f"Redis (namespace {self._ctx.keys.namespace!r}) is unreachable and "
-                        "on_failure is 'fail-closed'; leases resume when it answers again"
-                    ),
-                )
-            elif self.policy == "fail-open":
+            if self.policy == "fail-open":
                 self._serve_open(t, now)
-            else:
+            elif self.local is not None:
                 self._serve_local(t, now)
+            else:
+                fail(t, self._unavailable())
+
+    def _unavailable(self) -> BackendUnavailable:
+        where = f"Redis (namespace {self._ctx.keys.namespace!r}) is unreachable"
+        if self.policy == "fail-closed":
+            why = "on_failure is 'fail-closed'"
+        else:
+            why = (
+                "this worker has not reached it since it started, so it does not know how "
+                "many workers share the limits and has no safe share of them (pass "
+                "degrade_share= to serve on one anyway)"
+            )
+        return BackendUnavailable(f"{where} and {why}; leases resume when it answers again")
 
     def _serve_open(self, t: Ticket, now: float) -> None:
         """Fail-open: the next token (round robin) that may take the lease, now."""
@@ -209,15 +290,16 @@ class Failover:
     # -- the way back --------------------------------------------------------------------
 
     async def _probe(self) -> None:
-        """While Redis is away: try to come back, with backoff."""
+        """While Redis is away: try to come back, with backoff; then, if this worker
+        served locally, go on doing so until the hold ends (see the module's rules)."""
         delay = _PROBE_FIRST
+        ctx = self._ctx
         try:
-            while not self._ctx.closed:
+            while not ctx.closed:
                 await asyncio.sleep(delay)
                 try:
                     await self._recover()
                 except Exception as exc:
-                    self.recovering = False
                     self._kick()
                     if not isinstance(exc, Unavailable):
                         _log.error(
@@ -225,35 +307,53 @@ class Failover:
                         )
                     delay = min(delay * 2, _PROBE_CAP)
                     continue
+                if self.local is not None:
+                    if self._resume_at > ctx.now():
+                        await asyncio.sleep(self._resume_at - ctx.now())
+                    if not self.up:  # away again meanwhile: probe again
+                        delay = _PROBE_FIRST
+                        continue
+                    self._requeue(local=True)  # reservations not due yet: to Redis
+                    self.local = None
+                self._back()
                 return
         finally:
             self._task = None
 
     async def _recover(self) -> None:
-        """Redis answers again: register, replay what happened meanwhile, reconcile."""
+        """Redis answers again: register, replay what happened meanwhile and, if this
+        worker served locally, hold: make its tokens' shared windows full until the hold
+        ends (unless Redis says the others' calls went on: ``RESUME``)."""
         ctx = self._ctx
         await self._resync()
-        charged = 0
-        local = self.local
-        if local is not None:
-            # Hold this worker's queue during the one call that charges the local
-            # usage to Redis, so nothing leased meanwhile escapes the account.
-            self.recovering = True
-            outstanding = local.outstanding(ctx.now())
-            if outstanding:
-                args: list[Any] = [ctx.keys.token_prefix, ctx.ttl_ms]
-                for tid, units in outstanding.items():
-                    args += [tid, len(units), *(repr(u) for u in units)]
-                reply = await ctx.redis.call(SCRIPTS["reconcile"], [ctx.keys.ready], args)
-                charged = int(reply)
-        self.local = None
+        if self.local is not None:
+            k = ctx.keys
+            ids = [tid for tid, slot in self._members.slots.items() if not slot.removed]
+            sent = ctx.now()
+            hold, tau = math.ceil(self.hold * _US), math.ceil(self.margin * _US)
+            held = 0
+            for start in range(0, len(ids), _RESUME_CHUNK):
+                args: list[Any] = [k.token_prefix, ctx.ttl_ms, hold, tau, held]
+                args += ids[start : start + _RESUME_CHUNK]
+                held = int(await ctx.redis.call(SCRIPTS["resume"], [k.ready], args))
+                if not held:
+                    break
+            # Redis ran each call at ``sent`` or later: its windows stay full at least
+            # until this worker stops serving locally.
+            self._resume_at = sent + self.hold if held else -INF
+            if held:
+                _log.info(
+                    "aurora.redis.resuming", namespace=k.namespace, serving_locally_for=self.hold
+                )
         self.up = True
-        self.recovering = False
+
+    def _back(self) -> None:
+        """Redis decides the leases again."""
+        ctx = self._ctx
         _log.info(
             "aurora.redis.recovered",
             namespace=ctx.keys.namespace,
             policy=self.policy,
             down_for=round(ctx.now() - self._since, 3),
-            reconciled_tokens=charged,
         )
         self._recovered()

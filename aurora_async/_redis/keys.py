@@ -64,6 +64,11 @@ class Keys:
     ids: str = field(init=False)
     #: list: one entry per reservation when auditing ("<µs> <id> <cost> <worker>")
     audit: str = field(init=False)
+    #: string: when the namespace's last reserve call ran (server µs)
+    last: str = field(init=False)
+    #: string: when the namespace's reserve calls last came back after a silence longer
+    #: than a worker's call timeout (server µs; see ``scripts.RESUME``)
+    gap: str = field(init=False)
     #: prefix of token hashes (``+ id``) and of worker token sets (``+ worker id``)
     token_prefix: str = field(init=False)
     proc_prefix: str = field(init=False)
@@ -79,6 +84,8 @@ class Keys:
         set_(self, "digests", f"{tag}:digests")
         set_(self, "ids", f"{tag}:ids")
         set_(self, "audit", f"{tag}:audit")
+        set_(self, "last", f"{tag}:last")
+        set_(self, "gap", f"{tag}:gap")
         set_(self, "token_prefix", f"{tag}:t:")
         set_(self, "proc_prefix", f"{tag}:p:")
 

@@ -49,10 +49,12 @@ class Membership:
         "liveness",
         "need_sync",
         "next_touch",
+        "registered",
         "slots",
         "status_only",
         "unsynced",
         "version",
+        "workers",
     )
 
     def __init__(self, ctx: Context, liveness: float, kick: Callable[[], None]) -> None:
@@ -68,6 +70,11 @@ class Membership:
         self.digest = ""  #: of ids: what workers compare
         self.need_sync = True
         self.version = ""  #: of the namespace's shared states, as last seen
+        #: live workers of the namespace (this one too) at the last membership read;
+        #: ``None`` until this worker has reached Redis once
+        self.workers: int | None = None
+        #: ids this worker has registered: one whose state Redis has lost comes back full
+        self.registered: set[str] = set()
         self.next_touch = -math.inf  #: when the next reserve call carries a heartbeat
         self.status_only = False  #: the next token change is a disable or enable
         self.applying = False  #: adopting shared states (not to be written back)
@@ -125,14 +132,16 @@ class Membership:
 
     def configure(self) -> None:
         """The reserve call's fixed settings: ttl, worker, the most us per unit any
-        window of this worker's tokens has (JSON); again when limits change."""
+        window of this worker's tokens has, the call timeout in us (JSON); again when
+        limits change."""
         ctx = self._ctx
         emax = 0.0
         for slot in self.slots.values():
             if not slot.removed:
                 for w in slot.windows:
                     emax = max(emax, _US / w.rate)
-        self.config = f'[{ctx.ttl_ms},"{ctx.worker}",{emax!r}'
+        tau = math.ceil(ctx.redis.timeout * _US)
+        self.config = f'[{ctx.ttl_ms},"{ctx.worker}",{emax!r},{tau}'
 
     def status_changed(self, slot: Slot) -> None:
         """A token was disabled or enabled; the pool calls ``tokens_changed`` next."""
@@ -176,7 +185,9 @@ class Membership:
         redis = ctx.redis
         self.need_sync = False
         staging = k.staging(ctx.worker)
-        entries = self._entries()
+        # A state missing although this worker registered it and has talked to Redis
+        # within the keys' lifetime was lost, not expired.
+        entries = self._entries(ctx.now() - redis.answered_at < ctx.ttl_ms / 1000)
         changed = 0
         try:
             await redis.command("delete", staging)
@@ -199,6 +210,7 @@ class Membership:
             self.need_sync = True
             raise
         self.next_touch = ctx.now() + self.liveness / 5
+        self.registered.update(entry[0] for entry in entries)
         if changed:
             _log.warning(
                 "aurora.redis.limits_differ",
@@ -208,15 +220,18 @@ class Membership:
             )
         self.apply_state(reply)
 
-    def _entries(self) -> list[list[Any]]:
+    def _entries(self, recent: bool) -> list[list[Any]]:
         """What registers each token: id, key cost, the digest of its declared limits,
-        then burst and us per unit a window."""
+        whether its state would be lost if missing (1: this worker registered it, and
+        has talked to Redis ``recent``-ly; such a state starts full), then burst and us
+        per unit a window."""
         port = self._ctx.port
         entries: list[list[Any]] = []
         for tid, slot in list(self.slots.items()):
             if not slot.removed:
                 dg = declared_digest(*port.declared(slot))
-                entry: list[Any] = [tid, repr(slot.key_cost), dg, len(slot.windows)]
+                lost = 1 if recent and tid in self.registered else 0
+                entry: list[Any] = [tid, repr(slot.key_cost), dg, lost, len(slot.windows)]
                 for w in slot.windows:
                     entry += [repr(w.burst), repr(_US / w.rate)]
                 entries.append(entry)
@@ -237,6 +252,7 @@ class Membership:
         """Adopt the namespace's version, disabled tokens and membership news."""
         self.version = text(reply[0])
         others, differ = int(reply[1]), int(reply[2])
+        self.workers = others + 1
         if differ and differ != self._warned:
             _log.warning(
                 "aurora.redis.membership_differs",

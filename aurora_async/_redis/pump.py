@@ -49,6 +49,7 @@ class Pump:
         "_sync",
         "_writes",
         "busy",
+        "confirming",
         "givebacks",
         "task",
     )
@@ -79,6 +80,8 @@ class Pump:
         self.busy = False  #: a round runs (in the pump's task or a waiter's own)
         self.task: asyncio.Task[None] | None = None
         self.givebacks: list[GiveBack] = []  #: sent first thing in the next call
+        #: a reserve call is due even with nothing to reserve (held reservations wait)
+        self.confirming = False
 
     def kick(self) -> None:
         """Make sure the pump runs (it stops by itself when there is nothing to do)."""
@@ -90,6 +93,11 @@ class Pump:
     def cancel(self) -> None:
         if self.task is not None:
             self.task.cancel()
+
+    def confirm(self) -> None:
+        """Call Redis soon, even with nothing to reserve: reservations wait for it."""
+        self.confirming = True
+        self.kick()
 
     async def _run(self) -> None:
         try:
@@ -112,8 +120,8 @@ class Pump:
             self._after_round()
 
     def _after_round(self) -> None:
-        more = self._queue.outbox or self.givebacks
-        if more and not self._ctx.closed and not self._failover.recovering:
+        more = self._queue.outbox or self.givebacks or self.confirming
+        if more and not self._ctx.closed:
             self.kick()
 
     async def _round(self) -> bool:
@@ -124,23 +132,26 @@ class Pump:
             return False
         if self._members.need_sync and failover.up:
             await self._try_sync()
-        if failover.recovering:
-            return False  # the probe is charging local usage to Redis; it kicks us after
         queue = self._queue
         batch = queue.take_batch(self._max_batch)
-        if not failover.up:
+        if not failover.decides:
             self.givebacks.clear()  # Redis is away: they stay spent (safe)
+            self.confirming = False  # (nothing is held: the policy took them)
             if not batch:
                 return False
             failover.serve(batch)
             return True
-        if not batch and not self.givebacks:
+        if not batch and not self.givebacks and not self.confirming:
             return False
         queue.sent = batch
+        self.confirming = False
         try:
             reply = await self._ctx.redis.call(SCRIPTS["reserve"], *self.args(batch))
             queue.sent = []
             self._apply(batch, reply)
+            if queue.held:
+                self.confirming = False  # (asked again if this call is not fresh enough)
+                queue.release()
         except Unavailable as exc:
             failover.went_down(exc)
             queue.sent = []
@@ -188,7 +199,10 @@ class Pump:
         now = self._ctx.now()
         queue = self._queue
         members = self._members
-        version, resync, leases = parse_reply(reply)
+        version, resync, workers, leases = parse_reply(reply)
+        members.workers = workers
+        # (Redis went away for another call while this one was out: the policy serves.)
+        decides = self._failover.decides
         retry: list[Ticket] = []
         for t, fields in zip(batch, leases, strict=True):
             status, delay = int(fields[0]), int(fields[1])
@@ -200,7 +214,7 @@ class Pump:
                 if members.limits.seen(tid, fields[4]):  # another worker changed them
                     self._writes.add(Op("limits", tid))
                 slot = members.slots.get(tid)
-                if gone or slot is None or not slot.usable:
+                if gone or slot is None or not slot.usable or not decides:
                     # Nobody to take it, or the token went away meanwhile: give it back.
                     self.returns(GiveBack(tid, undo, at, t.cost))
                     if not gone:
@@ -249,12 +263,12 @@ class Pump:
 
     def returns(self, give: GiveBack) -> None:
         """Give a Redis reservation back, first thing in the next reserve call."""
-        if self._failover.up:
+        if self._failover.decides:
             self.givebacks.append(give)
             self.kick()
 
     async def flush(self) -> None:
         """Send the give-backs still queued, if Redis answers (best effort)."""
-        if self.givebacks and self._failover.up:
+        if self.givebacks and self._failover.decides:
             with contextlib.suppress(Exception):  # else they stay spent (safe)
                 await self._ctx.redis.call(SCRIPTS["reserve"], *self.args([]))

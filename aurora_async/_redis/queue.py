@@ -4,6 +4,9 @@ Waiters queue here in arrival order (the outbox) until a reserve call takes them
 holding a reservation waits on the timeline for it to come due and is granted then; one
 that only waits for this worker's in-flight caps is blocked until a lease ends. Each
 waiter is a :class:`~.waiters.Ticket`; ``waiters.py`` has its states.
+
+A Redis reservation that comes due when Redis has not answered lately (``fresh``) is
+*held* until a call confirms Redis is there (``confirm``): ``failover.py`` says why.
 """
 
 from __future__ import annotations
@@ -57,14 +60,21 @@ class LocalQueue:
 
     :param kick: make sure a reserve call will take what is in the outbox.
     :param give_back: return the reservation a ticket holds (in Redis or locally).
+    :param fresh: whether a Redis reservation may be granted at a time without asking
+        Redis first.
+    :param confirm: ask Redis (a reserve call, even with nothing to reserve); the held
+        reservations are granted when it answers (:meth:`release`).
     """
 
     __slots__ = (
+        "_confirm",
         "_ctx",
+        "_fresh",
         "_give_back",
         "_kick",
         "_next_seq",
         "blocked",
+        "held",
         "outbox",
         "pending",
         "sent",
@@ -72,15 +82,23 @@ class LocalQueue:
     )
 
     def __init__(
-        self, ctx: Context, kick: Callable[[], None], give_back: Callable[[Ticket], None]
+        self,
+        ctx: Context,
+        kick: Callable[[], None],
+        give_back: Callable[[Ticket], None],
+        fresh: Callable[[float], bool],
+        confirm: Callable[[], None],
     ) -> None:
         self._ctx = ctx
         self._kick = kick
         self._give_back = give_back
+        self._fresh = fresh
+        self._confirm = confirm
         self._next_seq = count().__next__
         self.outbox: deque[Ticket] = deque()  #: queued, in arrival order
         self.sent: list[Ticket] = []  #: in the reserve call in flight
         self.blocked: list[Ticket] = []  #: waiting for a lease of this worker to end
+        self.held: list[Ticket] = []  #: Redis reservations due, waiting for a confirmation
         self.timeline = Timeline(self._on_timer)
         self.pending: dict[str, int] = {}  #: token id -> reservations not yet granted
 
@@ -91,7 +109,12 @@ class LocalQueue:
 
     def tickets(self) -> tuple[Ticket, ...]:
         """Every ticket in the queue (a ticket may appear twice)."""
-        return (*self.outbox, *self.sent, *self.blocked, *self.timeline.tickets())
+        return (*self.outbox, *self.sent, *self.blocked, *self.held, *self.timeline.tickets())
+
+    def holding(self) -> list[Ticket]:
+        """Every ticket holding a reservation not granted yet (on the timeline or held)."""
+        found = [t for _, t in self.timeline.reserved()]
+        return found + [t for t in self.held if t.state == RESERVED]
 
     @property
     def waiting(self) -> int:
@@ -143,7 +166,12 @@ class LocalQueue:
         ticket.tid = tid
         self.pending[tid] = self.pending.get(tid, 0) + 1
         if delay <= 0:
-            self.grant(ticket, now)
+            if ticket.local or self._fresh(now):
+                self.grant(ticket, now)
+            else:  # (a reply slower than the timeout)
+                ticket.due = now
+                self.held.append(ticket)
+                self._confirm()
             return
         ticket.due = now + delay
         self.timeline.add(self._ctx.port.loop(), ticket.due, DUE, ticket)  # type: ignore[arg-type]
@@ -213,24 +241,48 @@ class LocalQueue:
         """The one timer: grant every reservation that is due, expire blocked waiters."""
         now = self._ctx.now()
         limit = now + EPS
-        requeue = []
+        requeue: list[Ticket] = []
+        fresh = self._fresh(now)
         for when, kind, t in self.timeline.pop_due(limit):
             if kind == DUE:
                 if t.state != RESERVED or t.due != when:
                     continue
-                slot = t.slot
-                assert slot is not None
-                if not slot.usable or slot.cool_until > limit:
-                    # Disabled, removed or cooled since it was reserved: try again.
-                    self.cancel_reservation(t)
-                    t.state = QUEUED
-                    requeue.append(t)
+                if not t.local and not fresh:
+                    self.held.append(t)  # granted once Redis answers (or served locally)
                     continue
-                self.grant(t, now)
+                self._due(t, now, requeue)
             elif t.state == BLOCKED:
                 fail(t, timeout_error(t, None))
         self.front(requeue)
         self.timeline.rearm(self._ctx.port.loop())  # type: ignore[arg-type]
+        if self.held:
+            self._confirm()
+
+    def _due(self, t: Ticket, now: float, requeue: list[Ticket]) -> None:
+        """Grant ``t``'s reservation, which is due, unless its token went away or cools."""
+        slot = t.slot
+        assert slot is not None
+        if not slot.usable or slot.cool_until > now + EPS:
+            # Disabled, removed or cooled since it was reserved: try again.
+            self.cancel_reservation(t)
+            t.state = QUEUED
+            requeue.append(t)
+            return
+        self.grant(t, now)
+
+    def release(self) -> None:
+        """Redis has just answered: grant the held reservations (if the call was sent
+        recently enough, else ask again)."""
+        now = self._ctx.now()
+        if not self._fresh(now):
+            self._confirm()
+            return
+        held, self.held = self.held, []
+        requeue: list[Ticket] = []
+        for t in held:
+            if t.state == RESERVED:
+                self._due(t, now, requeue)
+        self.front(requeue)
 
     # -- the pool's tokens changed, the backend closes -----------------------------------
 
@@ -239,7 +291,7 @@ class LocalQueue:
         no token can take any more, and let the blocked try again."""
         port = self._ctx.port
         requeue = []
-        for _, t in list(self.timeline.reserved()):
+        for t in self.holding():
             if not t.slot.usable:  # type: ignore[union-attr]
                 self.cancel_reservation(t)
                 t.state = QUEUED
@@ -262,4 +314,5 @@ class LocalQueue:
         self.outbox.clear()
         self.sent = []
         self.blocked.clear()
+        self.held.clear()
         self.timeline.close()

@@ -41,18 +41,25 @@ from .scripts_limits import LIMITS, RELIMIT
 # otherwise it stays spent, which is safe: it can only make the token slower.
 # KEYS: ready, worker set (the other keys of the namespace are named from their tag)
 # ARGV: one JSON array (every argument costs the client to pack and the server to
-#   parse; cjson decodes in C), [ttl ms, worker id, emax, flags, gives, caps, leases]:
-#   flags 1 for a heartbeat plus 2 to audit; emax the most us per unit of any window;
+#   parse; cjson decodes in C), [ttl ms, worker id, emax, tau, flags, gives, caps,
+#   leases]: flags 1 for a heartbeat plus 2 to audit; emax the most us per unit of any
+#   window; tau the worker's call timeout (us: a silence that long is a gap, below);
 #   gives [[id, at, cost, [before, after, ...]], ...] (reservations to give back);
 #   caps [id, budget, ...] (this worker's in-flight budgets that a batch this size
 #   could use up); leases [cost, longest wait us or -1, ...] in queue order.
 # Returns one string (one bulk reply parses far faster than an array):
-#   "version resync given|status delay id at lv undo...|..." with, per lease, the status
+#   "version resync given workers|status delay id at lv undo...|..." with, per lease,
+#   the status
 #   0 reserved (at: server us of the reservation; lv: the token's limits version;
 #   undo: "before after" per window),
 #   1 too late for its wait (nothing written; delay: the soonest it could be),
 #   2 blocked by this worker's in-flight caps, 3 no token of this worker at all;
-#   resync is 1 when some token had lost its state (register again).
+#   resync is 1 when some token had lost its state (register again); workers counts the
+#   namespace's workers (this one too, and any not yet found dead: never too few).
+# Every call also keeps the time of the namespace's last reserve call ({..}:last) and,
+# when it comes after a silence longer than tau (or after Redis lost the namespace), the
+# time that gap ended ({..}:gap): what RESUME asks to tell an outage from one worker's
+# slow call.
 RESERVE = (
     PRELUDE
     + r"""
@@ -61,10 +68,10 @@ local zkey, pset = KEYS[1], KEYS[2]
 local tag = string.sub(zkey, 1, -7)  -- less ':ready'
 local prefix = tag .. ':t:'
 local p = cjson.decode(ARGV[1])
-local ttl, worker, emax, flags = p[1], p[2], p[3], p[4]
+local ttl, worker, emax, tau, flags = p[1], p[2], p[3], p[4], p[5]
 local touch, audit = flags % 2 == 1, flags >= 2
 local given = 0
-for _, g in ipairs(p[5]) do
+for _, g in ipairs(p[6]) do
   local id, at, c, u = g[1], g[2], g[3], g[4]
   local st = load(prefix .. id)
   local latest = st ~= nil and st.n * 2 == #u
@@ -85,9 +92,9 @@ for _, g in ipairs(p[5]) do
   end
 end
 local budget = {}
-local caps = p[6]
+local caps = p[7]
 for j = 1, #caps, 2 do budget[caps[j]] = caps[j + 1] end
-local leases = p[7]
+local leases = p[8]
 local cache, member = {}, {}
 local version = version_of(tag .. ':meta')
 local resync = 0
@@ -181,7 +188,13 @@ if touch then
   end
 end
 if audit then redis.call('PEXPIRE', tag .. ':audit', ttl) end
-out[1] = version .. ' ' .. resync .. ' ' .. given
+local last = tonumber(redis.call('GET', tag .. ':last') or nil)
+if last == nil or now - last > tau then redis.call('SET', tag .. ':gap', fmt(now), 'PX', ttl) end
+redis.call('SET', tag .. ':last', fmt(now), 'PX', ttl)
+local procs = tag .. ':procs'
+local workers = redis.call('ZCARD', procs)
+if not redis.call('ZSCORE', procs, worker) then workers = workers + 1 end
+out[1] = version .. ' ' .. resync .. ' ' .. given .. ' ' .. workers
 return table.concat(out, '|')
 """
 )
@@ -240,8 +253,11 @@ return changed
 # Register tokens (one chunk of a worker's set): create missing state, keep the state of
 # tokens whose limits are unchanged, keep limits learned from the same declared ones
 # (the worker adopts them), restart from full those whose limits changed otherwise.
+# A missing state starts empty, unless the worker registered the token before (lost 1):
+# then Redis has lost it (a restart, keys expired, a reset) and nobody knows how much of
+# the bucket was just used, so it starts full.
 # KEYS: ready, staging set, ids, disabled
-# ARGV: token prefix, ttl ms, then per token: id, key cost, declared digest, n,
+# ARGV: token prefix, ttl ms, then per token: id, key cost, declared digest, lost, n,
 #   (burst, us per unit) * n
 # Returns: how many tokens had different limits in Redis, then per token its limits'
 #   version and what to adopt ("" to keep the worker's own; else as shared_of says).
@@ -255,8 +271,9 @@ local changed = 0
 local out = {0}
 local i = 3
 while i <= #ARGV do
-  local id, kc, dg, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  i = i + 4
+  local id, kc, dg, lost = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3] == '1'
+  local n = tonumber(ARGV[i + 4])
+  i = i + 5
   local key = prefix .. id
   local st = load(key)
   local same = st ~= nil and st.n == n
@@ -273,7 +290,8 @@ while i <= #ARGV do
     adopt = shared_of(st)  -- learned by some worker from the same declared limits
   else
     -- New, or other limits than before: a fresh token starts with empty buckets, one
-    -- whose limits changed with full ones (nothing is known of how they were spent).
+    -- whose limits changed or whose state was lost with full ones (nothing is known of
+    -- how they were spent).
     local fresh = st == nil
     if not fresh then changed = changed + 1 end
     st = {key = key, n = n, kc = tonumber(kc), cool = fresh and 0 or st.cool,
@@ -283,7 +301,7 @@ while i <= #ARGV do
       st.b[k] = tonumber(ARGV[j])
       st.e[k] = tonumber(ARGV[j + 1])
       st.t[k] = 0
-      if not fresh then st.t[k] = math.ceil(now + st.b[k] * st.e[k]) end
+      if lost or not fresh then st.t[k] = math.ceil(now + st.b[k] * st.e[k]) end
     end
   end
   save(st, now, ttl)
@@ -375,40 +393,43 @@ return out
 """
 )
 
-# After an outage: charge what each worker leased on its local limiter to the shared
-# buckets (units still in the local bucket, per window), so the limit holds across it.
-# KEYS: ready; ARGV: token prefix, ttl ms, then per token: id, n, units * n
-RECONCILE = (
+# After an outage, a worker that served leases on its local limiter (``degrade``) is back.
+# Unless the namespace's reserve calls went on meanwhile (none silent for longer than
+# tau now, no gap that ended within hold: then Redis was there for the others, and
+# only this worker's calls were slow), it holds: each window of its tokens becomes full
+# as of ``hold`` from now at the least, so nothing is reserved in Redis before every
+# worker that served locally has stopped doing so (each stops within ``hold`` of its
+# own call; ``failover.py`` and docs/redis.md). ``force`` 1: hold without asking (the
+# later chunks of a worker's tokens).
+# KEYS: ready; ARGV: token prefix, ttl ms, hold us, tau us, force, then ids.
+# Returns 1 if it held, else 0.
+RESUME = (
     PRELUDE
     + r"""
 local now = now_us()
-local ttl = tonumber(ARGV[2])
-local done = 0
-local i = 3
-while i <= #ARGV do
-  local id, n = ARGV[i], tonumber(ARGV[i + 1])
-  i = i + 2
+local ttl, hold, tau = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if ARGV[5] ~= '1' then
+  local tag = string.sub(KEYS[1], 1, -7)  -- less ':ready'
+  local last = tonumber(redis.call('GET', tag .. ':last') or nil)
+  local gap = tonumber(redis.call('GET', tag .. ':gap') or nil)
+  if last ~= nil and now - last <= tau and (gap == nil or now - gap > hold) then
+    return 0
+  end
+end
+local held = now + hold
+for i = 6, #ARGV do
+  local id = ARGV[i]
   local st = load(ARGV[1] .. id)
   if st ~= nil then
-    local charged = false
-    for k = 1, math.min(n, st.n) do
-      local u = tonumber(ARGV[i + k - 1])
-      if u > 0 then
-        local base = st.t[k]
-        if now > base then base = now end
-        st.t[k] = math.ceil(base + u * st.e[k])
-        charged = true
-      end
+    for k = 1, st.n do
+      local full = math.ceil(held + st.b[k] * st.e[k])
+      if full > st.t[k] then st.t[k] = full end
     end
-    if charged then
-      save(st, now, ttl)
-      redis.call('ZADD', KEYS[1], 'XX', key_of(st), id)
-      done = done + 1
-    end
+    save(st, now, ttl)
+    redis.call('ZADD', KEYS[1], 'XX', key_of(st), id)
   end
-  i = i + n
 end
-return done
+return 1
 """
 )
 
@@ -477,7 +498,7 @@ SCRIPTS = {
         "sync_chunk": SYNC_CHUNK,
         "sync_done": SYNC_DONE,
         "state": STATE,
-        "reconcile": RECONCILE,
+        "resume": RESUME,
         "reset": RESET,
         "inspect": INSPECT,
         "relimit": RELIMIT,

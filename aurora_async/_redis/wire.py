@@ -32,7 +32,7 @@ class GiveBack(NamedTuple):
 def reserve_arg(
     config: str, flags: int, gives: Iterable[GiveBack], caps: str, batch: list[Ticket], now: float
 ) -> str:
-    """The reserve script's argument: ``config`` (``[ttl, worker, emax``), the flags,
+    """The reserve script's argument: ``config`` (``[ttl, worker, emax, tau``), the flags,
     the give-backs, the in-flight budgets (``caps``: ``"id",n,...``), and each lease's
     cost and longest wait (µs, or -1) as of ``now``."""
     given = ",".join(f'["{g.tid}",{g.at},{g.cost!r},[{",".join(g.undo)}]]' for g in gives)
@@ -56,11 +56,12 @@ class Reply(NamedTuple):
 
     version: str  #: of the namespace's shared states
     resync: bool  #: some token had lost its state: register again
+    workers: int  #: the namespace's workers (never too few)
     #: per lease: status, delay (µs), then id, at, limits version, undo... if reserved
     leases: list[list[str]]
 
 
 def parse_reply(reply: Any) -> Reply:
     parts = text(reply).split("|")
-    version, resync, _ = parts[0].split()
-    return Reply(version, resync == "1", [part.split() for part in parts[1:]])
+    version, resync, _, workers = parts[0].split()
+    return Reply(version, resync == "1", int(workers), [part.split() for part in parts[1:]])

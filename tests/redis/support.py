@@ -3,6 +3,7 @@ leaky-bucket check of "never over the limit"."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +168,12 @@ def conforms(
 
 def limits_of(pool: TokenPool) -> dict[str, tuple[Limit, ...]]:
     return {s.name: tuple(w.limit for w in s.windows) for s in core_of(pool).sched.slots.values()}
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for a state the test cannot observe otherwise (never for a timing)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "the condition never came true"
+        await asyncio.sleep(0.005)

@@ -20,7 +20,7 @@ from aurora_async import (
 from aurora_async._pool.core import core_of
 from aurora_async._redis import RedisBackend
 
-from .support import Events, RedisProcess, granted_at
+from .support import Events, RedisProcess, granted_at, until
 
 pytestmark = pytest.mark.redis
 
@@ -33,15 +33,6 @@ def backend_of(pool: TokenPool) -> RedisBackend:
     backend = core_of(pool).backend
     assert isinstance(backend, RedisBackend)
     return backend
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for a state the test cannot observe otherwise (never for a timing)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "the condition never came true"
-        await asyncio.sleep(0.005)
 
 
 async def test_a_reservation_followed_by_another_stays_spent(
@@ -298,13 +289,15 @@ async def test_lease_timeouts_are_validated(make_pool: Callable[..., TokenPool])
 async def test_degraded_mode_times_out_blocks_and_caps(
     own_redis: RedisProcess, events: Events
 ) -> None:
-    backend = RedisBackend(own_redis.url, namespace="local", timeout=0.1)
+    backend = RedisBackend(own_redis.url, namespace="local", timeout=0.1, degrade_share=0.5)
     pool = TokenPool([A], limits=SLOW, backend=backend, max_in_flight=1, trial_in_flight=None)
     async with pool:
         async with pool.lease():
             pass
         await asyncio.to_thread(own_redis.stop)
-        held = await pool.acquire()  # degraded: half the rate, locally
+        # Degraded: half the rate, locally, from a bucket full as of the switch plus the
+        # timeout (one unit, 5 a second: 0.3 s after the switch).
+        held = await pool.acquire()
         assert backend.mode == "degrade"
         with pytest.raises(Exception, match="in-flight cap"):
             await pool.acquire(timeout=0.05)  # blocked by the cap until its deadline
@@ -446,7 +439,7 @@ async def test_a_waiter_cancelled_in_the_middle_of_its_own_call_leaves_nothing_b
 async def test_a_429_while_degraded_cools_and_fills_the_local_limiter(
     own_redis: RedisProcess,
 ) -> None:
-    backend = RedisBackend(own_redis.url, namespace="local429", timeout=0.1)
+    backend = RedisBackend(own_redis.url, namespace="local429", timeout=0.1, degrade_share=0.5)
     pool = TokenPool([A], limits=Limit(20, per=1, burst=4), backend=backend, trial_in_flight=None)
     async with pool:
         async with pool.lease():

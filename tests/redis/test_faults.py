@@ -155,7 +155,7 @@ async def test_restarted_redis_degrades_then_recovers(
         events,
         (0.25, lambda: asyncio.to_thread(own_redis.stop)),
         (0.75, lambda: asyncio.to_thread(own_redis.start)),
-        duration=1.5,
+        duration=3.5,  # back within a probe (1 s at most), then local for hold_for(0.1)
     )
     down = events.named("aurora.redis.degraded")[0]["at"]
     up = events.named("aurora.redis.recovered")[0]["at"]
@@ -181,7 +181,7 @@ async def test_paused_redis_degrades_and_two_workers_share_the_limit(
     loads = [Load(p, concurrency=6) for p in pools]
     async with pools[0], pools[1]:
         await during(
-            asyncio.gather(*(load.run(1.6) for load in loads)),
+            asyncio.gather(*(load.run(3.5) for load in loads)),
             (0.3, own_redis.pause),
             (0.9, own_redis.resume),
         )

@@ -3,6 +3,8 @@ scripts' ``carry``) and the text that carries limits between workers."""
 
 from __future__ import annotations
 
+import math
+
 from aurora_async import Limit
 from aurora_async._core.buckets import Window
 from aurora_async._redis.degrade import LocalLimiter
@@ -14,7 +16,7 @@ def windows(*limits: Limit) -> tuple[Window, ...]:
 
 
 def test_a_relimit_keeps_unchanged_windows_and_fills_changed_ones_above_reservations() -> None:
-    local = LocalLimiter(0.5)  # each window at half its rate and burst
+    local = LocalLimiter(0.5, -math.inf)  # half of each rate and burst, empty
     fast, slow = Limit(10, per=1, burst=4), Limit(100, per=60)
     local.take("t", windows(fast, slow), 1.0, 0.0)
     local.take("t", windows(fast, slow), 1.0, 0.0)  # fast tat 0.4 (5/s), slow 2 * 1.2 = 2.4
@@ -27,7 +29,7 @@ def test_a_relimit_keeps_unchanged_windows_and_fills_changed_ones_above_reservat
 
 
 def test_a_raise_never_admits_among_what_was_reserved() -> None:
-    local = LocalLimiter(1.0)
+    local = LocalLimiter(1.0, -math.inf)
     old = windows(Limit(10, per=1, burst=1))
     for at in (0.0, 0.1, 0.2, 0.3):
         local.take("t", old, 1.0, at)  # tat 0.4
