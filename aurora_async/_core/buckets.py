@@ -272,6 +272,15 @@ class CalendarWindow:
         if at > self._last_check:
             self._last_check = at
 
+    def carry(self, used: float, at: float) -> bool:
+        """A saved state said ``used`` units were used as of the loop time ``at`` (in
+        the past): they count if ``at`` falls in the current period and are more than
+        this window holds. Returns whether the window changed."""
+        if at < self._start or used <= self._level:
+            return False
+        self._level = used
+        return True
+
     def shift(self, offset: float) -> None:
         """Move the window's clock by ``offset`` seconds (another clock took over); the
         wall clock stays where it is."""

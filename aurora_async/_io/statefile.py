@@ -53,7 +53,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .. import _log
-from .._core.limits import Limit
+from .._core.buckets import CalendarWindow
+from .._core.limits import REQUESTS, Limit
 from .._core.policy import Verdict
 from .._pool.core import Evidence, core_of
 from .regular import NotRegular, TooLarge, read_regular, special_kind
@@ -298,10 +299,7 @@ def _describe(slot: Slot, now: float) -> dict[str, Any]:
     for window in slot.windows:
         level = window.level_at(now)
         if level > 0:
-            limit = window.limit
-            windows.append(
-                {"rate": limit.rate, "per": limit.per, "burst": limit.burst, "level": level}
-            )
+            windows.append({**_limit_fields(window.limit), "level": level})
     if windows:
         entry["windows"] = windows
     return entry
@@ -320,6 +318,9 @@ def _restore_windows(
         if window is None:
             continue
         free.remove(window)
+        if isinstance(window, CalendarWindow):  # used this period: kept till the reset
+            changed = window.carry(level, now - elapsed) or changed
+            continue
         level = min(window.burst, level - elapsed * window.rate)
         if level > window.level_at(now):
             window.put(level, now)
@@ -415,11 +416,52 @@ def _entry(raw: object, where: str) -> _Entry:
         if not isinstance(window, dict):
             raise _Corrupt(f"{here} is not an object")
         try:
-            limit = Limit(window.get("rate"), window.get("per"), window.get("burst"))  # type: ignore[arg-type]
+            limit = _limit_of(window)
         except (TypeError, ValueError) as exc:
             raise _Corrupt(f"{here}: {exc}") from None
         windows.append((limit, _number(window, "level", here)))
     return _Entry(disabled, cooldown, backoff, tuple(windows))
+
+
+def _limit_fields(limit: Limit) -> dict[str, Any]:
+    """How a window's limit is written: rate, per and burst, and its resource, scope and
+    calendar where it has them."""
+    fields: dict[str, Any] = {"rate": limit.rate, "per": limit.per, "burst": limit.burst}
+    if limit.unit != REQUESTS:
+        fields["unit"] = limit.unit
+    if limit.scope is not None:
+        fields["scope"] = limit.scope
+    calendar = limit.calendar
+    if calendar is not None:
+        fields["calendar"] = {
+            "period": calendar.period,
+            "at": calendar.at,
+            "tz": calendar.tz,
+            "day": calendar.day,
+        }
+    return fields
+
+
+def _limit_of(window: dict[str, Any]) -> Limit:
+    """The limit a saved window names (``TypeError``/``ValueError`` if it names none)."""
+    rate: Any = window.get("rate")
+    unit: Any = window.get("unit", REQUESTS)
+    scope: Any = window.get("scope")
+    calendar: Any = window.get("calendar")
+    if calendar is None:
+        per: Any = window.get("per")
+        burst: Any = window.get("burst")
+        return Limit(rate, per, burst, unit=unit, scope=scope)
+    if not isinstance(calendar, dict):
+        raise TypeError('"calendar" must be an object')
+    at: Any = calendar.get("at")
+    tz: Any = calendar.get("tz")
+    if calendar.get("period") == "day":
+        return Limit.daily(rate, reset=at, tz=tz, unit=unit, scope=scope)
+    if calendar.get("period") == "month":
+        day: Any = calendar.get("day")
+        return Limit.monthly(rate, day=day, reset=at, tz=tz, unit=unit, scope=scope)
+    raise ValueError('"calendar" period must be "day" or "month"')
 
 
 def _number(

@@ -471,3 +471,41 @@ async def test_the_pool_saves_on_close_and_loads_on_open(tmp_path: Path) -> None
     async with again:
         states = [(t.state.value, t.reason) for t in again.stats().tokens]
     assert states == [("active", None), ("disabled", "rotated out")]
+
+
+# -- quotas on the calendar and windows of other resources -------------------------------
+
+
+async def test_a_restart_keeps_todays_calendar_quota_and_forgets_yesterdays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aurora_async._pool import core as pool_core
+
+    limits = [Limit(100, burst=100), Limit.daily(3), Limit(900, per=60, unit="tokens", scope="m")]
+    noon = 1_796_565_600.0  # 2026-12-06 12:00 UTC
+    wall = Wall(noon)
+    monkeypatch.setattr(pool_core, "wall_clock", wall)
+    state = StateFile(tmp_path / "state.json", clock=wall)
+    async with TokenPool([A], limits=limits) as first:
+        for _ in range(3):
+            async with first.lease(cost={"tokens": 300}, scope="m", timeout=0):
+                pass
+        assert state.save_from(first) == 1
+    saved = json.loads((tmp_path / "state.json").read_text())["tokens"]
+    windows = next(iter(saved.values()))["windows"]
+    assert windows[1]["calendar"] == {"period": "day", "at": "00:00", "tz": "UTC", "day": 1}
+    assert windows[2]["unit"] == "tokens"
+    assert windows[2]["scope"] == "m"
+
+    wall.now = noon + 3600  # the same day
+    async with TokenPool([A], limits=limits) as second:
+        assert state.load_into(second) == 1
+        with pytest.raises(LeaseTimeout):  # today's three are spent
+            await second.lease(timeout=0).__aenter__()
+
+    wall.now = noon + 13 * 3600  # 01:00 the next day: a new quota
+    async with TokenPool([A], limits=limits) as third:
+        assert state.load_into(third) == 1
+        for _ in range(3):
+            async with third.lease(timeout=0):
+                pass
