@@ -24,6 +24,8 @@ EXPECTED = {
     "lease_with_your_own_client.py": "60 forecasts fetched with leased tokens",
     "multiple_windows.py": "the 20/60s window is spent",
     "token_file_reload.py": "broken edit rejected",
+    "llm_batch.py": "0 answered 429",
+    "github_scopes.py": "0 refused by a rate limit",
 }
 
 

@@ -271,8 +271,12 @@ SIGNATURES = {
     "TokenPool.from_env": f"classmethod (var='AURORA_TOKENS', *, {_LIMIT_DEFAULT}, **kwargs)",
     "TokenPool.lease": "def (self, cost=1, timeout=None, *, scope=None)",
     "TokenPool.acquire": "async def (self, cost=1, timeout=None, *, scope=None)",
-    "TokenPool.request": "def (self, method, url, *, cost=1, lease_timeout=None, **kwargs)",
-    "TokenPool.stream": "def (self, method, url, *, cost=1, lease_timeout=None, **kwargs)",
+    "TokenPool.request": (
+        "def (self, method, url, *, cost=1, lease_timeout=None, scope=None, **kwargs)"
+    ),
+    "TokenPool.stream": (
+        "def (self, method, url, *, cost=1, lease_timeout=None, scope=None, **kwargs)"
+    ),
     "TokenPool.stats": "def (self)",
     "TokenPool.cool": "def (self, name, seconds)",
     "TokenPool.disable": "def (self, name, reason='disabled by hand')",

@@ -38,6 +38,7 @@ from .snapshot import snapshot
 
 #: A lease's cost: requests, or units per resource (``{"requests": 1, "tokens": 900}``).
 Cost = float | Mapping[str, float]
+_PLAIN_COSTS = (int, float)  # passed to the HTTP client as they are
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -288,6 +289,11 @@ class TokenPool:
         lease in the token's windows of that scope (``Limit(..., scope=...)``) besides
         its windows of no scope, and a 429 on it cools the token for that scope only.
         """
+        return Lease(self._core, self._cost(cost, scope), timeout)
+
+    def _cost(self, cost: Cost, scope: str | None) -> float:
+        """A lease's cost as the scheduler takes it: a number, or a ``Costs`` of several
+        resources or leased in a scope (checked here, before any token is leased)."""
         if cost is True or cost is False:
             raise TypeError("cost must be a number, not bool")
         core = self._core
@@ -300,7 +306,7 @@ class TokenPool:
             if core.backend is not None:
                 raise NotImplementedError("scoped leases are not shared through Redis yet")
             cost = scoped(cost, scope)
-        return Lease(core, cost, timeout)
+        return cost
 
     async def acquire(
         self, cost: Cost = 1, timeout: float | None = None, *, scope: str | None = None
@@ -346,8 +352,9 @@ class TokenPool:
         method: str,
         url: str,
         *,
-        cost: float = 1,
+        cost: Cost = 1,
         lease_timeout: float | None = None,
+        scope: str | None = None,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, aiohttp.ClientResponse]:
         """``await pool.request(method, url, ...)``: an HTTP request with a leased token;
@@ -359,25 +366,35 @@ class TokenPool:
         the outcome says. The body is read before this returns, so ``await resp.json()``
         works and the connection is free; use :meth:`stream` for large bodies. Other
         keyword arguments go to ``aiohttp.ClientSession.request``. (Arguments are checked
-        when it is called, a closed pool too: ``PoolClosed`` is raised then.)
+        when it is called, a closed pool too: ``PoolClosed`` is raised then.) ``cost``
+        and ``scope`` are :meth:`lease`'s: a 429 on a scoped request cools its scope.
         """
         client = self._http
         if client is None or self._core.closed:
             client = self._client()
-        return client.request(method, url, cost=cost, lease_timeout=lease_timeout, **kwargs)
+        units = cost if scope is None and type(cost) in _PLAIN_COSTS else self._cost(cost, scope)
+        return client.request(
+            method,
+            url,
+            cost=units,  # type: ignore[arg-type]  # a plain number, or a Costs
+            lease_timeout=lease_timeout,
+            **kwargs,
+        )
 
     def stream(
         self,
         method: str,
         url: str,
         *,
-        cost: float = 1,
+        cost: Cost = 1,
         lease_timeout: float | None = None,
+        scope: str | None = None,
         **kwargs: Any,
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
         """``async with pool.stream("GET", url) as resp:`` read the body yourself; the
         lease is held until the block ends."""
-        return self._client().stream(method, url, cost=cost, lease_timeout=lease_timeout, **kwargs)
+        units = self._cost(cost, scope)
+        return self._client().stream(method, url, cost=units, lease_timeout=lease_timeout, **kwargs)
 
     def get(self, url: str, **kwargs: Any) -> Coroutine[Any, Any, aiohttp.ClientResponse]:
         """``await pool.get(url, ...)``: :meth:`request` with ``GET``."""

@@ -27,7 +27,8 @@ def account_response(
         raise RuntimeError("this lease has not been granted yet: use it inside `async with`")
     if info.limit is not None or info.remaining is not None or info.reset_after is not None:
         slot.info = info
-        core.calibration.headers(slot, info)
+        if lease.scope is None:  # a scope's headers speak for that scope, not the token
+            core.calibration.headers(slot, info)
     verdict = outcome.verdict
     if verdict is Verdict.OK:
         lease.succeeded()
