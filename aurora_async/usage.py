@@ -45,9 +45,16 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
-__all__ = ["StreamUsage", "anthropic", "from_header", "openai"]
+__all__ = [
+    "StreamUsage",
+    "anthropic",
+    "anthropic_response",
+    "from_header",
+    "openai",
+    "openai_response",
+]
 
 StreamKind = Literal["openai", "anthropic"]
 
@@ -87,6 +94,30 @@ def anthropic(body: Mapping[str, Any], *, cache_reads: bool = False) -> dict[str
     if input_tokens is not None and output_tokens is not None:
         total = input_tokens + output_tokens
     return _units(total, input_tokens, output_tokens)
+
+
+async def openai_response(response: _Response) -> dict[str, float]:
+    """:func:`openai` of an HTTP response's JSON body: the reader to give
+    ``pool.request(..., settle=usage.openai_response)``. ``{}`` for a body that is not
+    JSON (the reservation then stands)."""
+    return openai(await _body(response))
+
+
+async def anthropic_response(response: _Response) -> dict[str, float]:
+    """:func:`anthropic` of an HTTP response's JSON body (``settle=`` as above)."""
+    return anthropic(await _body(response))
+
+
+class _Response(Protocol):
+    async def json(self, *, content_type: str | None = ...) -> Any: ...
+
+
+async def _body(response: _Response) -> Mapping[str, Any]:
+    try:
+        body = await response.json(content_type=None)
+    except ValueError:  # not JSON (aiohttp raises a ValueError subclass)
+        return {}
+    return body if isinstance(body, Mapping) else {}
 
 
 def from_header(headers: Mapping[str, str], name: str, unit: str = "tokens") -> dict[str, float]:

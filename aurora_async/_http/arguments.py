@@ -18,8 +18,8 @@ __all__ = ["AIOHTTP_ARGUMENTS", "PER_REQUEST", "request_options"]
 #: ``HttpOptions``): ``max_attempts`` (tries, the first included), ``deadline`` (seconds
 #: for all its attempts; ``None``: no bound), ``retry_backoff`` (``(first, cap)``) and
 #: ``retry_unsafe`` (retry a non-idempotent method after failures that may have reached
-#: the server).
-PER_REQUEST = frozenset({"deadline", "max_attempts", "retry_backoff", "retry_unsafe"})
+#: the server); ``settle`` (read the request's true cost from its answer).
+PER_REQUEST = frozenset({"deadline", "max_attempts", "retry_backoff", "retry_unsafe", "settle"})
 
 
 #: ``aiohttp.ClientSession.request``'s keyword arguments (aiohttp 3.14's documented

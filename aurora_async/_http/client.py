@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Coroutine
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, TypeAlias, overload
 
 import aiohttp
 from multidict import CIMultiDict, MultiDict
@@ -53,6 +53,7 @@ from .failures import LEASE_FAILURES, READ_FAILURES, TRANSPORT
 from .outcomes import Judge
 from .port import PoolPort
 from .redirects import send_following
+from .settling import settle_from
 from .timeouts import bounded
 from .urls import has_credentials, left_origin, merged, target
 
@@ -65,6 +66,11 @@ __all__ = ["HttpClient"]
 
 _NO_PARAMS: MultiDict[str] = MultiDict()  # shared, never written: header auth leaves it be
 _has_credentials = has_credentials  # its old home: tests import it from here
+
+
+#: What a request's coroutine returns: the response, read; or, streaming, the response
+#: with its lease (still held) and the notes of the attempts so far.
+_Result: TypeAlias = "tuple[aiohttp.ClientResponse, Lease, list[str]] | aiohttp.ClientResponse"
 
 
 class HttpClient:
@@ -160,6 +166,12 @@ class HttpClient:
         exception in your block does not change what the response said of the token."""
         raise_for_status = self._wants_raise(kwargs)
         options = request_options(self.options, kwargs, "pool.stream")
+        if options.settle is not None:
+            raise TypeError(
+                "settle= reads a whole answer, so it is for pool.request; in pool.stream, "
+                "read the usage as the stream goes (usage.StreamUsage) and call "
+                "lease.settle() yourself"
+            )
         self._active += 1  # until the block ends: aclose waits for open streams too
         try:
             resp, lease, notes = await self._attempts(
@@ -238,9 +250,7 @@ class HttpClient:
 
     # -- one request: lease, send, settle, until an outcome says stop --------------
 
-    async def _run(
-        self, call: Call
-    ) -> tuple[aiohttp.ClientResponse, Lease, list[str]] | aiohttp.ClientResponse:
+    async def _run(self, call: Call) -> _Result:
         """One coroutine frame for the whole request (attempts, sending, reading): every
         await inside aiohttp resumes through each frame of ours, so each step below is a
         plain function whose awaitable is awaited here."""
@@ -314,6 +324,8 @@ class HttpClient:
                     raise failure
                 if call.read and resp.status >= 400:
                     raise failures.status_failure(port, call, lease, resp)
+                if call.options.settle is not None and resp.status < 400:
+                    await settle_from(call.options.settle, resp, lease)
                 return resp
         finally:
             self._finished()

@@ -18,6 +18,13 @@ if TYPE_CHECKING:
 PolicyFunction: TypeAlias = Callable[
     ["aiohttp.ClientResponse"], "Outcome | Awaitable[Outcome | None] | None"
 ]
+#: What a request really cost, read from its answer (body read): units per resource
+#: (``{"tokens": 1234}``) to settle its lease with, or ``None`` to keep the reservation;
+#: may be async. ``aurora_async.usage.openai_response`` is one.
+SettleFunction: TypeAlias = Callable[
+    ["aiohttp.ClientResponse"],
+    "Mapping[str, float] | Awaitable[Mapping[str, float] | None] | None",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +49,10 @@ class HttpOptions:
         stated reset only if that is more than this many seconds beyond when the token's
         own limiter would let it fire again (otherwise the limiter already paces it).
     :param connections: the owned session's connection limit (0: unlimited).
+    :param settle: a function of a successful response (status below 400, its body
+        read) giving the request's true cost per resource, to settle its lease with
+        (see :data:`SettleFunction`; usually per request:
+        ``pool.post(..., cost={"tokens": 2200}, settle=usage.openai_response)``).
     """
 
     base_url: str | None = None
@@ -54,6 +65,7 @@ class HttpOptions:
     retry_unsafe: bool = False
     header_slack: float = 0.05
     connections: int = 1000
+    settle: SettleFunction | None = None
 
     def __post_init__(self) -> None:
         if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
@@ -61,6 +73,8 @@ class HttpOptions:
         object.__setattr__(self, "auth", as_auth(self.auth))
         if self.policy is not None and not callable(self.policy):
             raise TypeError("policy must be a function of the response")
+        if self.settle is not None and not callable(self.settle):
+            raise TypeError("settle must be a function of the response")
         if isinstance(self.max_attempts, bool) or not (
             isinstance(self.max_attempts, int) and self.max_attempts >= 1
         ):

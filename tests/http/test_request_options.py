@@ -73,7 +73,7 @@ async def test_a_keyword_far_from_any_says_what_is_taken() -> None:
         assert str(caught.value) == (
             "pool.request() got an unexpected keyword argument 'zzz' (it takes aiohttp's "
             "request arguments and the per-request options deadline, max_attempts, "
-            "retry_backoff, retry_unsafe)"
+            "retry_backoff, retry_unsafe, settle)"
         )
         assert charged(pool) == [(0, 0)]
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from aurora_async import Limit, Token, TokenPool
+from aurora_async import Limit, Token, TokenPool, usage
 from aurora_async.testing import GitHubApi, LlmApi, MockAPI
 
 KEY = "ghp-secret-value-00000001"
@@ -57,3 +57,56 @@ async def test_a_request_reserves_tokens_of_an_llm_key() -> None:
         with pytest.raises(ValueError, match="cost of 1001 tokens exceeds the burst"):
             await pool.post("/v1/chat/completions", json=body, cost={"tokens": 1001})
         assert api.totals.rate_limited == 0
+
+
+@pytest.mark.looptime
+async def test_settle_from_the_answers_usage_refunds_what_it_did_not_use(
+    clock: Callable[[], Callable[[], float]],
+) -> None:
+    """Reserve input + max_tokens (110), settle from usage (10 input + 20 output): the
+    key's 1,000 tokens a minute serve far more than 1000 / 110 = 9 requests at once."""
+    key = "sk-secret-llm-000000002"
+    limits = [Limit(600, per=60), Limit(1000, per=60, unit="tokens")]
+    async with (
+        MockAPI([key], profile=LlmApi(rpm=600, tpm=1000, max_tokens=100)) as api,
+        TokenPool([Token(key, limits=limits)], base_url=api.url) as pool,
+    ):
+        now = clock()
+        body = {"model": "m", "messages": [{"role": "user", "content": "x" * 40}]}
+        headers = {"X-Mock-Output-Tokens": "20"}
+        for _ in range(30):
+            resp = await pool.post(
+                "/v1/chat/completions",
+                json=body,
+                headers=headers,
+                cost={"tokens": 110},
+                settle=usage.openai_response,
+            )
+            assert resp.status == 200
+        assert now() == 0.0  # 30 x 30 tokens used: 900, all at once
+        stats = pool.stats().tokens[0]
+        assert stats.usage == {"tokens": 900.0, "input_tokens": 300.0, "output_tokens": 600.0}
+        assert api.totals.tokens == 900
+        assert api.totals.rate_limited == 0
+
+
+@pytest.mark.looptime
+async def test_settle_functions_may_be_sync_and_must_return_a_mapping() -> None:
+    key = "sk-secret-llm-000000003"
+    limits = [Limit(600, per=60), Limit(1000, per=60, unit="tokens")]
+    async with (
+        MockAPI([key], profile=LlmApi(rpm=600, tpm=1000, max_tokens=100)) as api,
+        TokenPool([Token(key, limits=limits)], base_url=api.url) as pool,
+    ):
+        body = {"model": "m", "messages": [{"role": "user", "content": "x" * 40}]}
+        url = "/v1/chat/completions"
+        await pool.post(url, json=body, cost={"tokens": 500}, settle=lambda r: {"tokens": 5})
+        await pool.post(url, json=body, cost={"tokens": 500}, settle=lambda r: None)
+        assert pool.stats().tokens[0].usage == {"tokens": 505.0}
+        with pytest.raises(TypeError, match="must return a mapping of resource to units"):
+            await pool.post(url, json=body, cost={"tokens": 5}, settle=lambda r: 12)
+        with pytest.raises(TypeError, match="settle= reads a whole answer"):
+            async with pool.stream("POST", url, json=body, settle=usage.openai_response):
+                pass
+        with pytest.raises(TypeError, match="settle must be a function"):
+            await pool.post(url, json=body, settle=3)
