@@ -13,6 +13,8 @@ import aiohttp
 from .. import _log
 from .._core.headers import RateLimitInfo, parse_rate_limit_headers
 from .._core.policy import Outcome, Verdict, classify
+from .._core.quota import MAX_BODY
+from .._core.quota import classify as classify_quota
 
 if TYPE_CHECKING:
     from .._pool.lease import Lease
@@ -24,6 +26,9 @@ __all__ = ["ELSEWHERE", "Judge", "may_carry_rate_limits"]
 #: What a response from another origin means for the token: nothing (it went fine).
 ELSEWHERE = Outcome(Verdict.OK)
 _NO_HEADERS = RateLimitInfo()
+#: The statuses a spent quota is answered with (OpenAI and Google 429, GitHub 403 or
+#: 429, Anthropic 400): their bodies are read and looked at before the default table.
+QUOTA_STATUSES = frozenset({400, 403, 429})
 
 
 def may_carry_rate_limits(headers: Mapping[str, str]) -> bool:
@@ -59,7 +64,29 @@ class Judge:
             if inspect.isawaitable(result):
                 return result
             return self.account(resp, lease, _checked(result))
+        if resp.status in QUOTA_STATUSES:
+            return self._quota(resp, lease)
         return self.account(resp, lease, None)
+
+    async def _quota(self, resp: aiohttp.ClientResponse, lease: Lease) -> Outcome | None:
+        """A refusal that may say the token's quota is spent until a reset (``_core.quota``
+        knows the shapes): then the token is parked until then, not cooled for a moment
+        and retried into the same refusal. ``None``: the default table decides."""
+        size = resp.content_length
+        body = await resp.read() if size is None or size <= MAX_BODY else None
+        wall = time.time()
+        spent = classify_quota(resp.status, resp.headers, body, wall)
+        if spent is None:
+            return None
+        seconds = max(0.0, spent.parked_until(wall) - wall)
+        _log.warning(
+            "aurora.token.quota_exhausted",
+            token=self._port.name(lease),
+            reason=spent.reason,  # fixed text: never the body, which may echo a secret
+            resource=spent.resource,
+            seconds=round(seconds, 3),
+        )
+        return Outcome(Verdict.RATE_LIMITED, seconds, retry=True, before_server_acted=True)
 
     async def judged(
         self, pending: Awaitable[Outcome | None], resp: aiohttp.ClientResponse, lease: Lease
