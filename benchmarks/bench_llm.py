@@ -14,10 +14,13 @@ so tokens per minute, not requests, is the binding limit). Time is the loop's vi
 Each client declares the server's limits exactly: ``[Limit(60, per=60), Limit(40_000,
 per=60, unit="tokens")]``. They differ in how they count tokens:
 
-- ``reserve max_tokens + settle``: lease the most the request can cost, input +
-  ``max_tokens`` (``cost={"tokens": 2200}``), then ``lease.settle(tokens=usage.total_tokens)``
-  from the answer's body: the way this library recommends;
-- ``reserve + settle``: lease the estimate (800), then settle;
+- ``reserve max_tokens + settle, pool.request``: ``pool.post(url, cost={"tokens":
+  2200}, settle=usage.openai_response)``: reserve the most the request can cost (input +
+  ``max_tokens``) and settle from the answer's ``usage``; ``pool.request`` also reads the
+  ``x-ratelimit-remaining-tokens`` headers. The way this library recommends;
+- ``reserve estimate + settle, pool.request``: the same with the estimate (800);
+- ``reserve estimate + settle, lease``: a lease and plain aiohttp, ``lease.settle()`` by
+  hand, no header read: what settling alone does;
 - ``reserve, no settle``: lease the estimate and never correct it;
 - ``count after the answer``: lease a request only and charge the tokens the answer says
   when it arrives (``settle`` from 0): what a router that counts usage after success does.
@@ -47,7 +50,7 @@ import looptime
 import structlog
 from _common import Figure, Report, finish, quick, secrets
 
-from aurora_async import Limit, Token, TokenPool
+from aurora_async import Limit, Token, TokenPool, usage
 from aurora_async.testing import LlmApi, MockAPI
 
 KEYS, RPM, TPM = 8, 60, 40_000
@@ -82,26 +85,32 @@ class Outcome:
         return self.rate_limited / self.requests if self.requests else 0.0
 
 
-MAIN = "reserve max_tokens + settle"
+MAIN = "reserve max_tokens + settle, pool.request"
+#: name -> (tokens reserved, settled from usage, through pool.request (else a lease and
+#: plain aiohttp: no rate-limit header is read, as in the designs users report)).
 STRATEGIES = {
-    "reserve + settle": (ESTIMATE, True),
-    "reserve max_tokens + settle": (INPUT + MAX_TOKENS, True),
-    "reserve, no settle": (ESTIMATE, False),
-    "count after the answer": (0, True),
+    MAIN: (INPUT + MAX_TOKENS, True, True),
+    "reserve estimate + settle, pool.request": (ESTIMATE, True, True),
+    "reserve estimate + settle, lease": (ESTIMATE, True, False),
+    "reserve, no settle": (ESTIMATE, False, False),
+    "count after the answer": (0, True, False),
 }
 
 
 async def run_strategy(name: str, seconds: float, seed: int = 7) -> Outcome:
-    reserve, settles = STRATEGIES[name]
+    reserve, settles, via_request = STRATEGIES[name]
     keys = secrets(KEYS, "sk-llm")
     profile = LlmApi(rpm=RPM, tpm=TPM, max_tokens=MAX_TOKENS)
     draw = random.Random(seed)
     async with (
         MockAPI(keys, profile=profile, latency=LATENCY) as api,
-        TokenPool(
-            [Token(key, limits=LIMITS) for key in keys], trial_in_flight=None, low_water=0
-        ) as pool,
         aiohttp.ClientSession() as session,
+        TokenPool(
+            [Token(key, limits=LIMITS) for key in keys],
+            trial_in_flight=None,
+            low_water=0,
+            session=session,
+        ) as pool,
     ):
         loop = asyncio.get_running_loop()
         stop = loop.time() + seconds
@@ -111,6 +120,16 @@ async def run_strategy(name: str, seconds: float, seed: int = 7) -> Outcome:
         async def one() -> None:
             output = min(MAX_TOKENS, round(OUTPUT_ESTIMATE * SPREAD ** draw.uniform(-0.5, 0.5)))
             cost = {"tokens": reserve} if reserve else 1
+            if via_request:
+                await pool.post(
+                    url,
+                    json=body,
+                    headers={"X-Mock-Output-Tokens": str(output)},
+                    cost=cost,
+                    settle=usage.openai_response if settles else None,
+                    max_attempts=1,
+                )
+                return
             async with pool.lease(cost=cost) as lease:
                 headers = {
                     "Authorization": f"Bearer {lease.token}",

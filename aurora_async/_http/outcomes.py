@@ -15,6 +15,7 @@ from .._core.headers import RateLimitInfo, parse_rate_limit_headers
 from .._core.policy import Outcome, Verdict, classify
 from .._core.quota import MAX_BODY
 from .._core.quota import classify as classify_quota
+from .._core.vendor_headers import parse_vendor
 
 if TYPE_CHECKING:
     from .._pool.lease import Lease
@@ -100,7 +101,11 @@ class Judge:
         headers = resp.headers
         info = _NO_HEADERS
         if may_carry_rate_limits(headers):
-            info, problems = parse_rate_limit_headers(headers, now=time.time())
+            wall = time.time()
+            readings = parse_vendor(headers, wall)
+            if readings:
+                self._port.server_levels(lease, readings)
+            info, problems = parse_rate_limit_headers(headers, now=wall)
             for problem in problems:
                 _log.debug(
                     "aurora.http.header_ignored",

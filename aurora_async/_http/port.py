@@ -8,17 +8,18 @@ path a lease's own report takes).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING
 
 from .._pool.core import PoolCore
 from .._pool.lease import Lease, RetryLease, lease_slot
-from .._pool.responses import account_response
+from .._pool.responses import account_levels, account_response
 
 if TYPE_CHECKING:
     from .._core.headers import RateLimitInfo
     from .._core.policy import Outcome
     from .._core.scheduler import Slot
+    from .._core.vendor_headers import ResourceReading
 
 __all__ = ["PoolPort"]
 
@@ -76,6 +77,11 @@ class PoolPort:
     def account(self, lease: Lease, outcome: Outcome, info: RateLimitInfo, slack: float) -> None:
         """What a response from the token's origin means for the lease's token."""
         account_response(self._core, lease, outcome, info, slack)
+
+    def server_levels(self, lease: Lease, readings: Sequence[ResourceReading]) -> None:
+        """What the API's own headers say is left of each resource (OpenAI, Anthropic,
+        GitHub families): the lease's token counts at least that much as used."""
+        account_levels(self._core, lease, readings)
 
     def redact(self, text: str, lease: Lease | None = None) -> str:
         """``text`` with every token secret masked (the lease's own too, even if a reload

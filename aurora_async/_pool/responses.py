@@ -7,10 +7,16 @@ own report does (:meth:`Lease.rate_limited`, :meth:`Lease.revoked`, ...).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from .._core.headers import RateLimitInfo
 from .._core.policy import Outcome, Verdict
 from .core import PoolCore
 from .lease import Lease, lease_slot
+
+if TYPE_CHECKING:
+    from .._core.vendor_headers import ResourceReading
 
 
 def account_response(
@@ -42,3 +48,32 @@ def account_response(
         lease.client_error()
     else:
         lease.failed()
+
+
+def account_levels(core: PoolCore, lease: Lease, readings: Sequence[ResourceReading]) -> None:
+    """The API said how much of a resource is left (``remaining`` of ``limit``): each
+    window of the lease's token counting that resource with that very limit as its burst
+    (and the reading's scope, if the API names one and the window has one) counts at
+    least ``limit - remaining`` as used. Only ever raised: the pool's own count already
+    holds what it granted since the server answered, and a window whose size differs
+    from the server's is left to calibration."""
+    slot = lease_slot(lease)
+    if slot is None:
+        return
+    now = core.now()
+    touched = False
+    for reading in readings:
+        if reading.limit is None or reading.remaining is None:
+            continue
+        used = reading.limit - reading.remaining
+        for window in slot.windows:
+            if (
+                window.unit == reading.resource
+                and window.burst == reading.limit
+                and (window.scope is None or window.scope in (reading.scope, lease.scope))
+                and window.level_at(now) < used
+            ):
+                window.put(used, now)
+                touched = True
+    if touched:
+        core.sched.touched(slot)

@@ -110,3 +110,27 @@ async def test_settle_functions_may_be_sync_and_must_return_a_mapping() -> None:
                 pass
         with pytest.raises(TypeError, match="settle must be a function"):
             await pool.post(url, json=body, settle=3)
+
+
+@pytest.mark.looptime
+async def test_the_apis_remaining_tokens_header_raises_the_pools_count(
+    clock: Callable[[], Callable[[], float]],
+) -> None:
+    """A request that reserved 1 token used 500: before any settle, OpenAI's
+    ``x-ratelimit-remaining-tokens: 500`` (of 1,000) says so, and the next 600-token
+    lease waits until 100 have drained (6 s at 1,000 a minute)."""
+    key = "sk-secret-llm-000000004"
+    limits = [Limit(600, per=60), Limit(1000, per=60, unit="tokens")]
+    async with (
+        MockAPI([key], profile=LlmApi(rpm=600, tpm=1000, max_tokens=1000)) as api,
+        TokenPool([Token(key, limits=limits)], base_url=api.url) as pool,
+    ):
+        now = clock()
+        body = {"model": "m", "messages": [{"role": "user", "content": "x" * 40}]}
+        headers = {"X-Mock-Output-Tokens": "490"}  # 10 in + 490 out
+        resp = await pool.post(
+            "/v1/chat/completions", json=body, headers=headers, cost={"tokens": 1}
+        )
+        assert resp.headers["x-ratelimit-remaining-tokens"] == "500"
+        async with pool.lease(cost={"tokens": 600}):
+            assert now() == pytest.approx(6.0, abs=1e-6)
