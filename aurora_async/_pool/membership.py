@@ -127,8 +127,8 @@ class Plan:
     kept: int  #: in service and in the set
     taken: set[str]  #: the masked names in use
     index: PartIndex | None = None  #: the redaction index of the secrets that join
-    replaces: int = 0  #: the redactor's indexes ``index`` replaces (a merge)
-    added: list[str] = field(default_factory=list)  #: names that joined, as applied
+    replaces: tuple[PartIndex, ...] = ()  #: the redactor's indexes ``index`` replaces
+    added: list[str] = field(default_factory=list)  #: secrets that joined, as applied
     removed: list[str] = field(default_factory=list)  #: names that left, as applied
 
 
@@ -140,15 +140,14 @@ class Copy:
     membership: int
     slots: list[Slot]
     known: list[str] | None
-    replaces: int
+    replaces: tuple[PartIndex, ...]
 
     @classmethod
     def of(cls, core: PoolCore, *, merge: bool) -> Copy:
         sched = core.sched
         redact = core.redact
-        if merge:
-            redact.ready()
-        replaces = redact.layers() if merge else 0
+        merge = merge and redact.settled()  # (never waits for a thread building one)
+        replaces = redact.indexes() if merge else ()
         known = redact.known() if merge else None
         return cls(sched.membership, list(sched.slots.values()), known, replaces)
 
@@ -206,9 +205,8 @@ async def apply_plan(core: PoolCore, plan: Plan) -> bool:
         while done < stop:
             value, token = plan.join[done]
             done += 1
-            name = joiner.join(value, token)
-            if name is not None:
-                plan.added.append(name)
+            if joiner.join(value, token) is not None:
+                plan.added.append(value)
             if time.perf_counter() > deadline:
                 break
         if not await _yield(core):

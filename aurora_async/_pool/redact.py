@@ -61,15 +61,24 @@ class Redactor:
             self._building.append(Building(self._pending))
             self._pending = []
 
-    def add_index(self, index: PartIndex, *, replaces: int = 0) -> None:
-        """Use ``index``, built elsewhere (a reload's worker thread); it replaces the
-        first ``replaces`` indexes (those its secrets were read after)."""
+    def add_index(self, index: PartIndex, *, replaces: tuple[PartIndex, ...] = ()) -> None:
+        """Use ``index``, built elsewhere (a reload's worker thread), in place of the
+        indexes ``replaces`` (those whose secrets it was built from, a merge)."""
         self._note_short(index.secrets)
-        self._layers[:replaces] = [index]
+        self._layers = [layer for layer in self._layers if layer not in replaces]
+        self._layers.append(index)
+
+    def indexes(self) -> tuple[PartIndex, ...]:
+        """The indexes in use."""
+        return tuple(self._layers)
 
     def layers(self) -> int:
         """How many indexes are in use (a reload merges them past :data:`MAX_LAYERS`)."""
-        return len(self._layers) + len(self._building)
+        return len(self._layers)
+
+    def settled(self) -> bool:
+        """Whether every secret added is indexed (none waits, no thread is building)."""
+        return not (self._pending or self._building)
 
     def known(self) -> list[str]:
         """Every secret the pool knows now (a copy, for a worker thread)."""
@@ -81,12 +90,18 @@ class Redactor:
                 self._short.add(len(secret))
 
     def ready(self) -> None:
-        """Index every secret added so far (waiting for any thread building one)."""
+        """Index every secret added so far (waiting for any thread building one). Small
+        indexes of secrets added a few at a time are merged past :data:`MAX_LAYERS`."""
         while self._building:
             self._layers.append(self._building.pop(0).result())
         if self._pending:
             self._layers.append(PartIndex(self._pending))
             self._pending = []
+            small = [layer for layer in self._layers if len(layer) < IN_THREAD]
+            if len(self._layers) > MAX_LAYERS and len(small) > 1:
+                merged = PartIndex([s for layer in small for s in layer.secrets])
+                self._layers = [layer for layer in self._layers if len(layer) >= IN_THREAD]
+                self._layers.append(merged)
 
     # -- masking -----------------------------------------------------------------------
 
@@ -123,11 +138,13 @@ class Redactor:
         the run is, else of one holding it all, else of one holding its first window."""
         out: list[str] = []
         done = 0
-        for start, end, secrets in _runs(found):
+        for start, end, indexes in _runs(found):
             run = text[start:end]
             name = extra.get(run) or self._name_of(run)
             if name is None:
-                holder = next((s for s in secrets if run in s), secrets[0])
+                holder = next(filter(None, (index.holder(run) for index in indexes)), None)
+                if holder is None:
+                    holder = indexes[0].holder(text[start : start + MIN_PART]) or run
                 name = extra.get(holder) or self._name_of(holder) or mask(holder)
             out += (text[done:start], name)
             done = end
@@ -135,16 +152,17 @@ class Redactor:
         return "".join(out)
 
 
-def _runs(found: Runs) -> Iterable[tuple[int, int, list[str]]]:
-    """The runs of windows in ``found``: (start, end, the secrets their windows were
-    found in), a run being windows that overlap (windows that only touch are two runs,
-    as two secrets written one after the other)."""
-    run: tuple[int, int, list[str]] | None = None
+def _runs(found: Runs) -> Iterable[tuple[int, int, list[PartIndex]]]:
+    """The runs of windows in ``found``: (start, end, the indexes their windows were
+    found in, first window's first), a run being windows that overlap (windows that only
+    touch are two runs, as two secrets written one after the other)."""
+    run: tuple[int, int, list[PartIndex]] | None = None
     for start in sorted(found):
         end = start + MIN_PART
         if run is not None and start < run[1]:
             run = (run[0], end, run[2])
-            run[2].append(found[start])
+            if found[start] not in run[2]:
+                run[2].append(found[start])
             continue
         if run is not None:
             yield run

@@ -25,7 +25,8 @@ from pathlib import Path
 import anyio
 
 from .. import _log
-from .._core.tokens import Token
+from .._core.tokenfile import ParsedTokens
+from .._core.tokens import Token, mask
 from .._errors import TokenFileError
 from .._io.tokenfile import read_token_file, warn_duplicates
 from .._io.watch import DEFAULT_POLL_INTERVAL, FileWatcher, fingerprint
@@ -50,13 +51,16 @@ class ReloadResult:
 class Reloader:
     """The token file behind a pool, and the task that watches it."""
 
-    def __init__(self, core: PoolCore, path: str, *, applied: bool = True) -> None:
+    def __init__(
+        self, core: PoolCore, path: str, *, applied: bool = True, digest: str | None = None
+    ) -> None:
         self._core = core
         self.path = Path(path)
         self._watcher: FileWatcher | None = None
         self._task: asyncio.Task[None] | None = None
         # The content the pool serves (None: none of this file's yet).
-        self._digest = fingerprint(self.path) if applied else None
+        # (``digest``: of the very bytes the pool was made from, when known)
+        self._digest = (digest or fingerprint(self.path)) if applied else None
         self._sighup = False
         self._reloads: set[asyncio.Task[None]] = set()  # SIGHUP reloads under way
         self._lock = asyncio.Lock()  # one reload at a time
@@ -78,9 +82,12 @@ class Reloader:
                 raise
             warn_duplicates(parsed)
             result = await reload_tokens(self._core, parsed.values)
-        # The digest of the very bytes applied (read once): a save that lands after the
-        # read is a different digest, so the watcher will apply it next time.
-        self._digest = parsed.digest
+            # The digest of the very bytes applied (read once): a save that lands after
+            # the read is a different digest, so the watcher will apply it next time.
+            self._digest = parsed.digest
+            box = [parsed]
+            del parsed
+            await anyio.to_thread.run_sync(release, box)
         if self._watcher is not None:
             self._watcher.mark_seen(self._digest)
         _log.info(
@@ -142,20 +149,38 @@ async def reload_tokens(core: PoolCore, values: tuple[str | Token, ...]) -> Relo
     copy of the pool's slots, applied on the loop in slices. If the set changes otherwise
     meanwhile (``replace_tokens``), planned again from a new copy; after
     :data:`_REPLANS` such tries, applied at once."""
-    added: list[str] = []
+    added: dict[str, None] = {}  # the secrets that joined, in order, each once
     removed: list[str] = []
+    sched = core.sched
     for _ in range(_REPLANS):
         copy = Copy.of(core, merge=core.redact.layers() >= MAX_LAYERS)
         plan = await anyio.to_thread.run_sync(plan_tokens, values, copy)
         done = await apply_plan(core, plan)
-        added += plan.added
+        added.update(dict.fromkeys(plan.added))
         removed += plan.removed
-        if done:  # (tokens an earlier, interrupted plan added count as added, not kept)
-            kept = max(0, plan.kept - (len(added) - len(plan.added)))
-            return ReloadResult(tuple(added), tuple(removed), kept)
-    before = {v: s.name for v, s in core.sched.slots.items() if not s.removed}
+        if done:  # (what an earlier, interrupted plan added counts as added, not kept)
+            kept = plan.kept - (len(added) - len(set(plan.added)))
+            joined = tuple(sched.known_name(v) or mask(v) for v in added)
+            return ReloadResult(joined, tuple(removed), max(0, kept))
+    before = {v: s.name for v, s in sched.slots.items() if not s.removed}
     apply_tokens(core, values)
-    after = {v: s.name for v, s in core.sched.slots.items() if not s.removed}
-    added += (after[v] for v in after if v not in before)
+    after = {v: s.name for v, s in sched.slots.items() if not s.removed}
+    names = [sched.known_name(v) or mask(v) for v in added]
+    names += (after[v] for v in after if v not in before and v not in added)
     removed += (before[v] for v in before if v not in after)
-    return ReloadResult(tuple(added), tuple(removed), sum(1 for v in after if v in before))
+    return ReloadResult(tuple(names), tuple(removed), sum(1 for v in after if v in before))
+
+
+#: Objects freed at a time by :func:`release`.
+_FREE = 4096
+
+
+def release(box: list[ParsedTokens]) -> None:
+    """Free the parsed file in ``box`` (its only reference) a few thousand objects at a
+    time: in a worker thread, freeing a million strings at once would hold the
+    interpreter's lock, and so the event loop, for a tenth of a second."""
+    parsed = box.pop()
+    held: list[object] = [*parsed.values, *parsed.lines]
+    del parsed
+    while held:
+        del held[-_FREE:]
