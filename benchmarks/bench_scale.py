@@ -11,10 +11,11 @@ Each size runs in a fresh child process (``--child N``), so its memory is its ow
   per token: what a pool of N idle tokens costs, parse and construction leftovers and
   allocator fragmentation included (``bench_memory.py`` counts live objects instead);
 * **stats()**: one call, and one call with every token's record read;
-* **redaction index**: the time and memory of building the index that masks any run of
-  8+ characters of a known token in a text the pool emits (what the first masked text
-  after a change pays, or the worker thread when it is built off the loop), and the
-  time of masking a 300-character text once it is built;
+* **redaction index**: what the first masked text after the load costs the loop (the
+  old index is built then; the new one may still be under way in its own thread), the
+  RSS per token with the index built, the time of building the index of every token
+  from scratch and the bytes it holds (tracemalloc), the time of masking a 300-character
+  text, and whether a 20-character part of a token in it was masked;
 * **reload**: ``pool.reload()`` of the file with 10% of its tokens replaced, while a
   heartbeat coroutine sleeps 1 ms in a loop and a leaser takes a lease every 0.5 ms: the
   reload's wall time, the longest gap between heartbeats (the event loop's stall;
@@ -23,8 +24,10 @@ Each size runs in a fresh child process (``--child N``), so its memory is its ow
 
 The pool has ``calibrate=False`` and declared limits: the calibration tick, which looks at
 every token four times a second while leases are granted, would otherwise add its own
-stall to the reload's (a separate matter; its figure is the baseline gap with
-calibration on, ``tick gap``).
+stall to the reload's (a separate matter). After the load the process calls
+``gc.freeze()`` (as ``bench_lease.py`` does), as an application holding a million tokens
+should: otherwise any full collection walks the pool's millions of objects, seconds
+during which the loop stands still, reload or not.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -137,10 +141,12 @@ async def child_main(n: int, workdir: Path) -> dict[str, Any]:
             pass
         out["load_s"] = time.perf_counter() - start
         gc.collect()
+        gc.freeze()  # the pool is long-lived: keep the collector from rescanning it
         out["rss_bytes_per_token"] = (rss() - base) / n
 
         redact = core_of(pool).redact
         out.update(await redaction(redact, text, probe))
+        out["rss_loaded_bytes_per_token"] = (out.pop("rss_after_first_mask") - base) / n
 
         start = time.perf_counter()
         stats = pool.stats()
@@ -163,37 +169,46 @@ async def child_main(n: int, workdir: Path) -> dict[str, Any]:
 
 
 async def redaction(redact: Any, text: str, probe: str) -> dict[str, float]:
-    """The first masked text after the load (what the loop pays), then a build of the
-    index of every known token (as after a change of the token set, or a merge) with
-    the memory it holds, then masking with it."""
+    """The first masked text after the load (what the loop pays: the old index is built
+    then, on the loop; the new one may still be under way in its thread), then a build
+    of the index of every known token (as after a change of the token set, or a merge)
+    timed, then the same build again under tracemalloc for the memory it holds, then
+    masking with it."""
     start = time.perf_counter()
     masked = redact(text)
     first = time.perf_counter() - start
     gc.collect()
-    before = rss()
+    after_first = rss()
     known = getattr(redact, "known", None)
-    start = time.perf_counter()
-    if known is not None:  # built off the loop (a worker thread); timed here directly
-        from aurora_async._pool.parts import PartIndex
 
-        index = PartIndex(known())
-    else:  # built on the loop by the first masked text after a change
-        redact.forget()
+    def build_index() -> object:
+        if known is not None:  # built off the loop (a worker thread); timed here directly
+            from aurora_async._pool.parts import PartIndex
+
+            return PartIndex(known())
+        redact.forget()  # the old one: built on the loop by the first masked text
         redact(text)
-        index = None
+        return None
+
+    start = time.perf_counter()
+    build_index()  # the index of every known token, built from scratch
     build = time.perf_counter() - start
     gc.collect()
-    grown = rss() - before
-    del index
+    tracemalloc.start()
+    kept = build_index()
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del kept
     times = []
     for _ in range(20):
         start = time.perf_counter()
         redact(text)
         times.append(time.perf_counter() - start)
     return {
+        "rss_after_first_mask": after_first,
         "redact_first_s": first,
         "redact_build_s": build,
-        "redact_bytes_per_token": grown,  # divided by n by the caller
+        "redact_bytes_per_token": held,  # divided by n by the caller
         "redact_mask_us": statistics.median(times) * 1e6,
         "redact_masked": probe[:20] not in masked,  # a 20-character part of a token
     }
@@ -228,13 +243,15 @@ def main() -> int:
         report.add(Figure(f"{k}: load (from_file, enter, first lease)", r["load_s"], "s"))
         per = r["rss_bytes_per_token"]
         report.add(Figure(f"{k}: RSS per token after the load", per, "bytes"))
+        per = r["rss_loaded_bytes_per_token"]
+        report.add(Figure(f"{k}: RSS per token, redaction index built", per, "bytes"))
         report.add(Figure(f"{k}: stats()", r["stats_s"] * 1e3, "ms"))
         report.add(Figure(f"{k}: stats(), every token read", r["stats_all_s"] * 1e3, "ms"))
         first = r["redact_first_s"] * 1e3
         report.add(Figure(f"{k}: first masked text after the load", first, "ms"))
         report.add(Figure(f"{k}: redaction index, build", r["redact_build_s"] * 1e3, "ms"))
         per = r["redact_bytes_per_token"]
-        report.add(Figure(f"{k}: redaction index, RSS per token", per, "bytes"))
+        report.add(Figure(f"{k}: redaction index, bytes per token", per, "bytes"))
         report.add(Figure(f"{k}: mask a 300-character text", r["redact_mask_us"], "µs"))
         masked = bool(r["redact_masked"])
         report.add(Figure(f"{k}: a 20-character part of a token masked", masked, "", "yes", masked))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 
 from .. import _log
@@ -20,6 +20,7 @@ from .._core.scheduler import Slot
 from .._core.tokens import Token, as_token
 from .._errors import check_positive_int
 from .core import PoolCore
+from .gcpause import gc_paused
 from .parts import PartIndex
 
 #: At most this many tokens are applied between two yields to the event loop, and for
@@ -33,16 +34,17 @@ def apply_tokens(core: PoolCore, tokens: Iterable[str | Token]) -> None:
 
     Validates everything before changing anything, so a bad set leaves the pool as it was.
     """
-    wanted = _wanted(tokens)
-    sched = core.sched
-    core.names_changed()
-    joiner = _Joiner(core, {s.name for s in sched.slots.values()}, index=True)
-    for value, old in list(sched.slots.items()):
-        if value not in wanted:
-            remove(core, old)
-    joiner.prune()
-    for value, token in wanted.items():
-        joiner.join(value, token)
+    with gc_paused(len(core.sched.slots) + (len(tokens) if isinstance(tokens, Sized) else 0)):
+        wanted = _wanted(tokens)
+        sched = core.sched
+        core.names_changed()
+        joiner = _Joiner(core, {s.name for s in sched.slots.values()}, index=True)
+        for value, old in list(sched.slots.items()):
+            if value not in wanted:
+                remove(core, old)
+        joiner.prune()
+        for value, token in wanted.items():
+            joiner.join(value, token)
     joiner.indexed()
     core.tokens_changed()
 
@@ -155,6 +157,11 @@ class Copy:
 def plan_tokens(values: Sequence[str | Token], copy: Copy) -> Plan:
     """The plan that makes the pool's set ``values`` (each once, validated: a parsed
     token file's). Pure: run it in a worker thread; it only reads the slots copied."""
+    with gc_paused(len(values)):
+        return _plan(values, copy)
+
+
+def _plan(values: Sequence[str | Token], copy: Copy) -> Plan:
     current: dict[str, Slot] = {}
     taken: set[str] = set()
     for slot in copy.slots:

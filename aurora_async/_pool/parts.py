@@ -14,16 +14,18 @@ contexts are filed in buckets by a hash of their piece, each bucket one string (
 contexts separated by a character no token holds). A window of a text is looked for in
 the bucket of each piece it holds, by a substring search in C: found means it is a window
 of a secret (the context is part of one), and nothing is missed (the context of its
-sampled piece is there). No per-piece Python object survives the build; a shared prefix
-(``sk-live-``) fills a few buckets with the same contexts, kept about once. Which secret
-a run belongs to (for its name) is looked up only for a run found, in the secrets
-themselves, kept one per line in blocks.
+sampled piece is there); beside each bucket, the number of the secret each context
+comes from names the run. No per-piece Python object survives the build; a shared prefix
+(``sk-live-``) fills a few buckets with the same contexts, kept about once.
 """
 
 from __future__ import annotations
 
 import threading
+from array import array
 from collections.abc import Iterable, Sequence
+
+from .gcpause import gc_paused
 
 __all__ = ["GRAM", "MIN_PART", "STRIDE", "PartIndex", "Runs", "build_index"]
 
@@ -45,8 +47,8 @@ _DEDUP = 32
 #: Secrets filed at a time (what the build holds as Python strings at once).
 _CHUNK = 1 << 16
 
-#: A text's windows of secrets: window start -> the index that holds it.
-Runs = dict[int, "PartIndex"]
+#: A text's windows of secrets: window start -> a secret holding that window.
+Runs = dict[int, str]
 
 
 def _spots(length: int) -> tuple[int, ...]:
@@ -59,51 +61,62 @@ def _spots(length: int) -> tuple[int, ...]:
 class PartIndex:
     """An immutable index of the windows of ``secrets`` (those of 8 characters or more)."""
 
-    __slots__ = ("_blocks", "_buckets", "_mask", "secrets")
+    __slots__ = ("_buckets", "_ids", "_mask", "_starts", "secrets")
 
     def __init__(self, secrets: Sequence[str]) -> None:
-        self.secrets: list[str] = [s for s in secrets if len(s) >= MIN_PART]
+        with gc_paused(len(secrets)):
+            self._build([s for s in secrets if len(s) >= MIN_PART])
+
+    def _build(self, secrets: list[str]) -> None:
+        self.secrets = secrets
         holders = sum(len(s) // STRIDE + 1 for s in self.secrets)
         size = 1
         while size * _PER_BUCKET < holders:
             size *= 2
         self._mask = size - 1
         parts: list[list[str]] = [[] for _ in range(size)]
-        #: The secrets, a block at a time, one per line: where a run's secret is found.
-        self._blocks: list[str] = []
+        ids = [array("I") for _ in range(size)]
         for first in range(0, len(self.secrets), _CHUNK):
-            block = self.secrets[first : first + _CHUNK]
-            self._sample(block, parts)
-            self._blocks.append(SEP.join(block) + SEP)
+            self._sample(first, parts, ids)
         self._buckets: list[str] = [""] * size
+        self._ids = array("I")
+        self._starts = array("Q", [0])
         for b in range(size):  # (one bucket's strings freed at a time)
             self._buckets[b] = SEP.join(parts[b])
             parts[b] = []
+            self._ids.extend(ids[b])
+            self._starts.append(len(self._ids))
 
-    def _sample(self, block: list[str], parts: list[list[str]]) -> None:
-        """File the contexts of the sampled pieces of the secrets ``block``: each piece's
-        context joins the bucket of the piece's hash."""
+    def _sample(self, first: int, parts: list[list[str]], ids: list[array[int]]) -> None:
+        """File the contexts of the sampled pieces of the secrets ``first`` to ``first +
+        _CHUNK``: each piece's context joins the bucket of the piece's hash, and the
+        secret's number the bucket's numbers."""
         mask = self._mask
         bins: list[list[str]] = [[] for _ in parts]
+        owners: list[list[int]] = [[] for _ in parts]
         spots: dict[int, tuple[int, ...]] = {}
-        for secret in block:
+        secrets = self.secrets
+        for number in range(first, min(first + _CHUNK, len(secrets))):
+            secret = secrets[number]
             where = spots.get(len(secret))
             if where is None:
                 where = spots[len(secret)] = _spots(len(secret))
             for at in where:
-                bins[hash(secret[at : at + GRAM]) & mask].append(
-                    secret[at - _BEFORE if at > _BEFORE else 0 : at + MIN_PART]
-                )
+                b = hash(secret[at : at + GRAM]) & mask
+                bins[b].append(secret[at - _BEFORE if at > _BEFORE else 0 : at + MIN_PART])
+                owners[b].append(number)
         for b, held in enumerate(bins):
             if held:
-                if len(held) > _DEDUP:
-                    held = list(dict.fromkeys(held))
+                if len(held) > _DEDUP:  # each context once (with one of its secrets)
+                    kept = dict(zip(held, owners[b], strict=True))
+                    held, owners[b] = list(kept), list(kept.values())
                 parts[b].append(SEP.join(held))
-                bins[b] = []  # (freed one bucket at a time)
+                ids[b].extend(owners[b])
+                bins[b], owners[b] = [], []  # (freed one bucket at a time)
 
     def windows(self, text: str, found: Runs) -> None:
         """Add to ``found`` every window of a secret in ``text`` that is not there yet
-        (its start -> this index)."""
+        (its start -> a secret holding it)."""
         last = len(text) - MIN_PART
         if last < 0:
             return
@@ -111,31 +124,26 @@ class PartIndex:
         guard = SEP in text
         for j in range(len(text) - GRAM + 1):
             piece = text[j : j + GRAM]
-            bucket = buckets[hash(piece) & mask]
+            b = hash(piece) & mask
+            bucket = buckets[b]
             if piece not in bucket:
                 continue
             for i in range(max(0, j - _BEFORE), min(j, last) + 1):
                 if i not in found:
                     window = text[i : i + MIN_PART]
-                    if window in bucket and not (guard and SEP in window):
-                        found[i] = self
-
-    def holder(self, part: str) -> str | None:
-        """A secret of this index that holds ``part`` (no line break in it), if any."""
-        for block in self._blocks:
-            at = block.find(part)
-            if at >= 0:
-                start = block.rfind(SEP, 0, at) + 1
-                return block[start : block.index(SEP, at)]
-        return None
+                    at = bucket.find(window)
+                    if at >= 0 and not (guard and SEP in window):
+                        entry = self._starts[b] + bucket.count(SEP, 0, at)
+                        found[i] = self.secrets[self._ids[entry]]
 
     def __len__(self) -> int:
         return len(self.secrets)
 
     def nbytes(self) -> int:
         """The index's own memory, roughly (the secrets are the pool's)."""
-        strings = sum(len(b) + 49 for b in (*self._buckets, *self._blocks))
-        return strings + 8 * (len(self._buckets) + len(self.secrets))
+        strings = sum(len(b) + 49 for b in self._buckets)
+        arrays = self._ids.buffer_info()[1] * 4 + self._starts.buffer_info()[1] * 8
+        return strings + arrays + 8 * (len(self._buckets) + len(self.secrets))
 
 
 def build_index(secrets: Iterable[str]) -> PartIndex:

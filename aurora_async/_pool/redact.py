@@ -138,13 +138,11 @@ class Redactor:
         the run is, else of one holding it all, else of one holding its first window."""
         out: list[str] = []
         done = 0
-        for start, end, indexes in _runs(found):
+        for start, end, holders in _runs(found):
             run = text[start:end]
             name = extra.get(run) or self._name_of(run)
             if name is None:
-                holder = next(filter(None, (index.holder(run) for index in indexes)), None)
-                if holder is None:
-                    holder = indexes[0].holder(text[start : start + MIN_PART]) or run
+                holder = next((s for s in holders if run in s), holders[0])
                 name = extra.get(holder) or self._name_of(holder) or mask(holder)
             out += (text[done:start], name)
             done = end
@@ -152,17 +150,16 @@ class Redactor:
         return "".join(out)
 
 
-def _runs(found: Runs) -> Iterable[tuple[int, int, list[PartIndex]]]:
-    """The runs of windows in ``found``: (start, end, the indexes their windows were
-    found in, first window's first), a run being windows that overlap (windows that only
-    touch are two runs, as two secrets written one after the other)."""
-    run: tuple[int, int, list[PartIndex]] | None = None
+def _runs(found: Runs) -> Iterable[tuple[int, int, list[str]]]:
+    """The runs of windows in ``found``: (start, end, the secrets their windows were
+    found in, the first window's first), a run being windows that overlap (windows that
+    only touch are two runs, as two secrets written one after the other)."""
+    run: tuple[int, int, list[str]] | None = None
     for start in sorted(found):
         end = start + MIN_PART
         if run is not None and start < run[1]:
             run = (run[0], end, run[2])
-            if found[start] not in run[2]:
-                run[2].append(found[start])
+            run[2].append(found[start])
             continue
         if run is not None:
             yield run

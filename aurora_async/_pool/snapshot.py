@@ -11,7 +11,6 @@ was leased in between).
 
 from __future__ import annotations
 
-import gc
 import time
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
@@ -23,6 +22,7 @@ from .._core.scheduler import Slot, TokenState
 from .._core.stats import PoolStats, TokenStats
 from .calibration import Calibration
 from .core import PoolCore
+from .gcpause import gc_paused
 
 #: What a token's record is made from, copied from its slot at the call (in this order).
 _FIELDS = (
@@ -40,8 +40,6 @@ _FIELDS = (
     "proven",
     "info",
     "windows",
-    "expires_at",
-    "epoch",
 )
 _ROW = attrgetter(*_FIELDS)
 _IN_FLIGHT = itemgetter(_FIELDS.index("in_flight"))
@@ -55,13 +53,8 @@ def snapshot(core: PoolCore, flagged: Collection[str] = ()) -> PoolStats:
     looks too high (the token monitor's finding)."""
     now = core.now()
     slots = list(core.sched.slots.values())
-    collecting = gc.isenabled()
-    gc.disable()  # a million small tuples would set the collector off many times
-    try:
+    with gc_paused(len(slots)):  # a million small tuples would set it off many times
         rows = list(map(_ROW, slots))
-    finally:
-        if collecting:
-            gc.enable()
     tokens = TokenRecords(slots, rows, now, time.time(), frozenset(flagged), core.calibration)
     # (removed, disabled, cooling) of every token, counted in C
     cooling_now = map(now.__lt__, map(_COOL, rows))
@@ -161,7 +154,8 @@ def record(
     """The :class:`TokenStats` of ``slot`` from ``row``, its fields as ``snapshot`` copied
     them at ``now`` (``wall`` on the system clock)."""
     (name, removed, disabled, cool_until, leases, ok, rate_limited, errors, in_flight) = row[:9]
-    reason, units, proven, info, windows, expires_at, _ = row[9:]
+    reason, units, proven, info, windows = row[9:]
+    expires_at = slot.expires_at  # (set when the slot is made, never changed)
     limits = tuple(str(w.limit) for w in windows)
     declared, source = limits, "declared"
     if calibration is not None:
