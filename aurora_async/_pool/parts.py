@@ -61,9 +61,11 @@ def _spots(length: int) -> tuple[int, ...]:
 class PartIndex:
     """An immutable index of the windows of ``secrets`` (those of 8 characters or more)."""
 
-    __slots__ = ("_buckets", "_ids", "_mask", "_starts", "secrets")
+    __slots__ = ("_buckets", "_ids", "_mask", "_starts", "secrets", "short")
 
     def __init__(self, secrets: Sequence[str]) -> None:
+        #: The lengths of the secrets too short to have a window (masked whole only).
+        self.short = frozenset(len(s) for s in secrets if len(s) < MIN_PART)
         with gc_paused(len(secrets)):
             self._build([s for s in secrets if len(s) >= MIN_PART])
 

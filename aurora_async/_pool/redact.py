@@ -64,7 +64,7 @@ class Redactor:
     def add_index(self, index: PartIndex, *, replaces: tuple[PartIndex, ...] = ()) -> None:
         """Use ``index``, built elsewhere (a reload's worker thread), in place of the
         indexes ``replaces`` (those whose secrets it was built from, a merge)."""
-        self._note_short(index.secrets)
+        self._short |= index.short
         self._layers = [layer for layer in self._layers if layer not in replaces]
         self._layers.append(index)
 

@@ -184,3 +184,12 @@ async def test_tokens_joining_in_a_reload_are_masked_from_the_first_slice(
         watch.running = False
         await task
     assert leaks == []
+
+
+async def test_a_short_token_joining_in_a_reload_is_masked(tmp_path: Path) -> None:
+    path = write(tmp_path / "tokens.txt", OLD[:5])
+    pool = TokenPool.from_file(path)
+    async with pool:
+        write(path, [*OLD[:5], "sk-7Qz"])
+        await pool.reload()
+        assert "sk-7Qz" not in core_of(pool).redact("key sk-7Qz refused")
