@@ -1,14 +1,17 @@
-"""``gc_paused()``: no cyclic garbage collection while a pool builds or copies a million
-objects at once.
+"""``gc_paused()``: no cyclic garbage collection while a pool builds a million objects at
+once.
 
-A full collection walks every object the interpreter tracks (a pool of a million tokens
-holds several million) and holds the interpreter's lock while it does: seconds, during
-which no coroutine runs. Building a million tokens (or copying their fields for
-``stats()``, or applying a reload) allocates enough to set several off. So the bulk
-steps pause the collector and put it back as it was (a reload's for its few seconds,
-across its slices); objects are still freed as their last reference goes, only reference
-cycles wait for the next collection. (An application holding a pool of a
-million tokens keeps its own collections short with ``gc.freeze()`` after building it.)
+A full collection walks every object the interpreter tracks and holds the interpreter's
+lock while it does. Building a pool of a million tokens (several million objects) sets
+off several, each walking everything built so far: seconds in all. So building a large
+token set, and the redaction index (whose many short-lived lists would set off
+collections for nothing), pause the collector and put it back as it was; objects are
+still freed as their last reference goes, and the next collection looks at what was
+built once. Not for steps that run beside the event loop for long (a reload's slices):
+the objects they make are looked at by the young generation's small collections, and a
+pause would only gather them into one long one. (An application holding a pool of a
+million tokens keeps its own full collections short with ``gc.freeze()`` once the pool
+is built.)
 """
 
 from __future__ import annotations

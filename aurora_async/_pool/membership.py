@@ -157,11 +157,6 @@ class Copy:
 def plan_tokens(values: Sequence[str | Token], copy: Copy) -> Plan:
     """The plan that makes the pool's set ``values`` (each once, validated: a parsed
     token file's). Pure: run it in a worker thread; it only reads the slots copied."""
-    with gc_paused(len(values)):
-        return _plan(values, copy)
-
-
-def _plan(values: Sequence[str | Token], copy: Copy) -> Plan:
     current: dict[str, Slot] = {}
     taken: set[str] = set()
     for slot in copy.slots:

@@ -31,7 +31,6 @@ from .._errors import TokenFileError
 from .._io.tokenfile import read_token_file, warn_duplicates
 from .._io.watch import DEFAULT_POLL_INTERVAL, FileWatcher, fingerprint
 from .core import PoolCore, PoolState
-from .gcpause import gc_paused
 from .membership import Copy, apply_plan, apply_tokens, plan_tokens
 from .redact import MAX_LAYERS
 
@@ -150,11 +149,6 @@ async def reload_tokens(core: PoolCore, values: tuple[str | Token, ...]) -> Relo
     copy of the pool's slots, applied on the loop in slices. If the set changes otherwise
     meanwhile (``replace_tokens``), planned again from a new copy; after
     :data:`_REPLANS` such tries, applied at once."""
-    with gc_paused(len(values)):  # (a full collection would stall the loop for seconds)
-        return await _reload_tokens(core, values)
-
-
-async def _reload_tokens(core: PoolCore, values: tuple[str | Token, ...]) -> ReloadResult:
     added: dict[str, None] = {}  # the secrets that joined, in order, each once
     removed: list[str] = []
     sched = core.sched

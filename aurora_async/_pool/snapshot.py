@@ -22,7 +22,6 @@ from .._core.scheduler import Slot, TokenState
 from .._core.stats import PoolStats, TokenStats
 from .calibration import Calibration
 from .core import PoolCore
-from .gcpause import gc_paused
 
 #: What a token's record is made from, copied from its slot at the call (in this order).
 _FIELDS = (
@@ -53,8 +52,7 @@ def snapshot(core: PoolCore, flagged: Collection[str] = ()) -> PoolStats:
     looks too high (the token monitor's finding)."""
     now = core.now()
     slots = list(core.sched.slots.values())
-    with gc_paused(len(slots)):  # a million small tuples would set it off many times
-        rows = list(map(_ROW, slots))
+    rows = list(map(_ROW, slots))
     tokens = TokenRecords(slots, rows, now, time.time(), frozenset(flagged), core.calibration)
     # (removed, disabled, cooling) of every token, counted in C
     cooling_now = map(now.__lt__, map(_COOL, rows))

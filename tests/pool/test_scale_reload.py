@@ -7,7 +7,6 @@ Counted, not timed: what other coroutines see of the pool while a reload is unde
 from __future__ import annotations
 
 import asyncio
-import gc
 import threading
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from aurora_async import Limit, TokenPool
 from aurora_async._io import tokenfile as io_tokenfile
 from aurora_async._pool import reload as reload_module
 from aurora_async._pool.core import core_of
-from aurora_async._pool.gcpause import BULK
 from aurora_async._pool.membership import SLICE
 
 OLD = [f"sk-old-{i:05d}-0123456789abcdef" for i in range(2000)]
@@ -36,13 +34,11 @@ class Watch:
     def __init__(self, pool: TokenPool) -> None:
         self.sched = core_of(pool).sched
         self.sizes: list[int] = []
-        self.collecting: list[bool] = []  # whether the cyclic collector was on
         self.running = True
 
     async def run(self) -> None:
         while self.running:
             self.sizes.append(len(self.sched.slots))
-            self.collecting.append(gc.isenabled())
             await asyncio.sleep(0)
 
 
@@ -69,27 +65,6 @@ async def test_a_reload_yields_to_the_loop_between_slices(tmp_path: Path) -> Non
     halfway = {n for n in watch.sizes if len(OLD) < n < len(OLD) + len(NEW)}
     assert len(halfway) >= len(NEW) // SLICE - 1
     assert any(len(OLD) < n < len(OLD) + len(NEW) for n in granted_at)
-
-
-async def test_no_full_collection_stalls_a_large_reload(tmp_path: Path) -> None:
-    """The cyclic collector (whose full collection walks every object of the pool, for
-    seconds at a million tokens) is paused while a large reload runs, then on again."""
-    path = write(tmp_path / "tokens.txt", OLD)
-    pool = TokenPool.from_file(path, limits=ROOMY)
-    assert gc.isenabled()
-    more = [f"sk-more-{i:05d}-0123456789abcdef" for i in range(BULK)]
-    async with pool:
-        watch = Watch(pool)
-        task = asyncio.create_task(watch.run())
-        write(path, OLD + more)
-        await pool.reload()
-        watch.running = False
-        await task
-    sizes = zip(watch.sizes, watch.collecting, strict=True)
-    halfway = [on for n, on in sizes if len(OLD) < n < len(OLD) + len(more)]
-    assert len(halfway) >= len(more) // SLICE - 1
-    assert not any(halfway)
-    assert gc.isenabled()
 
 
 async def test_the_file_is_parsed_and_planned_off_the_loop(
