@@ -15,12 +15,12 @@ from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 
 from .. import _log
+from .._core.gcpause import gc_paused
 from .._core.limits import Limit
 from .._core.scheduler import Slot
-from .._core.tokens import Token, as_token
+from .._core.tokens import Token, as_token, mask
 from .._errors import check_positive_int
 from .core import PoolCore
-from .gcpause import gc_paused
 from .parts import PartIndex
 
 #: At most this many tokens are applied between two yields to the event loop, and for
@@ -124,13 +124,16 @@ class Plan:
     """What applying a token set changes, worked out from a copy of the pool's slots."""
 
     membership: int  #: the scheduler's membership count when the copy was taken
-    join: list[tuple[str, Token]]  #: new, back, or with new limits or cap
+    #: New, back, or with new limits or cap: a token, or its secret (made a ``Token`` as
+    #: it joins, on the loop: a hundred thousand objects made in a worker thread would be
+    #: walked at once by the collector's next young collection, a long stall).
+    join: list[str | Token]
     leave: list[Slot]  #: in service, not in the set
     kept: int  #: in service and in the set
-    taken: set[str]  #: the masked names in use
+    taken: set[str]  #: the masked names in use that joining tokens could take
     index: PartIndex | None = None  #: the redaction index of the secrets that join
     replaces: tuple[PartIndex, ...] = ()  #: the redactor's indexes ``index`` replaces
-    added: list[str] = field(default_factory=list)  #: secrets that joined, as applied
+    added: dict[str, str] = field(default_factory=dict)  #: secret -> name, as joined
     removed: list[str] = field(default_factory=list)  #: names that left, as applied
 
 
@@ -157,13 +160,16 @@ class Copy:
 def plan_tokens(values: Sequence[str | Token], copy: Copy) -> Plan:
     """The plan that makes the pool's set ``values`` (each once, validated: a parsed
     token file's). Pure: run it in a worker thread; it only reads the slots copied."""
+    with gc_paused(len(values)):  # its sets of a million entries are gone by the end
+        return _plan(values, copy)
+
+
+def _plan(values: Sequence[str | Token], copy: Copy) -> Plan:
     current: dict[str, Slot] = {}
-    taken: set[str] = set()
     for slot in copy.slots:
-        taken.add(slot.name)
         if not slot.removed:
             current[slot.token.value] = slot
-    join: list[tuple[str, Token]] = []
+    join: list[str | Token] = []
     fresh: list[str] = []
     wanted: set[str] = set()
     for item in values:
@@ -172,14 +178,18 @@ def plan_tokens(values: Sequence[str | Token], copy: Copy) -> Plan:
         held = current.get(value)
         if held is None:
             fresh.append(value)
-            join.append((value, as_token(item)))
+            join.append(item)
         elif isinstance(item, Token):
             if (held.token.limits, held.token.max_in_flight) != (item.limits, item.max_in_flight):
-                join.append((value, item))
+                join.append(item)
         elif held.token.limits is not None or held.token.max_in_flight is not None:
-            join.append((value, as_token(item)))  # its annotations were dropped
+            join.append(item)  # its annotations were dropped
     leave = [slot for value, slot in current.items() if value not in wanted]
+    # The names a joining token could collide with (its masked name, or that name#n).
+    masked = {mask(item) if isinstance(item, str) else item.name for item in join}
+    taken = {slot.name for slot in copy.slots if slot.name.partition("#")[0] in masked}
     plan = Plan(copy.membership, join, leave, len(wanted) - len(fresh), taken)
+    copy.slots.clear()  # (here: a young million-entry list costs the next collection)
     if copy.known is not None:
         plan.index, plan.replaces = PartIndex([*copy.known, *fresh]), copy.replaces
     elif fresh:
@@ -205,10 +215,11 @@ async def apply_plan(core: PoolCore, plan: Plan) -> bool:
         stop = min(done + SLICE, len(plan.join))
         deadline = time.perf_counter() + SLICE_SECONDS
         while done < stop:
-            value, token = plan.join[done]
+            token = as_token(plan.join[done])
             done += 1
-            if joiner.join(value, token) is not None:
-                plan.added.append(value)
+            name = joiner.join(token.value, token)
+            if name is not None:
+                plan.added[token.value] = name
             if time.perf_counter() > deadline:
                 break
         if not await _yield(core):

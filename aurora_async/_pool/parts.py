@@ -25,7 +25,7 @@ import threading
 from array import array
 from collections.abc import Iterable, Sequence
 
-from .gcpause import gc_paused
+from .._core.gcpause import gc_paused
 
 __all__ = ["GRAM", "MIN_PART", "STRIDE", "PartIndex", "Runs", "build_index"]
 

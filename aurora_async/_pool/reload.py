@@ -26,7 +26,7 @@ import anyio
 
 from .. import _log
 from .._core.tokenfile import ParsedTokens
-from .._core.tokens import Token, mask
+from .._core.tokens import Token
 from .._errors import TokenFileError
 from .._io.tokenfile import read_token_file, warn_duplicates
 from .._io.watch import DEFAULT_POLL_INTERVAL, FileWatcher, fingerprint
@@ -149,23 +149,23 @@ async def reload_tokens(core: PoolCore, values: tuple[str | Token, ...]) -> Relo
     copy of the pool's slots, applied on the loop in slices. If the set changes otherwise
     meanwhile (``replace_tokens``), planned again from a new copy; after
     :data:`_REPLANS` such tries, applied at once."""
-    added: dict[str, None] = {}  # the secrets that joined, in order, each once
+    added: dict[str, str] = {}  # the secrets that joined, in order, each once: names
     removed: list[str] = []
     sched = core.sched
     for _ in range(_REPLANS):
         copy = Copy.of(core, merge=core.redact.layers() >= MAX_LAYERS)
         plan = await anyio.to_thread.run_sync(plan_tokens, values, copy)
         done = await apply_plan(core, plan)
-        added.update(dict.fromkeys(plan.added))
+        earlier = len(added)
+        added.update(plan.added)
         removed += plan.removed
         if done:  # (what an earlier, interrupted plan added counts as added, not kept)
-            kept = plan.kept - (len(added) - len(set(plan.added)))
-            joined = tuple(sched.known_name(v) or mask(v) for v in added)
-            return ReloadResult(joined, tuple(removed), max(0, kept))
+            kept = plan.kept - (len(added) - len(plan.added)) if earlier else plan.kept
+            return ReloadResult(tuple(added.values()), tuple(removed), max(0, kept))
     before = {v: s.name for v, s in sched.slots.items() if not s.removed}
     apply_tokens(core, values)
     after = {v: s.name for v, s in sched.slots.items() if not s.removed}
-    names = [sched.known_name(v) or mask(v) for v in added]
+    names = list(added.values())
     names += (after[v] for v in after if v not in before and v not in added)
     removed += (before[v] for v in before if v not in after)
     return ReloadResult(tuple(names), tuple(removed), sum(1 for v in after if v in before))

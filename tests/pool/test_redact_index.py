@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import threading
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from aurora_async import TokenPool
@@ -41,7 +41,9 @@ def reference_runs(text: str, secrets: list[str]) -> list[tuple[int, int]]:
 def masked(text: str, secrets: list[str]) -> str:
     """``text`` through a redactor knowing ``secrets`` (named ``<n>``)."""
     names = {s: f"<{n}>" for n, s in enumerate(secrets)}
-    return Redactor(lambda: list(secrets), names.get)(text)
+    redact = Redactor(lambda: list(secrets), names.get)
+    redact.add(secrets)
+    return redact(text)
 
 
 # Texts and secrets over a few characters, so that windows are shared among secrets,
@@ -69,8 +71,17 @@ def test_windows_are_exactly_the_brute_force_ones(
 
 
 @settings(max_examples=200, deadline=None)
-@given(secrets=st.lists(SECRET, min_size=1, max_size=12, unique=True), text=SMALL)
-def test_masking_replaces_exactly_the_brute_force_runs(secrets: list[str], text: str) -> None:
+@given(secrets=st.lists(SECRET, min_size=1, max_size=12, unique=True), text=SMALL, data=st.data())
+def test_masking_replaces_exactly_the_brute_force_runs(
+    secrets: list[str], text: str, data: st.DataObject
+) -> None:
+    for _ in range(data.draw(st.integers(0, 2))):  # parts of secrets, and some text around
+        secret = data.draw(st.sampled_from(secrets))
+        start = data.draw(st.integers(0, len(secret) - MIN_PART))
+        end = data.draw(st.integers(start + MIN_PART, len(secret)))
+        at = data.draw(st.integers(0, len(text)))
+        text = text[:at] + secret[start:end] + text[at:]
+    assume(reference_runs(text, secrets) or not text)
     out = masked(text, secrets)
     runs = reference_runs(text, secrets)
     bounds = [0, *(x for run in runs for x in run), len(text)]
