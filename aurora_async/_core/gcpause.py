@@ -6,7 +6,8 @@ lock while it does. Building a pool of a million tokens (several million objects
 off several, each walking everything built so far: seconds in all. A young collection is
 not cheap either while a container of a million entries is young: it walks all of them.
 So the bulk steps pause the collector and put it back as it was: building a large token
-set; and, in a worker thread, parsing a token file, planning a reload and building a
+set; copying every token's fields for ``stats()`` (one young collection afterwards walks
+the copies once, instead of many during the copy); and, in a worker thread, parsing a token file, planning a reload and building a
 redaction index, whose million-entry lists, dicts and sets are gone before the collector
 is back. Objects are still freed as their last reference goes, and the next collection
 looks once at what was built. Not for steps that run beside the event loop for long (a

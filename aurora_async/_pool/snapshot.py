@@ -14,10 +14,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
+from functools import lru_cache
 from operator import attrgetter, itemgetter
 from typing import Any, overload
 
 from .._core.calibrate_types import CalibrationSnapshot
+from .._core.gcpause import gc_paused
+from .._core.limits import Limit
 from .._core.scheduler import Slot, TokenState
 from .._core.stats import PoolStats, TokenStats
 from .calibration import Calibration
@@ -52,7 +55,8 @@ def snapshot(core: PoolCore, flagged: Collection[str] = ()) -> PoolStats:
     looks too high (the token monitor's finding)."""
     now = core.now()
     slots = list(core.sched.slots.values())
-    rows = list(map(_ROW, slots))
+    with gc_paused(len(slots)):  # (else a million young tuples set off collections)
+        rows = list(map(_ROW, slots))
     tokens = TokenRecords(slots, rows, now, time.time(), frozenset(flagged), core.calibration)
     # (removed, disabled, cooling) of every token, counted in C
     cooling_now = map(now.__lt__, map(_COOL, rows))
@@ -154,10 +158,10 @@ def record(
     (name, removed, disabled, cool_until, leases, ok, rate_limited, errors, in_flight) = row[:9]
     reason, units, proven, info, windows = row[9:]
     expires_at = slot.expires_at  # (set when the slot is made, never changed)
-    limits = tuple(str(w.limit) for w in windows)
+    limits = _texts(tuple(w.limit for w in windows))
     declared, source = limits, "declared"
     if calibration is not None:
-        declared = tuple(str(limit) for limit in calibration.declared)
+        declared = _texts(calibration.declared)
         source = calibration.source.value
         too_high = calibration.limit_too_high
     if removed:
@@ -166,7 +170,10 @@ def record(
         state = TokenState.DISABLED
     else:
         state = TokenState.COOLING if cool_until > now else TokenState.ACTIVE
-    headroom = min(w.burst - w.level_at(now) for w in windows)
+    if len(windows) == 1:
+        headroom = windows[0].burst - windows[0].level_at(now)
+    else:
+        headroom = min(w.burst - w.level_at(now) for w in windows)
     return TokenStats(
         name=name,
         state=state,
@@ -189,6 +196,12 @@ def record(
         declared_limits=declared,
         limit_source=source,
     )
+
+
+@lru_cache(maxsize=1024)
+def _texts(limits: tuple[Limit, ...]) -> tuple[str, ...]:
+    """Limits as text (the same few limits, for a million tokens)."""
+    return tuple(str(limit) for limit in limits)
 
 
 def token_stats(
