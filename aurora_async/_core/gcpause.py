@@ -7,9 +7,9 @@ off several, each walking everything built so far: seconds in all. A young colle
 not cheap either while a container of a million entries is young: it walks all of them.
 So the bulk steps pause the collector and put it back as it was: building a large token
 set; copying every token's fields for ``stats()`` (one young collection afterwards walks
-the copies once, instead of many during the copy); and, in a worker thread, parsing a token file, planning a reload and building a
-redaction index, whose million-entry lists, dicts and sets are gone before the collector
-is back. Objects are still freed as their last reference goes, and the next collection
+the copies once, instead of many during the copy); and, in a worker thread, parsing a
+token file, planning a reload and building a redaction index, whose million-entry lists,
+dicts and sets are gone before the collector is back. Objects are still freed as their last reference goes, and the next collection
 looks once at what was built. Not for steps that run beside the event loop for long (a
 reload's slices): the objects they make are looked at by the young generation's small
 collections, and a pause would only gather them into one long one. (An application
