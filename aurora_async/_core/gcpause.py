@@ -9,10 +9,11 @@ So the bulk steps pause the collector and put it back as it was: building a larg
 set; copying every token's fields for ``stats()`` (one young collection afterwards walks
 the copies once, instead of many during the copy); and, in a worker thread, parsing a
 token file, planning a reload and building a redaction index, whose million-entry lists,
-dicts and sets are gone before the collector is back. Objects are still freed as their last reference goes, and the next collection
-looks once at what was built. Not for steps that run beside the event loop for long (a
-reload's slices): the objects they make are looked at by the young generation's small
-collections, and a pause would only gather them into one long one. (An application
+dicts and sets are gone before the collector is back. Objects are still freed as their
+last reference goes, and the next collection looks once at what was built. Not for steps
+that run beside the event loop for long (a reload's slices): the objects they make are
+looked at by the young generation's small collections, and a pause would only gather
+them into one long one. (An application
 holding a pool of a million tokens keeps its own full collections short with
 ``gc.freeze()`` once the pool is built.)
 """
