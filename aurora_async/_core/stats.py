@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .scheduler import TokenState
@@ -49,7 +49,9 @@ class TokenStats:
 class PoolStats:
     """The pool as a whole."""
 
-    tokens: tuple[TokenStats, ...]
+    #: Every token, in the pool's order (a read-only sequence; for a large pool each
+    #: record is made when first read).
+    tokens: Sequence[TokenStats]
     waiting: int  #: lease requests waiting in the queue
     active: int
     cooling: int

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from aurora_async._core.limits import Limit
@@ -120,25 +121,45 @@ class Duplicate:
 
 @dataclass(frozen=True, slots=True)
 class ParsedTokens:
-    """The tokens of one source, in order, each once."""
+    """The tokens of one source, in order, each once.
+
+    Kept compact for files of a million tokens: a plain token is its secret (``str``),
+    an annotated one a :class:`Token`; :attr:`entries` makes the :class:`TokenEntry`
+    records on demand."""
 
     source: str
-    entries: tuple[TokenEntry, ...]
+    #: The tokens, in order, each once, as a pool takes them: the secret itself, or a
+    #: :class:`Token` with the limits (and cap) where the line annotates them.
+    values: tuple[str | Token, ...]
+    lines: tuple[int, ...]  #: the line (or list position) of each
     duplicates: tuple[Duplicate, ...]
     skipped: int
     #: SHA-256 of the raw bytes parsed (UTF-8 for text): tells whether a file changed.
     digest: str = field(default="", compare=False, repr=False)
 
     @property
-    def values(self) -> tuple[str | Token, ...]:
-        """The tokens, in order, each once, as a pool takes them: the secret itself, or a
-        :class:`Token` with the limits (and cap) where the line annotates them."""
-        return tuple(entry.token() if entry.annotated else entry.value for entry in self.entries)
+    def entries(self) -> tuple[TokenEntry, ...]:
+        """The tokens with their lines and annotations."""
+        return tuple(
+            TokenEntry(item, line)
+            if isinstance(item, str)
+            else TokenEntry(item.value, line, item.limits or (), item.max_in_flight)
+            for item, line in zip(self.values, self.lines, strict=True)
+        )
 
     @property
     def tokens(self) -> tuple[Token, ...]:
         """The tokens, in order, each once, as :class:`Token` objects."""
-        return tuple(entry.token() for entry in self.entries)
+        return tuple(Token(item) if isinstance(item, str) else item for item in self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __repr__(self) -> str:  # the secrets never show: the entries' masked names do
+        return (
+            f"ParsedTokens(source={self.source!r}, entries={list(self.entries)!r}, "
+            f"duplicates={self.duplicates!r}, skipped={self.skipped})"
+        )
 
 
 def parse_token_text(text: str | bytes, *, source: str) -> ParsedTokens:
@@ -147,43 +168,71 @@ def parse_token_text(text: str | bytes, *, source: str) -> ParsedTokens:
     ``text`` may be the raw bytes of the file (decoded as UTF-8 here) or already a str.
     ``source`` names the file in error messages. Raises :class:`TokenFileError` with the
     line number for a malformed line or bytes that are not UTF-8, and with ``line=None``
-    when there is no token at all.
+    when there is no token at all. The text is taken a block of lines at a time (no
+    step holds a worker thread's lock on the interpreter for long: a parse in a worker
+    thread leaves the event loop running).
     """
     raw_bytes = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
     digest = hashlib.sha256(raw_bytes).hexdigest()
-    if isinstance(text, bytes):
-        text = _decode(text, source)
-    if text.startswith(BOM):
-        text = text[1:]
-    lines = _split_lines(text)
     first_line: dict[str, int] = {}
     repeats: dict[str, list[int]] = {}
-    entries: list[TokenEntry] = []
-    skipped = 0
-    for number, raw in enumerate(lines, 1):
+    values: list[str | Token] = []
+    lines: list[int] = []
+    skipped = number = 0
+    for raw in _text_lines(text, source):
+        number += 1
         token = raw.strip()
         if not token or token[0] == "#":
             skipped += 1
             continue
-        entry: TokenEntry | None = None
+        item: str | Token = token
         # Fast path: printable text without a space is fine; otherwise look closer.
         if not token.isprintable() or " " in token:
             offset = len(raw) - len(raw.lstrip())  # columns before the token
             entry = _annotated(token, offset, number, source)
             if entry is not None:
                 token = entry.value
+                item = entry.token() if entry.annotated else token
         seen = first_line.get(token)
         if seen is None:
             first_line[token] = number
-            entries.append(entry if entry is not None else TokenEntry(token, number))
+            values.append(item)
+            lines.append(number)
         else:
             repeats.setdefault(token, [seen]).append(number)
-    if not entries:
-        why = f"all {len(lines)} line(s) are blank or comments" if lines else "it is empty"
+    if not values:
+        why = f"all {number} line(s) are blank or comments" if number else "it is empty"
         raise TokenFileError(
             f"no tokens found: {why}; put one token per line", path=source, line=None
         )
-    return ParsedTokens(source, tuple(entries), _duplicates(repeats), skipped, digest)
+    return ParsedTokens(source, tuple(values), tuple(lines), _duplicates(repeats), skipped, digest)
+
+
+#: Characters of text split into lines at a time.
+_BLOCK = 1 << 18
+
+
+def _text_lines(text: str | bytes, source: str) -> Iterator[str]:
+    """The lines of a token file's text (bytes decoded as UTF-8, a byte order mark at
+    the start dropped), a block at a time: each block ends at a line break."""
+    start = 0
+    while start < len(text):
+        if isinstance(text, bytes):
+            end = text.find(b"\n", start + _BLOCK)
+            end = len(text) if end < 0 else end + 1
+            try:
+                block = text[start:end].decode("utf-8")
+            except UnicodeDecodeError:
+                _decode(text, source)  # raises, naming the line
+                raise  # pragma: no cover - _decode raised for these bytes
+        else:
+            end = text.find("\n", start + _BLOCK)
+            end = len(text) if end < 0 else end + 1
+            block = text[start:end]
+        if start == 0 and block.startswith(BOM):
+            block = block[1:]
+        yield from _split_lines(block)
+        start = end
 
 
 def _annotated(line: str, offset: int, number: int, source: str) -> TokenEntry | None:
@@ -259,7 +308,8 @@ def parse_token_list(text: str, *, source: str) -> ParsedTokens:
         text = text[1:]
     first_line: dict[str, int] = {}
     repeats: dict[str, list[int]] = {}
-    entries: list[TokenEntry] = []
+    values: list[str | Token] = []
+    lines: list[int] = []
     skipped = 0
     position = 0
     for raw in _split_lines(text):
@@ -298,17 +348,18 @@ def parse_token_list(text: str, *, source: str) -> ParsedTokens:
             seen = first_line.get(token)
             if seen is None:
                 first_line[token] = position
-                entries.append(TokenEntry(token, position))
+                values.append(token)
+                lines.append(position)
             else:
                 repeats.setdefault(token, [seen]).append(position)
-    if not entries:
+    if not values:
         raise TokenFileError(
             "no tokens found: it is empty or holds only separators and comments; "
             "separate tokens with newlines, commas or spaces",
             path=source,
             line=None,
         )
-    return ParsedTokens(source, tuple(entries), _duplicates(repeats), skipped)
+    return ParsedTokens(source, tuple(values), tuple(lines), _duplicates(repeats), skipped)
 
 
 def _decode(data: bytes, source: str) -> str:

@@ -61,7 +61,7 @@ class Token:
     ) -> None:
         if not isinstance(value, str):
             raise TypeError(f"Token value must be a str, not {type(value).__name__}")
-        if not value or value != value.strip() or any(c.isspace() or ord(c) < 32 for c in value):
+        if not value or not _plain(value):
             raise ValueError(
                 "Token value must be non-empty, with no white space or control characters "
                 f"(token {mask(value.strip())!s})"
@@ -72,10 +72,11 @@ class Token:
             or max_in_flight < 1
         ):
             raise ValueError(f"Token {mask(value)}: max_in_flight must be a positive int or None")
+        name = mask(value)
         object.__setattr__(self, "value", value)
-        object.__setattr__(self, "limits", as_limits(limits, f"Token {mask(value)}"))
+        object.__setattr__(self, "limits", as_limits(limits, f"Token {name}"))
         object.__setattr__(self, "max_in_flight", max_in_flight)
-        object.__setattr__(self, "name", mask(value))
+        object.__setattr__(self, "name", name)
 
     def __str__(self) -> str:
         return self.name
@@ -85,6 +86,16 @@ class Token:
         if self.max_in_flight is not None:
             extra += f", max_in_flight={self.max_in_flight}"
         return f"Token({self.name!r}{extra})"
+
+
+def _plain(value: str) -> bool:
+    """No white space and no control character (below U+0020) in ``value``. Printable
+    text without a space has neither (every other white space character is not
+    printable), which a C loop checks; only other text is looked at character by
+    character (it may hold invisible characters that are allowed)."""
+    if value.isprintable() and " " not in value:
+        return True
+    return not any(c.isspace() or ord(c) < 32 for c in value)
 
 
 def as_token(item: str | Token) -> Token:

@@ -44,6 +44,9 @@ class TokenSet(TokenIndex):
         # The largest burst of each resource over the tiers (check_parts), and under ""
         # how many tiers that counted (tiers are only ever added).
         self._largest: dict[str, float] = {}
+        #: Counts changes of membership (tokens added, removed, restored, revived), so a
+        #: change planned from a copy of the set can tell whether the set moved since.
+        self.membership = 0
 
     # -- joining and leaving -------------------------------------------------------
 
@@ -67,6 +70,7 @@ class TokenSet(TokenIndex):
         self.slots[token.value] = slot
         _inc(self._all_costs, slot.max_cost)
         self._became_usable(slot)
+        self.membership += 1
         return slot
 
     def shift(self, offset: float) -> None:
@@ -111,6 +115,7 @@ class TokenSet(TokenIndex):
             return
         was_usable = slot.usable
         slot.removed = True
+        self.membership += 1
         _dec(self._all_costs, slot.max_cost)
         if was_usable:
             self._became_unusable(slot)
@@ -121,6 +126,7 @@ class TokenSet(TokenIndex):
         if not slot.removed:
             return
         slot.removed = False
+        self.membership += 1
         _inc(self._all_costs, slot.max_cost)
         if not slot.disabled:
             self._became_usable(slot)
@@ -145,7 +151,17 @@ class TokenSet(TokenIndex):
         slot = self._retired.pop(value, None)
         if slot is not None:
             self.slots[value] = slot
+            self.membership += 1
         return slot
+
+    def known_values(self) -> list[str]:
+        """Every token value the set knows: its slots' and the retired ones' (a copy)."""
+        return [*self.slots, *self._retired]
+
+    def known_name(self, value: str) -> str | None:
+        """The name of the token ``value`` if the set knows it (a slot or retired)."""
+        slot = self.slots.get(value) or self._retired.get(value)
+        return None if slot is None else slot.name
 
     def prune_retired(self, now: float) -> list[Slot]:
         """Forget the retired slots that have drained by ``now`` (see

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from aurora_async import _log
+from aurora_async._core.gcpause import gc_paused
 from aurora_async._core.tokenfile import ParsedTokens, parse_token_list, parse_token_text
 from aurora_async._core.tokens import Token
 from aurora_async._errors import TokenFileError
@@ -90,7 +91,8 @@ def read_token_file(
     where = f"{how}; working directory: {workdir}"
     data = read_token_bytes(found, where, environ=environ)
     try:
-        return parse_token_text(data, source=str(found))
+        with gc_paused(len(data) // 64):  # (its million-entry list is gone by the end)
+            return parse_token_text(data, source=str(found))
     except TokenFileError as exc:
         if exc.line is not None:
             raise

@@ -186,9 +186,7 @@ class PoolCore:
         self.next_mark = -INF  #: when :meth:`mark` next records the grant rate
         self.marks: deque[tuple[float, int]] = deque(maxlen=12)
         sched = self.sched
-        self.redact = Redactor(
-            lambda: ((v, s.name) for v, s in (*sched.retired_items(), *sched.slots.items()))
-        )
+        self.redact = Redactor(sched.known_values, sched.known_name)
         self.low_water = LowWater(low_water, sched.slots.values)
         self.calibration = Calibration(
             sched,

@@ -197,7 +197,7 @@ class TokenPool:
         parsed = read_token_file(path)
         pool = cls(parsed.values, limits=limits, **kwargs)
         warn_duplicates(parsed)
-        pool._reloader = Reloader(pool._core, parsed.source)
+        pool._reloader = Reloader(pool._core, parsed.source, digest=parsed.digest)
         if watch:
             pool.watch(poll_interval=poll_interval)
         return pool

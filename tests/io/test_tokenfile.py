@@ -64,12 +64,8 @@ def list_error(text: str) -> TokenFileError:
 
 def test_one_token_per_line() -> None:
     parsed = parse_token_text(f"{A}\n{B}\n", source=SRC)
-    assert parsed == ParsedTokens(
-        source=SRC,
-        entries=(TokenEntry(A, 1), TokenEntry(B, 2)),
-        duplicates=(),
-        skipped=0,
-    )
+    assert parsed == ParsedTokens(source=SRC, values=(A, B), lines=(1, 2), duplicates=(), skipped=0)
+    assert parsed.entries == (TokenEntry(A, 1), TokenEntry(B, 2))
     assert parsed.values == (A, B)
 
 
