@@ -31,7 +31,7 @@ from .._io.tokenfile import read_token_env, read_token_file, warn_duplicates
 from .._io.watch import check_poll_interval
 from .core import Backend, PoolCore, PoolState
 from .health import HealthChecker, Probe, TokenMonitor
-from .lease import Lease
+from .lease import Lease, new_lease
 from .membership import apply_tokens
 from .reload import Reloader, ReloadResult
 from .snapshot import snapshot
@@ -282,13 +282,14 @@ class TokenPool:
         to 1): the lease needs room for its part in every window of the token, and
         :meth:`Lease.settle` corrects the reservation once the true cost is known.
         """
-        if cost is True or cost is False:
-            raise TypeError("cost must be a number, not bool")
-        if isinstance(cost, Mapping):
-            cost = as_costs(cost)
-            if isinstance(cost, Costs):
-                self._core.sched.check_parts(cost)
-        return Lease(self._core, cost, timeout)
+        if type(cost) is not int and type(cost) is not float:  # the usual: checked later
+            if cost is True or cost is False:
+                raise TypeError("cost must be a number, not bool")
+            if isinstance(cost, Mapping):
+                cost = as_costs(cost)
+                if isinstance(cost, Costs):
+                    self._core.sched.check_parts(cost)
+        return new_lease(self._core, cost, timeout)
 
     async def acquire(self, cost: Cost = 1, timeout: float | None = None) -> Lease:
         """Like :meth:`lease`, for callers who release by hand with ``lease.release()``."""
