@@ -55,6 +55,23 @@ class WaiterQueue:
         the new head, or may be served out of turn)."""
         queue = self._queue
         cost = waiter.cost
+        costs = self._costs
+        known = costs.get(cost)
+        by_cost = self._by_cost
+        if known is not None and by_cost is None:
+            # The usual: every waiter asks this cost (the queue is not split), so the
+            # head does too, and this one cannot be served before it.
+            queue.append(waiter)
+            self.waiting += 1
+            costs[cost] = known + 1
+            deadline = waiter.deadline
+            if deadline < INF:
+                sharing = self._timed.get(deadline)
+                if sharing is None:
+                    self._time(waiter, deadline)
+                else:
+                    sharing[waiter] = None  # _time, inlined for a deadline others share
+            return False
         if self.waiting:
             head = queue[0]
             head_cost = head.cost if head.live else self._head_cost()
@@ -67,10 +84,7 @@ class WaiterQueue:
             dispatch = True
         queue.append(waiter)
         self.waiting += 1
-        costs = self._costs
-        known = costs.get(cost)
         costs[cost] = (known or 0) + 1
-        by_cost = self._by_cost
         if by_cost is not None:
             waiter.order = self._next_order()
             same = by_cost.get(cost)
@@ -81,13 +95,17 @@ class WaiterQueue:
             self._split_by_cost()  # the first time costs differ: backfilling needs it
         deadline = waiter.deadline
         if deadline < INF:
-            same_deadline = self._timed.get(deadline)
-            if same_deadline is None:
-                self._timed[deadline] = {waiter: None}
-                heappush(self._deadlines, deadline)
-            else:
-                same_deadline[waiter] = None
+            self._time(waiter, deadline)
         return dispatch
+
+    def _time(self, waiter: Waiter, deadline: float) -> None:
+        """A lease waits until ``deadline``: it joins the deadlines."""
+        same = self._timed.get(deadline)
+        if same is None:
+            self._timed[deadline] = {waiter: None}
+            heappush(self._deadlines, deadline)
+        else:
+            same[waiter] = None
 
     def _split_by_cost(self) -> dict[float, deque[Waiter]]:
         by_cost: dict[float, deque[Waiter]] = {}
@@ -122,16 +140,20 @@ class WaiterQueue:
     def _untime(self, waiter: Waiter) -> None:
         """A waiting lease with a deadline left the queue: it leaves the deadlines."""
         deadline = waiter.deadline
-        timed = self._timed
-        same = timed[deadline]
+        same = self._timed[deadline]
         del same[waiter]
         if not same:
-            del timed[deadline]
-            heap = self._deadlines
-            if heap[0] == deadline:
-                heappop(heap)  # the usual case: the earliest deadline's leases go first
-            if len(heap) > 2 * len(timed) + DEADLINE_SLACK:
-                self._rebuild_deadlines()
+            self._forget_deadline(deadline)
+
+    def _forget_deadline(self, deadline: float) -> None:
+        """The last lease waiting until ``deadline`` left the queue."""
+        timed = self._timed
+        del timed[deadline]
+        heap = self._deadlines
+        if heap[0] == deadline:
+            heappop(heap)  # the usual case: the earliest deadline's leases go first
+        if len(heap) > 2 * len(timed) + DEADLINE_SLACK:
+            self._rebuild_deadlines()
 
     def _rebuild_deadlines(self) -> None:
         """Forget the stale deadlines: the heap holds those of waiting leases only."""

@@ -22,7 +22,7 @@ arithmetic and of the bookkeeping against the reference on random histories.
 from __future__ import annotations
 
 from .costs import Costs, cheaper, part_of
-from .lanes import Entry, top_of
+from .lanes import Entry, Lane, top_of
 from .queue import WaiterQueue, check_timeout
 from .slot import EPS, INF, UNCAPPED, Slot, TokenState, Waiter, put_state, state_of
 from .tokenset import TokenSet
@@ -188,7 +188,7 @@ class Scheduler(TokenSet, WaiterQueue):
                     slot.leases += 1
                     slot.units += cost
                     fifo.popleft()
-                    seq = slot.seq = self._next_seq()
+                    seq = top[1]  # the slot keeps its number: its old entry is gone
                     if not fifo or key >= fifo[-1][0]:
                         fifo.append((key, seq, slot))
                     else:
@@ -252,6 +252,8 @@ class Scheduler(TokenSet, WaiterQueue):
         queue = self._queue
         wake = INF
         while queue:
+            if self._by_cost is None and len(self._lane_list) == 1 and self._lane_list[0].single:
+                self._serve_lane(self._lane_list[0], now, granted)
             self._serve_usual(now, granted)
             if not queue:
                 break
@@ -278,6 +280,81 @@ class Scheduler(TokenSet, WaiterQueue):
             if deadline < wake:
                 wake = deadline
         return granted, expired, wake
+
+    def _serve_lane(self, lane: Lane[Slot], now: float, granted: list[Waiter]) -> None:
+        """:meth:`_serve_usual` for its commonest case, a pool of one lane of one-window
+        tokens and waiters of one cost (no split queue): grant the head while the lane's
+        FIFO front fires the head's cost now, with no cooldown in the way; the queue's
+        counts are brought up to date once, at the end. Stops at the first head it cannot
+        serve so (``_serve_usual`` goes on from there)."""
+        limit = now + EPS
+        queue = self._queue
+        fifo = lane.fifo
+        timed = self._timed
+        served = 0
+        served_cost = 0.0
+        while queue and fifo and not lane.heap:
+            head = queue[0]
+            if not head.live:
+                queue.popleft()
+                continue
+            top = fifo[0]
+            slot = top[2]
+            cost = head.cost
+            if not (
+                top[0] <= limit
+                and slot.seq == top[1]
+                and cost == slot.key_cost  # never a mixed slot, never a vector cost
+                and slot.cool_until < now
+            ):
+                break
+            queue.popleft()
+            head.live = False  # _drop, inlined; the counts below the loop
+            served += 1
+            deadline = head.deadline
+            if deadline < INF:  # _untime, inlined for a deadline others share
+                same = timed[deadline]
+                del same[head]
+                if not same:
+                    self._forget_deadline(deadline)
+            # Slot.take for one window (the bucket leaks, then takes), count_grant, and
+            # the slot's new entry at the back of the FIFO (keeping its number: the old
+            # entry, the front, is gone), as in _serve_usual.
+            w = slot.windows[0]
+            level = w._level
+            last = w._last_check
+            head.undo = (level, last)
+            rate = w.rate
+            level = level - (now - last) * rate
+            level = (level if level > 0.0 else 0.0) + cost
+            w._level = level
+            w._last_check = now
+            head.epoch = slot.epoch = slot.epoch + 1
+            head.slot = slot
+            head.granted_at = now
+            in_flight = slot.in_flight = slot.in_flight + 1
+            slot.leases += 1
+            slot.units += cost
+            fifo.popleft()
+            if in_flight < slot.cap:
+                key = now + (level + slot.key_cost - w.burst) / rate
+                if not fifo or key >= fifo[-1][0]:
+                    fifo.append((key, top[1], slot))
+                else:
+                    lane.push((key, top[1], slot))
+            else:
+                slot.seq = -1
+                slot.indexed = False
+            granted.append(head)
+            served_cost = cost
+        if served:
+            self.waiting -= served
+            costs = self._costs
+            left = costs[served_cost] - served  # all of one cost: no split queue
+            if left:
+                costs[served_cost] = left
+            else:
+                del costs[served_cost]
 
     def _serve_usual(self, now: float, granted: list[Waiter]) -> None:
         """Grant the head, again and again, while the top of the index fires the head's

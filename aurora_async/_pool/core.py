@@ -66,6 +66,7 @@ class Evidence(enum.Enum):
 PROBE_429_RULE = "a probe's 429 rests the token, without doubling or filling its buckets"
 
 
+InvalidStateError = asyncio.InvalidStateError
 _Future = asyncio.Future  # the C class, without loop.create_future()'s Python frame
 _new = object.__new__
 
@@ -392,13 +393,12 @@ class PoolCore:
             granted, expired, wake = sched.dispatch(now)
             refunded = 0
             for lease in granted:
-                fut = lease.fut  # type: ignore[attr-defined]  # the queue holds Queued
-                if fut.done():  # cancelled while queued; its task has not run yet
+                try:
+                    lease.fut.set_result(None)  # type: ignore[attr-defined]  # the queue holds Queued
+                except InvalidStateError:  # cancelled while queued; its task has not run yet
                     sched.refund(lease.slot, lease.cost, now, now, lease)  # type: ignore[arg-type]
                     lease.slot = None  # given back: nothing for abandon() to refund
                     refunded += 1
-                else:
-                    fut.set_result(None)
             if granted:
                 self.granted += len(granted) - refunded
                 if now >= self.next_mark:
