@@ -11,13 +11,18 @@ backfilling looks at the queue split by cost (kept only once costs differ).
 A waiter leaves the queue lazily: it is marked dead (``live = False``) and dropped when
 it reaches a front, so cancelling costs O(1).
 
-Deadlines hold only waiting leases: ``_timed`` maps each deadline to the leases waiting
-with it (in arrival order), and ``_deadlines`` is a heap of those deadlines, bare floats,
-each pushed once when its first lease arrives. A lease leaving the queue (granted,
-expired, failed or cancelled) leaves ``_timed`` at once; the heap forgets a deadline
-lazily (popped when it is on top, or all at once when the heap is rebuilt), so between
-calls ``len(_deadlines) <= 2 * len(_timed) + DEADLINE_SLACK``. The one timer expires
-every lease whose deadline passed in one batch (``_expire``).
+Deadlines cost a waiting lease one entry, ``(deadline, n, waiter)`` (``n``: its place
+in arrival order), and a grant nothing. The entries go to a FIFO when they come in
+deadline order (the usual: leases with the same timeout), else to a heap beside it (as
+``lanes.py`` keeps keys), so the earliest deadline is the lower of two fronts. A lease
+that leaves the queue (granted, expired, failed or cancelled) leaves its entry behind,
+stale (``waiter.live`` is false): stale entries are dropped when they reach a front (the
+queue's end of each dispatch drops those in front, so the next deadline is always a
+waiting lease's), or all at once, in C, when there are more than ``timed +
+DEADLINE_SLACK`` of them; so between calls the entries number at most ``2 * timed +
+DEADLINE_SLACK``, ``timed`` being the waiting leases with a deadline. The one timer
+expires every lease whose deadline passed in one batch (``_expire``), in deadline then
+arrival order.
 """
 
 from __future__ import annotations
@@ -25,14 +30,19 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from heapq import heapify, heappop, heappush
-from itertools import count
+from itertools import compress, count
+from operator import attrgetter, itemgetter
 
 from .costs import Costs, cheaper
 from .slot import INF, Waiter
 
-#: Deadlines the heap may hold beyond twice those with a waiting lease (stale ones,
-#: forgotten at the next rebuild), so that a rebuild costs O(1) per lease amortised.
+#: Stale deadline entries kept beyond one per waiting lease with a deadline (dropped
+#: all at once past that), so that dropping them costs O(1) per lease amortised.
 DEADLINE_SLACK = 64
+
+Deadline = tuple[float, int, Waiter]  # (deadline, place in arrival order, waiter)
+_waiter_of = itemgetter(2)
+_live = attrgetter("live")
 
 
 class WaiterQueue:
@@ -41,10 +51,12 @@ class WaiterQueue:
     def __init__(self) -> None:
         self.waiting = 0  # live waiters in the queue
         self._queue: deque[Waiter] = deque()
-        #: A heap of the deadlines in ``_timed``, and stale ones (see the module's notes).
-        self._deadlines: list[float] = []
-        #: Deadline -> the leases waiting until it, in arrival order (a dict as a set).
-        self._timed: dict[float, dict[Waiter, None]] = {}
+        #: Deadline entries in deadline order, and those that came out of it (a heap);
+        #: stale ones included (see the module's notes).
+        self._deadline_fifo: deque[Deadline] = deque()
+        self._deadline_heap: list[Deadline] = []
+        self.timed = 0  # live waiters with a deadline
+        self._next_arrival = count().__next__
         self._costs: dict[float, int] = {}  # cost -> live waiters asking it
         #: The queue split by cost (kept once costs differ: backfilling needs it).
         self._by_cost: dict[float, deque[Waiter]] | None = None
@@ -65,12 +77,14 @@ class WaiterQueue:
             self.waiting += 1
             costs[cost] = known + 1
             deadline = waiter.deadline
-            if deadline < INF:
-                sharing = self._timed.get(deadline)
-                if sharing is None:
-                    self._time(waiter, deadline)
+            if deadline < INF:  # _time, inlined
+                entry = (deadline, self._next_arrival(), waiter)
+                fifo = self._deadline_fifo
+                if not fifo or deadline >= fifo[-1][0]:
+                    fifo.append(entry)
                 else:
-                    sharing[waiter] = None  # _time, inlined for a deadline others share
+                    heappush(self._deadline_heap, entry)
+                self.timed += 1
             return False
         if self.waiting:
             head = queue[0]
@@ -99,13 +113,15 @@ class WaiterQueue:
         return dispatch
 
     def _time(self, waiter: Waiter, deadline: float) -> None:
-        """A lease waits until ``deadline``: it joins the deadlines."""
-        same = self._timed.get(deadline)
-        if same is None:
-            self._timed[deadline] = {waiter: None}
-            heappush(self._deadlines, deadline)
+        """A lease waits until ``deadline``: it joins the deadlines. (Only leaving the
+        queue makes entries stale; each way out checks their number.)"""
+        entry = (deadline, self._next_arrival(), waiter)
+        fifo = self._deadline_fifo
+        if not fifo or deadline >= fifo[-1][0]:
+            fifo.append(entry)
         else:
-            same[waiter] = None
+            heappush(self._deadline_heap, entry)
+        self.timed += 1
 
     def _split_by_cost(self) -> dict[float, deque[Waiter]]:
         by_cost: dict[float, deque[Waiter]] = {}
@@ -135,30 +151,21 @@ class WaiterQueue:
         """``waiter`` leaves the queue (granted, expired, failed or cancelled)."""
         self._leave(waiter)
         if waiter.deadline < INF:
-            self._untime(waiter)
+            self._untime(1)
 
-    def _untime(self, waiter: Waiter) -> None:
-        """A waiting lease with a deadline left the queue: it leaves the deadlines."""
-        deadline = waiter.deadline
-        same = self._timed[deadline]
-        del same[waiter]
-        if not same:
-            self._forget_deadline(deadline)
+    def _untime(self, leaving: int) -> None:
+        """``leaving`` waiting leases with a deadline left the queue: their entries stay,
+        stale, until they reach a front or are too many."""
+        timed = self.timed = self.timed - leaving
+        if len(self._deadline_fifo) + len(self._deadline_heap) > 2 * timed + DEADLINE_SLACK:
+            self._drop_stale_deadlines()
 
-    def _forget_deadline(self, deadline: float) -> None:
-        """The last lease waiting until ``deadline`` left the queue."""
-        timed = self._timed
-        del timed[deadline]
-        heap = self._deadlines
-        if heap[0] == deadline:
-            heappop(heap)  # the usual case: the earliest deadline's leases go first
-        if len(heap) > 2 * len(timed) + DEADLINE_SLACK:
-            self._rebuild_deadlines()
-
-    def _rebuild_deadlines(self) -> None:
-        """Forget the stale deadlines: the heap holds those of waiting leases only."""
-        heap = self._deadlines
-        heap[:] = self._timed
+    def _drop_stale_deadlines(self) -> None:
+        """Keep the entries of waiting leases only (in C: no Python frame per entry)."""
+        fifo = self._deadline_fifo
+        self._deadline_fifo = deque(compress(fifo, map(_live, map(_waiter_of, fifo))))
+        heap = self._deadline_heap
+        heap[:] = compress(heap, map(_live, map(_waiter_of, heap)))
         heapify(heap)
 
     def _leave(self, waiter: Waiter) -> None:
@@ -191,23 +198,38 @@ class WaiterQueue:
                 del by_cost[cost]
 
     def _expire(self, now: float, expired: list[Waiter]) -> float:
-        """Drop the waiters whose deadline passed by ``now`` into ``expired``; returns the
-        next deadline (``inf``: none)."""
-        heap = self._deadlines
-        timed = self._timed
-        while heap:
-            deadline = heap[0]
-            if deadline > now and deadline in timed:
+        """Drop the waiters whose deadline passed by ``now`` into ``expired`` (in deadline
+        then arrival order) and the stale entries in front; returns the next deadline of
+        a waiting lease (``inf``: none)."""
+        fifo = self._deadline_fifo
+        heap = self._deadline_heap
+        left = 0
+        while True:
+            if fifo:
+                entry = fifo[0]
+                in_heap = bool(heap) and heap[0] < entry
+                if in_heap:
+                    entry = heap[0]
+            elif heap:
+                entry = heap[0]
+                in_heap = True
+            else:
                 break
-            heappop(heap)  # passed, or stale
-            same = timed.pop(deadline, None) if deadline <= now else None
-            if same is not None:
-                for waiter in same:  # in arrival order
-                    self._leave(waiter)
-                    expired.append(waiter)
-        if len(heap) > 2 * len(timed) + DEADLINE_SLACK:
-            self._rebuild_deadlines()
-        return heap[0] if heap else INF
+            waiter = entry[2]
+            if waiter.live:
+                if entry[0] > now:
+                    break
+                self._leave(waiter)
+                expired.append(waiter)
+                left += 1
+            if in_heap:
+                heappop(heap)
+            else:
+                fifo.popleft()
+        self._untime(left)
+        if fifo:
+            return heap[0][0] if heap and heap[0] < fifo[0] else fifo[0][0]
+        return heap[0][0] if heap else INF
 
     def _drop_costlier(self, max_cost: float) -> list[Waiter]:
         """Drop and return the waiters asking more than ``max_cost``."""

@@ -275,7 +275,7 @@ class Scheduler(TokenSet, WaiterQueue):
             if costs and (min(costs) < cost or _vectors(cost, costs)):
                 wake = min(wake, self._backfill(head, found, now, granted))
             break
-        if self._deadlines:
+        if self._deadline_fifo or self._deadline_heap:
             deadline = self._expire(now, expired)
             if deadline < wake:
                 wake = deadline
@@ -290,8 +290,7 @@ class Scheduler(TokenSet, WaiterQueue):
         limit = now + EPS
         queue = self._queue
         fifo = lane.fifo
-        timed = self._timed
-        served = 0
+        served = timed = 0
         served_cost = 0.0
         while queue and fifo and not lane.heap:
             head = queue[0]
@@ -311,12 +310,8 @@ class Scheduler(TokenSet, WaiterQueue):
             queue.popleft()
             head.live = False  # _drop, inlined; the counts below the loop
             served += 1
-            deadline = head.deadline
-            if deadline < INF:  # _untime, inlined for a deadline others share
-                same = timed[deadline]
-                del same[head]
-                if not same:
-                    self._forget_deadline(deadline)
+            if head.deadline < INF:
+                timed += 1  # its deadline's entry goes stale (see queue.py)
             # Slot.take for one window (the bucket leaks, then takes), count_grant, and
             # the slot's new entry at the back of the FIFO (keeping its number: the old
             # entry, the front, is gone), as in _serve_usual.
@@ -349,6 +344,7 @@ class Scheduler(TokenSet, WaiterQueue):
             served_cost = cost
         if served:
             self.waiting -= served
+            self.timed -= timed  # the stale entries are dropped at the dispatch's end
             costs = self._costs
             left = costs[served_cost] - served  # all of one cost: no split queue
             if left:
@@ -396,7 +392,7 @@ class Scheduler(TokenSet, WaiterQueue):
             if self._by_cost is not None:
                 self._unqueue_by_cost(cost)
             if head.deadline < INF:
-                self._untime(head)
+                self.timed -= 1  # its deadline's entry goes stale, dropped by _expire
             head.slot = slot
             head.granted_at = now
             windows = slot.windows
