@@ -11,18 +11,17 @@ backfilling looks at the queue split by cost (kept only once costs differ).
 A waiter leaves the queue lazily: it is marked dead (``live = False``) and dropped when
 it reaches a front, so cancelling costs O(1).
 
-Deadlines cost a waiting lease one entry, ``(deadline, n, waiter)`` (``n``: its place
-in arrival order), and a grant nothing. The entries go to a FIFO when they come in
-deadline order (the usual: leases with the same timeout), else to a heap beside it (as
-``lanes.py`` keeps keys), so the earliest deadline is the lower of two fronts. A lease
-that leaves the queue (granted, expired, failed or cancelled) leaves its entry behind,
-stale (``waiter.live`` is false): stale entries are dropped when they reach a front (the
-queue's end of each dispatch drops those in front, so the next deadline is always a
-waiting lease's), or all at once, in C, when there are more than ``timed +
-DEADLINE_SLACK`` of them; so between calls the entries number at most ``2 * timed +
-DEADLINE_SLACK``, ``timed`` being the waiting leases with a deadline. The one timer
-expires every lease whose deadline passed in one batch (``_expire``), in deadline then
-arrival order.
+Deadlines: ``_timed`` maps each deadline to the lease waiting until it (or, when several
+share it, a dict of them in arrival order), and the deadlines themselves, bare floats, sit
+in a FIFO when they come in order (the usual: leases with the same timeout) or else in a
+heap beside it (as ``lanes.py`` keeps keys), so the earliest is the lower of two fronts.
+A lease costs one float pushed and one map entry; a grant, one ``dict.pop`` (no object
+that outlives the lease: nothing for the garbage collector to chase). A deadline no
+lease waits for any more stays behind, stale, until it reaches a front (each dispatch
+drops those in front, so the next deadline is a waiting lease's) or the floats pass
+``2 * len(_timed) + DEADLINE_SLACK`` (then only the live ones are kept, in C). The one
+timer expires every lease whose deadline passed in one batch (``_expire``), in deadline
+then arrival order.
 """
 
 from __future__ import annotations
@@ -30,19 +29,17 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from heapq import heapify, heappop, heappush
-from itertools import compress, count
-from operator import attrgetter, itemgetter
+from itertools import count
 
 from .costs import Costs, cheaper
 from .slot import INF, Waiter
 
-#: Stale deadline entries kept beyond one per waiting lease with a deadline (dropped
-#: all at once past that), so that dropping them costs O(1) per lease amortised.
+#: Stale deadlines kept beyond one per deadline a lease waits for (dropped all at once
+#: past that), so that dropping them costs O(1) per lease amortised.
 DEADLINE_SLACK = 64
 
-Deadline = tuple[float, int, Waiter]  # (deadline, place in arrival order, waiter)
-_waiter_of = itemgetter(2)
-_live = attrgetter("live")
+#: The lease waiting until a deadline, or those (a dict as a set) when several share it.
+Timed = Waiter | dict[Waiter, None]
 
 
 class WaiterQueue:
@@ -51,12 +48,12 @@ class WaiterQueue:
     def __init__(self) -> None:
         self.waiting = 0  # live waiters in the queue
         self._queue: deque[Waiter] = deque()
-        #: Deadline entries in deadline order, and those that came out of it (a heap);
-        #: stale ones included (see the module's notes).
-        self._deadline_fifo: deque[Deadline] = deque()
-        self._deadline_heap: list[Deadline] = []
-        self.timed = 0  # live waiters with a deadline
-        self._next_arrival = count().__next__
+        #: Deadline -> the lease(s) waiting until it (see the module's notes).
+        self._timed: dict[float, Timed] = {}
+        #: The deadlines in ``_timed`` (and stale ones): those that came in order, and a
+        #: heap of the others.
+        self._deadline_fifo: deque[float] = deque()
+        self._deadline_heap: list[float] = []
         self._costs: dict[float, int] = {}  # cost -> live waiters asking it
         #: The queue split by cost (kept once costs differ: backfilling needs it).
         self._by_cost: dict[float, deque[Waiter]] | None = None
@@ -78,13 +75,16 @@ class WaiterQueue:
             costs[cost] = known + 1
             deadline = waiter.deadline
             if deadline < INF:  # _time, inlined
-                entry = (deadline, self._next_arrival(), waiter)
-                fifo = self._deadline_fifo
-                if not fifo or deadline >= fifo[-1][0]:
-                    fifo.append(entry)
+                timed = self._timed
+                if deadline in timed:
+                    self._share(waiter, deadline)
                 else:
-                    heappush(self._deadline_heap, entry)
-                self.timed += 1
+                    timed[deadline] = waiter
+                    fifo = self._deadline_fifo
+                    if not fifo or deadline >= fifo[-1]:
+                        fifo.append(deadline)
+                    else:
+                        heappush(self._deadline_heap, deadline)
             return False
         if self.waiting:
             head = queue[0]
@@ -113,15 +113,25 @@ class WaiterQueue:
         return dispatch
 
     def _time(self, waiter: Waiter, deadline: float) -> None:
-        """A lease waits until ``deadline``: it joins the deadlines. (Only leaving the
-        queue makes entries stale; each way out checks their number.)"""
-        entry = (deadline, self._next_arrival(), waiter)
+        """A lease waits until ``deadline``: it joins the deadlines."""
+        timed = self._timed
+        if deadline in timed:
+            self._share(waiter, deadline)
+            return
+        timed[deadline] = waiter
         fifo = self._deadline_fifo
-        if not fifo or deadline >= fifo[-1][0]:
-            fifo.append(entry)
+        if not fifo or deadline >= fifo[-1]:
+            fifo.append(deadline)
         else:
-            heappush(self._deadline_heap, entry)
-        self.timed += 1
+            heappush(self._deadline_heap, deadline)
+
+    def _share(self, waiter: Waiter, deadline: float) -> None:
+        """``waiter`` waits until a deadline another lease waits for."""
+        same = self._timed[deadline]
+        if isinstance(same, dict):
+            same[waiter] = None
+        else:
+            self._timed[deadline] = {same: None, waiter: None}
 
     def _split_by_cost(self) -> dict[float, deque[Waiter]]:
         by_cost: dict[float, deque[Waiter]] = {}
@@ -151,22 +161,35 @@ class WaiterQueue:
         """``waiter`` leaves the queue (granted, expired, failed or cancelled)."""
         self._leave(waiter)
         if waiter.deadline < INF:
-            self._untime(1)
+            self._untime(waiter)
+            self._check_deadlines()
 
-    def _untime(self, leaving: int) -> None:
-        """``leaving`` waiting leases with a deadline left the queue: their entries stay,
-        stale, until they reach a front or are too many."""
-        timed = self.timed = self.timed - leaving
-        if len(self._deadline_fifo) + len(self._deadline_heap) > 2 * timed + DEADLINE_SLACK:
-            self._drop_stale_deadlines()
+    def _untime(self, waiter: Waiter) -> None:
+        """``waiter``, which had a deadline, left the queue: it leaves ``_timed`` (its
+        deadline's float stays, stale, if no other lease waits until it)."""
+        deadline = waiter.deadline
+        same = self._timed.pop(deadline)
+        if same is not waiter:
+            self._unshare(waiter, deadline, same)
 
-    def _drop_stale_deadlines(self) -> None:
-        """Keep the entries of waiting leases only (in C: no Python frame per entry)."""
+    def _unshare(self, waiter: Waiter, deadline: float, same: Timed) -> None:
+        """``waiter`` left the queue; ``same`` (taken out of ``_timed``) is every lease
+        that waited until its deadline: the others go back."""
+        assert isinstance(same, dict)
+        del same[waiter]
+        if same:
+            self._timed[deadline] = same
+
+    def _check_deadlines(self) -> None:
+        """Keep the stale deadlines bounded: past ``len(_timed) + DEADLINE_SLACK`` of them,
+        keep only those a lease waits for (in C: no Python frame per deadline)."""
         fifo = self._deadline_fifo
-        self._deadline_fifo = deque(compress(fifo, map(_live, map(_waiter_of, fifo))))
         heap = self._deadline_heap
-        heap[:] = compress(heap, map(_live, map(_waiter_of, heap)))
-        heapify(heap)
+        timed = self._timed
+        if len(fifo) + len(heap) > 2 * len(timed) + DEADLINE_SLACK:
+            fifo.clear()
+            heap[:] = timed
+            heapify(heap)
 
     def _leave(self, waiter: Waiter) -> None:
         """The queue's bookkeeping of :meth:`_drop`, all but the deadlines."""
@@ -199,37 +222,36 @@ class WaiterQueue:
 
     def _expire(self, now: float, expired: list[Waiter]) -> float:
         """Drop the waiters whose deadline passed by ``now`` into ``expired`` (in deadline
-        then arrival order) and the stale entries in front; returns the next deadline of
-        a waiting lease (``inf``: none)."""
+        then arrival order) and the stale deadlines in front; returns the next deadline
+        a lease waits for (``inf``: none)."""
         fifo = self._deadline_fifo
         heap = self._deadline_heap
-        left = 0
-        while True:
+        timed = self._timed
+        deadline = INF
+        while fifo or heap:
             if fifo:
-                entry = fifo[0]
-                in_heap = bool(heap) and heap[0] < entry
+                deadline = fifo[0]
+                in_heap = bool(heap) and heap[0] < deadline
                 if in_heap:
-                    entry = heap[0]
-            elif heap:
-                entry = heap[0]
-                in_heap = True
+                    deadline = heap[0]
             else:
+                deadline = heap[0]
+                in_heap = True
+            if deadline > now and deadline in timed:
                 break
-            waiter = entry[2]
-            if waiter.live:
-                if entry[0] > now:
-                    break
-                self._leave(waiter)
-                expired.append(waiter)
-                left += 1
             if in_heap:
-                heappop(heap)
+                heappop(heap)  # passed, or stale
             else:
                 fifo.popleft()
-        self._untime(left)
-        if fifo:
-            return heap[0][0] if heap and heap[0] < fifo[0] else fifo[0][0]
-        return heap[0][0] if heap else INF
+            if deadline <= now:
+                same = timed.pop(deadline, None)
+                if same is not None:
+                    for waiter in same if isinstance(same, dict) else (same,):  # in order
+                        self._leave(waiter)
+                        expired.append(waiter)
+            deadline = INF
+        self._check_deadlines()
+        return deadline
 
     def _drop_costlier(self, max_cost: float) -> list[Waiter]:
         """Drop and return the waiters asking more than ``max_cost``."""

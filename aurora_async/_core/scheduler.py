@@ -287,12 +287,14 @@ class Scheduler(TokenSet, WaiterQueue):
         FIFO front fires the head's cost now, with no cooldown in the way; the queue's
         counts are brought up to date once, at the end. Stops at the first head it cannot
         serve so (``_serve_usual`` goes on from there)."""
+        if lane.heap:
+            return  # the lane's top may be there: _serve_usual looks
         limit = now + EPS
         queue = self._queue
         fifo = lane.fifo
-        served = timed = 0
-        served_cost = 0.0
-        while queue and fifo and not lane.heap:
+        first = len(granted)
+        timed = self._timed
+        while queue and fifo:
             head = queue[0]
             if not head.live:
                 queue.popleft()
@@ -309,9 +311,11 @@ class Scheduler(TokenSet, WaiterQueue):
                 break
             queue.popleft()
             head.live = False  # _drop, inlined; the counts below the loop
-            served += 1
-            if head.deadline < INF:
-                timed += 1  # its deadline's entry goes stale (see queue.py)
+            deadline = head.deadline
+            if deadline < INF:  # _drop's deadline part, inlined (the float goes stale)
+                same = timed.pop(deadline)
+                if same is not head:
+                    self._unshare(head, deadline, same)
             # Slot.take for one window (the bucket leaks, then takes), count_grant, and
             # the slot's new entry at the back of the FIFO (keeping its number: the old
             # entry, the front, is gone), as in _serve_usual.
@@ -330,6 +334,7 @@ class Scheduler(TokenSet, WaiterQueue):
             in_flight = slot.in_flight = slot.in_flight + 1
             slot.leases += 1
             slot.units += cost
+            granted.append(head)
             fifo.popleft()
             if in_flight < slot.cap:
                 key = now + (level + slot.key_cost - w.burst) / rate
@@ -337,20 +342,19 @@ class Scheduler(TokenSet, WaiterQueue):
                     fifo.append((key, top[1], slot))
                 else:
                     lane.push((key, top[1], slot))
+                    break  # the lane's top may now be in its heap
             else:
                 slot.seq = -1
                 slot.indexed = False
-            granted.append(head)
-            served_cost = cost
+        served = len(granted) - first
         if served:
-            self.waiting -= served
-            self.timed -= timed  # the stale entries are dropped at the dispatch's end
+            self.waiting -= served  # stale deadlines: checked at the dispatch's end
             costs = self._costs
-            left = costs[served_cost] - served  # all of one cost: no split queue
-            if left:
-                costs[served_cost] = left
+            ((cost, waiting),) = costs.items()  # no split queue: one cost waits
+            if waiting > served:
+                costs[cost] = waiting - served
             else:
-                del costs[served_cost]
+                del costs[cost]
 
     def _serve_usual(self, now: float, granted: list[Waiter]) -> None:
         """Grant the head, again and again, while the top of the index fires the head's
@@ -392,7 +396,7 @@ class Scheduler(TokenSet, WaiterQueue):
             if self._by_cost is not None:
                 self._unqueue_by_cost(cost)
             if head.deadline < INF:
-                self.timed -= 1  # its deadline's entry goes stale, dropped by _expire
+                self._untime(head)  # the float goes stale: checked at the dispatch's end
             head.slot = slot
             head.granted_at = now
             windows = slot.windows

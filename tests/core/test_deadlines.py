@@ -1,11 +1,12 @@
-"""Deadlines cost a waiting lease one entry and a grant nothing (issue 14); the entries
-of leases that left the queue (granted, cancelled, expired or failed) go stale and are
+"""Deadlines cost a waiting lease one float and one map entry, and a grant one ``pop``
+(issue 14): a lease granted, cancelled or failed leaves the map at once, however early a
+deadline still waiting sits in front; the floats it leaves behind go stale and are
 dropped at a front or all at once, so they stay bounded.
 
-The bound: between calls, the deadline entries number at most ``2 * timed + SLACK``
-(``timed``: the leases waiting with a deadline), and the live ones are exactly the leases
-waiting with a deadline. The next deadline a dispatch returns is always a waiting
-lease's. Times are binary fractions, so every comparison is exact.
+The bound: between calls, the deadlines (FIFO and heap) number at most ``2 * len(_timed)
++ SLACK``, and the map of deadlines holds exactly the leases waiting with one. The next
+deadline a dispatch returns is always one a lease waits for. Times are binary
+fractions, so every comparison is exact.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from collections.abc import Callable
 import pytest
 
 from aurora_async import LeaseTimeout, Limit, Token, TokenPool
-from aurora_async._core.queue import Deadline
 from aurora_async._core.scheduler import INF, Scheduler, Slot, Waiter
 from aurora_async._pool.core import core_of
 
-#: ``queue.DEADLINE_SLACK``: stale entries kept beyond one per waiting lease.
+#: ``queue.DEADLINE_SLACK``: stale deadlines kept beyond twice the live ones.
 SLACK = 64
 #: Every lease's deadline is its own (distinct), so a stale one never shares a live key.
 LATE = 64.0
@@ -35,20 +35,25 @@ def make(*limits: Limit) -> tuple[Scheduler, list[Slot]]:
     return sched, slots
 
 
-def entries(sched: Scheduler) -> list[Deadline]:
-    """Every deadline entry, stale ones included, in deadline then arrival order."""
+def entries(sched: Scheduler) -> list[float]:
+    """Every deadline in the FIFO and the heap, stale ones included, in order."""
     return sorted([*sched._deadline_fifo, *sched._deadline_heap])
 
 
 def check_bound(sched: Scheduler) -> None:
-    assert sched.timed == sum(1 for w in sched.waiters() if w.deadline < INF)
-    assert len(entries(sched)) <= 2 * sched.timed + SLACK
-    assert sched.timed <= sched.waiting
+    assert len(entries(sched)) <= 2 * len(sched._timed) + SLACK
+    assert set(sched._timed) <= set(entries(sched))  # every live deadline is there
+    waiting = [w for w in sched.waiters() if w.deadline < INF]
+    assert sorted(timed(sched), key=id) == sorted(waiting, key=id)
 
 
 def timed(sched: Scheduler) -> list[Waiter]:
-    """The leases waiting with a deadline, by deadline and then arrival."""
-    return [w for _, _, w in entries(sched) if w.live]
+    """The leases in the map of deadlines, by deadline and then arrival."""
+    out: list[Waiter] = []
+    for d in sorted(sched._timed):
+        same = sched._timed[d]
+        out += same if isinstance(same, dict) else [same]
+    return out
 
 
 def test_granted_leases_leave_the_deadlines_while_an_early_deadline_waits() -> None:
@@ -75,7 +80,7 @@ def test_granted_leases_leave_the_deadlines_while_an_early_deadline_waits() -> N
     sched.cool(a, 32.0)
     assert sched.dispatch(16.0 - 1 / 1024) == ([], [], 16.0)
     assert sched.dispatch(16.0) == ([], [early], INF)
-    assert (entries(sched), sched.timed, sched.waiting) == ([], 0, 0)
+    assert (entries(sched), sched._timed, sched.waiting) == ([], {}, 0)
 
 
 def test_backfilled_leases_leave_the_deadlines_while_a_costly_head_waits() -> None:
@@ -99,7 +104,7 @@ def test_backfilled_leases_leave_the_deadlines_while_a_costly_head_waits() -> No
     assert timed(sched) == [head]
     assert len(entries(sched)) <= 2 + SLACK
     assert sched.dispatch(2.0) == ([], [head], INF)
-    assert (entries(sched), sched.timed) == ([], 0)
+    assert (entries(sched), sched._timed) == ([], {})
 
 
 def test_cancelled_leases_leave_the_deadlines_and_the_rest_expire_in_order() -> None:
@@ -109,7 +114,7 @@ def test_cancelled_leases_leave_the_deadlines_and_the_rest_expire_in_order() -> 
     waiters = [Waiter(1, 1.0 + (i % 7) / 8, 0.0) for i in range(1_000)]
     for w in waiters:
         sched.enqueue(w)
-    assert len(entries(sched)) == 1_000  # one entry per waiting lease
+    assert len(entries(sched)) == 7  # one per distinct deadline
     check_bound(sched)
     for w in waiters[:900]:
         sched.cancel(w)
@@ -130,7 +135,7 @@ def test_cancelled_leases_leave_the_deadlines_and_the_rest_expire_in_order() -> 
         check_bound(sched)
     assert timed(sched) == [waiters[-1]]
     assert sched.dispatch(1.0 + 6 / 8) == ([], [waiters[-1]], INF)
-    assert (entries(sched), sched.timed, sched.waiting) == ([], 0, 0)
+    assert (entries(sched), sched._timed, sched.waiting) == ([], {}, 0)
 
 
 def test_many_leases_expire_in_one_batch_in_deadline_then_arrival_order() -> None:
@@ -146,7 +151,7 @@ def test_many_leases_expire_in_one_batch_in_deadline_then_arrival_order() -> Non
     assert wake == 1.625
     check_bound(sched)
     assert sched.waiting == 300
-    assert len({w.deadline for w in timed(sched)}) == 3
+    assert len(sched._timed) == 3
 
 
 def test_leases_with_one_timeout_keep_no_stale_entry_past_a_dispatch() -> None:
@@ -166,7 +171,7 @@ def test_leases_with_one_timeout_keep_no_stale_entry_past_a_dispatch() -> None:
         done, expired, wake = sched.dispatch(k / 1024)
         assert (done, expired) == ([leases[k]], [])
         assert wake == ((k + 1) / 1024 if sched.waiting else INF)
-        assert len(entries(sched)) == sched.timed == sched.waiting == queued - k - 1
+        assert len(entries(sched)) == len(sched._timed) == sched.waiting == queued - k - 1
         assert timed(sched) == leases[k + 1 : queued]
     assert entries(sched) == []
 
@@ -216,8 +221,7 @@ async def test_lease_timeouts_fire_exactly_and_in_order_on_virtual_time(
     tasks = [asyncio.create_task(lease(label, t)) for label, t in plan]
     await asyncio.sleep(0)
     assert sched.waiting == 6
-    assert sched.timed == 5
-    assert len({w.deadline for w in timed(sched)}) == 4
+    assert len(sched._timed) == 4
     await asyncio.gather(*tasks)
     assert log == [
         ("b timed out", 0.75),
@@ -227,5 +231,5 @@ async def test_lease_timeouts_fire_exactly_and_in_order_on_virtual_time(
         ("c", 2.0),
         ("e", 3.0),  # granted exactly at its deadline: a grant due then wins
     ]
-    assert (entries(sched), sched.timed, sched.waiting) == ([], 0, 0)
+    assert (entries(sched), sched._timed, sched.waiting) == ([], {}, 0)
     await pool.aclose()
