@@ -74,17 +74,20 @@ class WaiterQueue:
             self.waiting += 1
             costs[cost] = known + 1
             deadline = waiter.deadline
-            if deadline < INF:  # _time, inlined
+            if deadline < INF:  # _time and _share, inlined
                 timed = self._timed
-                if deadline in timed:
-                    self._share(waiter, deadline)
-                else:
+                sharing = timed.get(deadline)
+                if sharing is None:
                     timed[deadline] = waiter
                     fifo = self._deadline_fifo
                     if not fifo or deadline >= fifo[-1]:
                         fifo.append(deadline)
                     else:
                         heappush(self._deadline_heap, deadline)
+                elif type(sharing) is dict:
+                    sharing[waiter] = None
+                else:
+                    timed[deadline] = {sharing: None, waiter: None}  # type: ignore[dict-item]
             return False
         if self.waiting:
             head = queue[0]
@@ -227,29 +230,28 @@ class WaiterQueue:
         fifo = self._deadline_fifo
         heap = self._deadline_heap
         timed = self._timed
-        deadline = INF
-        while fifo or heap:
+        while True:
+            while fifo and fifo[0] not in timed:
+                fifo.popleft()  # stale
+            while heap and heap[0] not in timed:
+                heappop(heap)  # stale
             if fifo:
                 deadline = fifo[0]
-                in_heap = bool(heap) and heap[0] < deadline
-                if in_heap:
-                    deadline = heap[0]
+                if heap and heap[0] < deadline:
+                    deadline = heappop(heap) if heap[0] <= now else heap[0]
+                elif deadline <= now:
+                    fifo.popleft()
+            elif heap:
+                deadline = heappop(heap) if heap[0] <= now else heap[0]
             else:
-                deadline = heap[0]
-                in_heap = True
-            if deadline > now and deadline in timed:
+                deadline = INF
+            if deadline > now:
                 break
-            if in_heap:
-                heappop(heap)  # passed, or stale
-            else:
-                fifo.popleft()
-            if deadline <= now:
-                same = timed.pop(deadline, None)
-                if same is not None:
-                    for waiter in same if isinstance(same, dict) else (same,):  # in order
-                        self._leave(waiter)
-                        expired.append(waiter)
-            deadline = INF
+            # Passed (and taken out above): every lease waiting until it expires.
+            same = timed.pop(deadline)
+            for waiter in same if isinstance(same, dict) else (same,):  # arrival order
+                self._leave(waiter)
+                expired.append(waiter)
         self._check_deadlines()
         return deadline
 

@@ -282,11 +282,10 @@ class Scheduler(TokenSet, WaiterQueue):
         return granted, expired, wake
 
     def _serve_lane(self, lane: Lane[Slot], now: float, granted: list[Waiter]) -> None:
-        """:meth:`_serve_usual` for its commonest case, a pool of one lane of one-window
-        tokens and waiters of one cost (no split queue): grant the head while the lane's
-        FIFO front fires the head's cost now, with no cooldown in the way; the queue's
-        counts are brought up to date once, at the end. Stops at the first head it cannot
-        serve so (``_serve_usual`` goes on from there)."""
+        """:meth:`_serve_usual` for its commonest case, one lane of one-window tokens and
+        waiters of one cost (no split queue): grant the head while the lane's FIFO front
+        fires its cost now, no cooldown in the way; the queue's counts are kept once, at
+        the end. Stops at the first head it cannot serve so (for ``_serve_usual``)."""
         if lane.heap:
             return  # the lane's top may be there: _serve_usual looks
         limit = now + EPS
@@ -294,6 +293,7 @@ class Scheduler(TokenSet, WaiterQueue):
         fifo = lane.fifo
         first = len(granted)
         timed = self._timed
+        deadlines = self._deadline_fifo
         while queue and fifo:
             head = queue[0]
             if not head.live:
@@ -312,10 +312,16 @@ class Scheduler(TokenSet, WaiterQueue):
             queue.popleft()
             head.live = False  # _drop, inlined; the counts below the loop
             deadline = head.deadline
-            if deadline < INF:  # _drop's deadline part, inlined (the float goes stale)
-                same = timed.pop(deadline)
-                if same is not head:
-                    self._unshare(head, deadline, same)
+            if deadline < INF:  # _untime, inlined
+                same = timed[deadline]
+                if same is head:  # its deadline's own: the float goes stale, or goes now
+                    del timed[deadline]
+                    if deadlines and deadlines[0] == deadline:  # the same timeouts' usual
+                        deadlines.popleft()
+                else:
+                    del same[head]  # type: ignore[union-attr]  # shared: a dict
+                    if not same:
+                        del timed[deadline]
             # Slot.take for one window (the bucket leaks, then takes), count_grant, and
             # the slot's new entry at the back of the FIFO (keeping its number: the old
             # entry, the front, is gone), as in _serve_usual.
