@@ -11,13 +11,17 @@ backfilling looks at the queue split by cost (kept only once costs differ).
 A waiter leaves the queue lazily: it is marked dead (``live = False``) and dropped when
 it reaches a front, so cancelling costs O(1).
 
-Deadlines hold only waiting leases: ``_timed`` maps each deadline to the leases waiting
-with it (in arrival order), and ``_deadlines`` is a heap of those deadlines, bare floats,
-each pushed once when its first lease arrives. A lease leaving the queue (granted,
-expired, failed or cancelled) leaves ``_timed`` at once; the heap forgets a deadline
-lazily (popped when it is on top, or all at once when the heap is rebuilt), so between
-calls ``len(_deadlines) <= 2 * len(_timed) + DEADLINE_SLACK``. The one timer expires
-every lease whose deadline passed in one batch (``_expire``).
+Deadlines: ``_timed`` maps each deadline to the lease waiting until it (or, when several
+share it, a dict of them in arrival order), and the deadlines themselves, bare floats, sit
+in a FIFO when they come in order (the usual: leases with the same timeout) or else in a
+heap beside it (as ``lanes.py`` keeps keys), so the earliest is the lower of two fronts.
+A lease costs one float pushed and one map entry; a grant, one ``dict.pop`` (no object
+that outlives the lease: nothing for the garbage collector to chase). A deadline no
+lease waits for any more stays behind, stale, until it reaches a front (each dispatch
+drops those in front, so the next deadline is a waiting lease's) or the floats pass
+``2 * len(_timed) + DEADLINE_SLACK`` (then only the live ones are kept, in C). The one
+timer expires every lease whose deadline passed in one batch (``_expire``), in deadline
+then arrival order.
 """
 
 from __future__ import annotations
@@ -30,9 +34,12 @@ from itertools import count
 from .costs import Costs, cheaper
 from .slot import INF, Waiter
 
-#: Deadlines the heap may hold beyond twice those with a waiting lease (stale ones,
-#: forgotten at the next rebuild), so that a rebuild costs O(1) per lease amortised.
+#: Stale deadlines kept beyond one per deadline a lease waits for (dropped all at once
+#: past that), so that dropping them costs O(1) per lease amortised.
 DEADLINE_SLACK = 64
+
+#: The lease waiting until a deadline, or those (a dict as a set) when several share it.
+Timed = Waiter | dict[Waiter, None]
 
 
 class WaiterQueue:
@@ -41,10 +48,12 @@ class WaiterQueue:
     def __init__(self) -> None:
         self.waiting = 0  # live waiters in the queue
         self._queue: deque[Waiter] = deque()
-        #: A heap of the deadlines in ``_timed``, and stale ones (see the module's notes).
-        self._deadlines: list[float] = []
-        #: Deadline -> the leases waiting until it, in arrival order (a dict as a set).
-        self._timed: dict[float, dict[Waiter, None]] = {}
+        #: Deadline -> the lease(s) waiting until it (see the module's notes).
+        self._timed: dict[float, Timed] = {}
+        #: The deadlines in ``_timed`` (and stale ones): those that came in order, and a
+        #: heap of the others.
+        self._deadline_fifo: deque[float] = deque()
+        self._deadline_heap: list[float] = []
         self._costs: dict[float, int] = {}  # cost -> live waiters asking it
         #: The queue split by cost (kept once costs differ: backfilling needs it).
         self._by_cost: dict[float, deque[Waiter]] | None = None
@@ -55,6 +64,31 @@ class WaiterQueue:
         the new head, or may be served out of turn)."""
         queue = self._queue
         cost = waiter.cost
+        costs = self._costs
+        known = costs.get(cost)
+        by_cost = self._by_cost
+        if known is not None and by_cost is None:
+            # The usual: every waiter asks this cost (the queue is not split), so the
+            # head does too, and this one cannot be served before it.
+            queue.append(waiter)
+            self.waiting += 1
+            costs[cost] = known + 1
+            deadline = waiter.deadline
+            if deadline < INF:  # _time and _share, inlined
+                timed = self._timed
+                sharing = timed.get(deadline)
+                if sharing is None:
+                    timed[deadline] = waiter
+                    fifo = self._deadline_fifo
+                    if not fifo or deadline >= fifo[-1]:
+                        fifo.append(deadline)
+                    else:
+                        heappush(self._deadline_heap, deadline)
+                elif type(sharing) is dict:
+                    sharing[waiter] = None
+                else:
+                    timed[deadline] = {sharing: None, waiter: None}  # type: ignore[dict-item]
+            return False
         if self.waiting:
             head = queue[0]
             head_cost = head.cost if head.live else self._head_cost()
@@ -67,10 +101,7 @@ class WaiterQueue:
             dispatch = True
         queue.append(waiter)
         self.waiting += 1
-        costs = self._costs
-        known = costs.get(cost)
         costs[cost] = (known or 0) + 1
-        by_cost = self._by_cost
         if by_cost is not None:
             waiter.order = self._next_order()
             same = by_cost.get(cost)
@@ -81,13 +112,29 @@ class WaiterQueue:
             self._split_by_cost()  # the first time costs differ: backfilling needs it
         deadline = waiter.deadline
         if deadline < INF:
-            same_deadline = self._timed.get(deadline)
-            if same_deadline is None:
-                self._timed[deadline] = {waiter: None}
-                heappush(self._deadlines, deadline)
-            else:
-                same_deadline[waiter] = None
+            self._time(waiter, deadline)
         return dispatch
+
+    def _time(self, waiter: Waiter, deadline: float) -> None:
+        """A lease waits until ``deadline``: it joins the deadlines."""
+        timed = self._timed
+        if deadline in timed:
+            self._share(waiter, deadline)
+            return
+        timed[deadline] = waiter
+        fifo = self._deadline_fifo
+        if not fifo or deadline >= fifo[-1]:
+            fifo.append(deadline)
+        else:
+            heappush(self._deadline_heap, deadline)
+
+    def _share(self, waiter: Waiter, deadline: float) -> None:
+        """``waiter`` waits until a deadline another lease waits for."""
+        same = self._timed[deadline]
+        if isinstance(same, dict):
+            same[waiter] = None
+        else:
+            self._timed[deadline] = {same: None, waiter: None}
 
     def _split_by_cost(self) -> dict[float, deque[Waiter]]:
         by_cost: dict[float, deque[Waiter]] = {}
@@ -118,26 +165,34 @@ class WaiterQueue:
         self._leave(waiter)
         if waiter.deadline < INF:
             self._untime(waiter)
+            self._check_deadlines()
 
     def _untime(self, waiter: Waiter) -> None:
-        """A waiting lease with a deadline left the queue: it leaves the deadlines."""
+        """``waiter``, which had a deadline, left the queue: it leaves ``_timed`` (its
+        deadline's float stays, stale, if no other lease waits until it)."""
         deadline = waiter.deadline
-        timed = self._timed
-        same = timed[deadline]
-        del same[waiter]
-        if not same:
-            del timed[deadline]
-            heap = self._deadlines
-            if heap[0] == deadline:
-                heappop(heap)  # the usual case: the earliest deadline's leases go first
-            if len(heap) > 2 * len(timed) + DEADLINE_SLACK:
-                self._rebuild_deadlines()
+        same = self._timed.pop(deadline)
+        if same is not waiter:
+            self._unshare(waiter, deadline, same)
 
-    def _rebuild_deadlines(self) -> None:
-        """Forget the stale deadlines: the heap holds those of waiting leases only."""
-        heap = self._deadlines
-        heap[:] = self._timed
-        heapify(heap)
+    def _unshare(self, waiter: Waiter, deadline: float, same: Timed) -> None:
+        """``waiter`` left the queue; ``same`` (taken out of ``_timed``) is every lease
+        that waited until its deadline: the others go back."""
+        assert isinstance(same, dict)
+        del same[waiter]
+        if same:
+            self._timed[deadline] = same
+
+    def _check_deadlines(self) -> None:
+        """Keep the stale deadlines bounded: past ``len(_timed) + DEADLINE_SLACK`` of them,
+        keep only those a lease waits for (in C: no Python frame per deadline)."""
+        fifo = self._deadline_fifo
+        heap = self._deadline_heap
+        timed = self._timed
+        if len(fifo) + len(heap) > 2 * len(timed) + DEADLINE_SLACK:
+            fifo.clear()
+            heap[:] = timed
+            heapify(heap)
 
     def _leave(self, waiter: Waiter) -> None:
         """The queue's bookkeeping of :meth:`_drop`, all but the deadlines."""
@@ -169,23 +224,36 @@ class WaiterQueue:
                 del by_cost[cost]
 
     def _expire(self, now: float, expired: list[Waiter]) -> float:
-        """Drop the waiters whose deadline passed by ``now`` into ``expired``; returns the
-        next deadline (``inf``: none)."""
-        heap = self._deadlines
+        """Drop the waiters whose deadline passed by ``now`` into ``expired`` (in deadline
+        then arrival order) and the stale deadlines in front; returns the next deadline
+        a lease waits for (``inf``: none)."""
+        fifo = self._deadline_fifo
+        heap = self._deadline_heap
         timed = self._timed
-        while heap:
-            deadline = heap[0]
-            if deadline > now and deadline in timed:
+        while True:
+            while fifo and fifo[0] not in timed:
+                fifo.popleft()  # stale
+            while heap and heap[0] not in timed:
+                heappop(heap)  # stale
+            if fifo:
+                deadline = fifo[0]
+                if heap and heap[0] < deadline:
+                    deadline = heappop(heap) if heap[0] <= now else heap[0]
+                elif deadline <= now:
+                    fifo.popleft()
+            elif heap:
+                deadline = heappop(heap) if heap[0] <= now else heap[0]
+            else:
+                deadline = INF
+            if deadline > now:
                 break
-            heappop(heap)  # passed, or stale
-            same = timed.pop(deadline, None) if deadline <= now else None
-            if same is not None:
-                for waiter in same:  # in arrival order
-                    self._leave(waiter)
-                    expired.append(waiter)
-        if len(heap) > 2 * len(timed) + DEADLINE_SLACK:
-            self._rebuild_deadlines()
-        return heap[0] if heap else INF
+            # Passed (and taken out above): every lease waiting until it expires.
+            same = timed.pop(deadline)
+            for waiter in same if isinstance(same, dict) else (same,):  # arrival order
+                self._leave(waiter)
+                expired.append(waiter)
+        self._check_deadlines()
+        return deadline
 
     def _drop_costlier(self, max_cost: float) -> list[Waiter]:
         """Drop and return the waiters asking more than ``max_cost``."""

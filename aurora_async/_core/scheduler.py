@@ -22,7 +22,7 @@ arithmetic and of the bookkeeping against the reference on random histories.
 from __future__ import annotations
 
 from .costs import Costs, cheaper, part_of
-from .lanes import Entry, top_of
+from .lanes import Entry, Lane, top_of
 from .queue import WaiterQueue, check_timeout
 from .slot import EPS, INF, UNCAPPED, Slot, TokenState, Waiter, put_state, state_of
 from .tokenset import TokenSet
@@ -190,7 +190,7 @@ class Scheduler(TokenSet, WaiterQueue):
                     slot.leases += 1
                     slot.units += cost
                     fifo.popleft()
-                    seq = slot.seq = self._next_seq()
+                    seq = top[1]  # the slot keeps its number: its old entry is gone
                     if not fifo or key >= fifo[-1][0]:
                         fifo.append((key, seq, slot))
                     else:
@@ -254,6 +254,8 @@ class Scheduler(TokenSet, WaiterQueue):
         queue = self._queue
         wake = INF
         while queue:
+            if self._by_cost is None and len(self._lane_list) == 1 and self._lane_list[0].single:
+                self._serve_lane(self._lane_list[0], now, granted)
             self._serve_usual(now, granted)
             if not queue:
                 break
@@ -275,11 +277,92 @@ class Scheduler(TokenSet, WaiterQueue):
             if costs and (min(costs) < cost or _vectors(cost, costs)):
                 wake = min(wake, self._backfill(head, found, now, granted))
             break
-        if self._deadlines:
+        if self._deadline_fifo or self._deadline_heap:
             deadline = self._expire(now, expired)
             if deadline < wake:
                 wake = deadline
         return granted, expired, wake
+
+    def _serve_lane(self, lane: Lane[Slot], now: float, granted: list[Waiter]) -> None:
+        """:meth:`_serve_usual` for its commonest case, one lane of one-window tokens and
+        waiters of one cost (no split queue): grant the head while the lane's FIFO front
+        fires its cost now, no cooldown in the way; the queue's counts are kept once, at
+        the end. Stops at the first head it cannot serve so (for ``_serve_usual``)."""
+        if lane.heap:
+            return  # the lane's top may be there: _serve_usual looks
+        limit = now + EPS
+        queue = self._queue
+        fifo = lane.fifo
+        first = len(granted)
+        timed = self._timed
+        deadlines = self._deadline_fifo
+        while queue and fifo:
+            head = queue[0]
+            if not head.live:
+                queue.popleft()
+                continue
+            top = fifo[0]
+            slot = top[2]
+            cost = head.cost
+            if not (
+                top[0] <= limit
+                and slot.seq == top[1]
+                and cost == slot.key_cost  # never a mixed slot, never a vector cost
+                and slot.cool_until < now
+            ):
+                break
+            queue.popleft()
+            head.live = False  # _drop, inlined; the counts below the loop
+            deadline = head.deadline
+            if deadline < INF:  # _untime, inlined
+                same = timed[deadline]
+                if same is head:  # its deadline's own: the float goes stale, or goes now
+                    del timed[deadline]
+                    if deadlines and deadlines[0] == deadline:  # the same timeouts' usual
+                        deadlines.popleft()
+                else:
+                    del same[head]  # type: ignore[union-attr]  # shared: a dict
+                    if not same:
+                        del timed[deadline]
+            # Slot.take for one window (the bucket leaks, then takes), count_grant, and
+            # the slot's new entry at the back of the FIFO (keeping its number: the old
+            # entry, the front, is gone), as in _serve_usual.
+            w = slot.windows[0]
+            level = w._level
+            last = w._last_check
+            head.undo = (level, last)
+            rate = w.rate
+            level = level - (now - last) * rate
+            level = (level if level > 0.0 else 0.0) + cost
+            w._level = level
+            w._last_check = now
+            head.epoch = slot.epoch = slot.epoch + 1
+            head.slot = slot
+            head.granted_at = now
+            in_flight = slot.in_flight = slot.in_flight + 1
+            slot.leases += 1
+            slot.units += cost
+            granted.append(head)
+            fifo.popleft()
+            if in_flight < slot.cap:
+                key = now + (level + slot.key_cost - w.burst) / rate
+                if not fifo or key >= fifo[-1][0]:
+                    fifo.append((key, top[1], slot))
+                else:
+                    lane.push((key, top[1], slot))
+                    break  # the lane's top may now be in its heap
+            else:
+                slot.seq = -1
+                slot.indexed = False
+        served = len(granted) - first
+        if served:
+            self.waiting -= served  # stale deadlines: checked at the dispatch's end
+            costs = self._costs
+            ((cost, waiting),) = costs.items()  # no split queue: one cost waits
+            if waiting > served:
+                costs[cost] = waiting - served
+            else:
+                del costs[cost]
 
     def _serve_usual(self, now: float, granted: list[Waiter]) -> None:
         """Grant the head, again and again, while the top of the index fires the head's
@@ -321,7 +404,7 @@ class Scheduler(TokenSet, WaiterQueue):
             if self._by_cost is not None:
                 self._unqueue_by_cost(cost)
             if head.deadline < INF:
-                self._untime(head)
+                self._untime(head)  # the float goes stale: checked at the dispatch's end
             head.slot = slot
             head.granted_at = now
             windows = slot.windows

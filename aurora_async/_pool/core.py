@@ -69,7 +69,9 @@ class Evidence(enum.Enum):
 PROBE_429_RULE = "a probe's 429 rests the token, without doubling or filling its buckets"
 
 
+InvalidStateError = asyncio.InvalidStateError
 _Future = asyncio.Future  # the C class, without loop.create_future()'s Python frame
+_new = object.__new__
 
 
 class Queued(Waiter):
@@ -332,20 +334,22 @@ class PoolCore:
         self.count_grant(now)
         return now, slot
 
-    def wait(self, queued: Queued, now: float, deadline: float) -> asyncio.Future[None]:
-        """Put ``queued`` in the pool's queue until ``deadline``; the returned future is
-        resolved by the dispatcher with a token (``queued.slot``), an error or a
-        timeout. A caller that stops waiting calls :meth:`abandon`."""
-        fut: asyncio.Future[None] = _Future(loop=self.loop)
-        queued.fut = fut
-        queued.deadline = deadline
+    def wait(self, cost: float, timeout: float | None, now: float) -> Queued:
+        """Queue a lease of ``cost`` for ``timeout`` s from ``now`` (checked); ``queued.fut``
+        is resolved with a token (``queued.slot``), an error or a timeout; else :meth:`abandon`."""
+        queued: Queued = _new(Queued)  # no __init__ frames; the grant sets the rest
+        queued.cost = cost
+        queued.deadline = deadline = INF if timeout is None else now + timeout
         queued.enqueued_at = now
         queued.live = True
+        queued.slot = None
+        queued.timeout = timeout
+        queued.fut = _Future(loop=self.loop)
         if self.sched.enqueue(queued):
             self.dispatch()
         if deadline < self.timer_at:
             self.arm(deadline)
-        return fut
+        return queued
 
     def abandon(self, waiter: Waiter) -> None:
         """The waiting task left (cancelled, or its future failed)."""
@@ -390,13 +394,12 @@ class PoolCore:
             granted, expired, wake = sched.dispatch(now)
             refunded = 0
             for lease in granted:
-                fut = lease.fut  # type: ignore[attr-defined]  # the queue holds Queued
-                if fut.done():  # cancelled while queued; its task has not run yet
+                try:
+                    lease.fut.set_result(None)  # type: ignore[attr-defined]  # the queue holds Queued
+                except InvalidStateError:  # cancelled while queued; its task has not run yet
                     sched.refund(lease.slot, lease.cost, now, now, lease)  # type: ignore[arg-type]
                     lease.slot = None  # given back: nothing for abandon() to refund
                     refunded += 1
-                else:
-                    fut.set_result(None)
             if granted:
                 self.granted += len(granted) - refunded
                 if now >= self.next_mark:
@@ -420,8 +423,7 @@ class PoolCore:
         if when == INF:
             if timer is not None:
                 timer.cancel()
-                self._timer = None
-                self.timer_at = INF
+                self._timer, self.timer_at = None, INF
             return
         if timer is not None:
             if self.timer_at <= when + EPS:
@@ -431,8 +433,7 @@ class PoolCore:
         self._timer = self.loop.call_at(when, self._on_timer)  # type: ignore[union-attr]
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self.timer_at = INF
+        self._timer, self.timer_at = None, INF
         self.dispatch()
 
     # -- outcomes: the one path ------------------------------------------------------

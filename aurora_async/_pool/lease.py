@@ -20,6 +20,7 @@ _INF = float("inf")
 _PLAIN = (float, int)  # timeouts the fast path takes as they are (not bool: a subclass)
 _OK = Verdict.OK
 _FINE = (None, _OK)
+_new = object.__new__
 
 
 class Lease:
@@ -32,7 +33,8 @@ class Lease:
     """
 
     # A lease that never waits is just these fields; one that must wait puts a queue
-    # entry (``Queued``) in the pool's queue and takes its token from it.
+    # entry (``Queued``) in the pool's queue and takes its token from it. A new lease
+    # sets the first four; the grant sets the others (``_enqueued_at`` only if it waited).
     __slots__ = (
         "_core",
         "_cost",
@@ -43,21 +45,21 @@ class Lease:
         "_state",
         "_timeout",
     )
+    _slot: Slot
+    _granted_at: float  # loop time of the grant
+    _enqueued_at: float  # loop time of the request, for a lease that waited
+    _outcome: Verdict | None
 
     def __init__(self, core: PoolCore, cost: float, timeout: float | None) -> None:
         self._core = core
         self._cost = cost
         self._timeout = timeout
-        self._slot: Slot | None = None
         self._state = _PENDING
-        self._outcome: Verdict | None = None
-        self._granted_at = self._enqueued_at = 0.0  # loop times of the grant and request
 
     def _held(self) -> Slot:
-        slot = self._slot
-        if slot is None:
+        if self._state == _PENDING:
             raise RuntimeError("this lease has not been granted yet: use it inside `async with`")
-        return slot
+        return self._slot
 
     @property
     def scope(self) -> str | None:
@@ -78,7 +80,12 @@ class Lease:
     @property
     def waited(self) -> float:
         """Seconds this lease waited in the queue before it was granted."""
-        return self._granted_at - self._enqueued_at
+        if self._state == _PENDING:
+            return 0.0
+        try:
+            return self._granted_at - self._enqueued_at
+        except AttributeError:  # granted at once: it never waited
+            return 0.0
 
     @property
     def name(self) -> str:
@@ -168,25 +175,17 @@ class Lease:
             self._state = _DONE
             slot = self._slot
             outcome = self._outcome
-            if (
-                outcome in _FINE
-                and slot.proven  # type: ignore[union-attr]
-                and slot.indexed  # type: ignore[union-attr]
-                and self._core.backend is None
-            ):
-                slot.ok += 1  # type: ignore[union-attr]  # the common case, as in __aexit__
-                slot.backoff = 0.0  # type: ignore[union-attr]
-                slot.in_flight -= 1  # type: ignore[union-attr]
+            if outcome in _FINE and slot.proven and slot.indexed and self._core.backend is None:
+                slot.ok += 1  # the common case, as in __aexit__
+                slot.backoff = 0.0
+                slot.in_flight -= 1
                 return
             self._core.release(self._held(), outcome or _OK)
 
     async def __aenter__(self) -> Lease:
         core = self._core
-        sched = core.sched
-        loop = core.loop
-        cost = self._cost
         timeout = self._timeout
-        usual = False
+        loop = core.loop
         if (
             self._state == _PENDING
             and core.fast
@@ -195,44 +194,67 @@ class Lease:
             # says what is wrong with it, or handles timeout=0)
             and (timeout is None or (type(timeout) in _PLAIN and 0 < timeout < _INF))
         ):
-            try:  # noqa: SIM105 - contextlib.suppress costs a context manager per lease
-                usual = 0 < cost <= sched.max_cost
-            except TypeError:
-                pass
-        if usual:
-            now = loop.time()  # type: ignore[union-attr]
+            sched = core.sched
+            cost = self._cost
+            now = loop.time()
             if not sched.waiting:
-                # The fast path, inlined: a token can fire now and nobody waits.
+                # The fast path: a token can fire now and nobody waits. ``try_take`` is
+                # also the one cost check: it grants only a cost its token can take (a
+                # valid one), and says ``None`` for any other (the careful path raises).
                 slot = sched.try_take(cost, now)
                 if slot is not None:
                     self._slot = slot
-                    self._granted_at = self._enqueued_at = now
+                    self._granted_at = now
+                    self._outcome = None
                     self._state = _HELD
                     core.granted += 1
                     if now >= core.next_mark:
                         core.mark(now)
                     return self
-            queued = Queued(cost, _INF, now, timeout)
-            deadline = _INF if timeout is None else now + timeout
+            try:
+                usual = 0 < cost <= sched.max_cost
+            except TypeError:
+                usual = False
+            if not usual:
+                return await self._careful()
+            queued = core.wait(cost, timeout, now)
         else:
             if self._state != _PENDING:
                 raise RuntimeError("a Lease can be entered only once; call pool.lease() again")
-            queued = Queued(cost, _INF, 0.0, self._timeout)
-            if core.backend is not None:
-                await core.backend.acquire(queued)  # shared state: the backend decides
-                return self._take(queued)
-            # First use, a timeout, an odd cost, a closed pool: the careful path, which
-            # may grant at once or say until when to wait.
-            now, slot, deadline = core.prepare(cost, self._timeout)
-            if slot is not None:
-                queued.slot = slot
-                queued.granted_at = queued.enqueued_at = now
-                return self._take(queued)
+            return await self._careful()
         # Wait in the pool's queue until the dispatcher resolves the entry's future with
         # a token, an error, or a timeout.
-        fut = core.wait(queued, now, deadline)
         try:
-            await fut
+            await queued.fut  # type: ignore[misc]
+        except BaseException:
+            core.abandon(queued)
+            raise
+        self._slot = queued.slot  # type: ignore[assignment]
+        self._granted_at = queued.granted_at
+        self._enqueued_at = queued.enqueued_at
+        self._outcome = None
+        self._state = _HELD
+        return self
+
+    async def _careful(self) -> Lease:
+        """First use, a timeout of 0 or an odd one, an odd cost, a closed pool, a shared
+        backend: the careful path, which checks everything, may grant at once, or waits."""
+        core = self._core
+        cost = self._cost
+        if core.backend is not None:
+            queued = Queued(cost, _INF, 0.0, self._timeout)
+            await core.backend.acquire(queued)  # shared state: the backend decides
+            return self._take(queued)
+        now, slot, _ = core.prepare(cost, self._timeout)
+        if slot is not None:
+            self._slot = slot
+            self._granted_at = now
+            self._outcome = None
+            self._state = _HELD
+            return self
+        queued = core.wait(cost, self._timeout, now)
+        try:
+            await queued.fut  # type: ignore[misc]
         except BaseException:
             core.abandon(queued)
             raise
@@ -240,9 +262,10 @@ class Lease:
 
     def _take(self, queued: Queued) -> Lease:
         """Hold the token granted to ``queued``."""
-        self._slot = queued.slot
+        self._slot = queued.slot  # type: ignore[assignment]
         self._granted_at = queued.granted_at
         self._enqueued_at = queued.enqueued_at
+        self._outcome = None
         self._state = _HELD
         return self
 
@@ -259,14 +282,14 @@ class Lease:
             if (
                 outcome is None
                 and exc_type is None
-                and slot.proven  # type: ignore[union-attr]
-                and slot.indexed  # type: ignore[union-attr]
+                and slot.proven
+                and slot.indexed
                 and self._core.backend is None
             ):
                 # The common case, inlined: fine, and the token stays schedulable.
-                slot.ok += 1  # type: ignore[union-attr]
-                slot.backoff = 0.0  # type: ignore[union-attr]
-                slot.in_flight -= 1  # type: ignore[union-attr]
+                slot.ok += 1
+                slot.backoff = 0.0
+                slot.in_flight -= 1
             else:
                 if outcome is None:
                     outcome = Verdict.SERVER_ERROR if exc_type is not None else _OK
@@ -274,13 +297,23 @@ class Lease:
 
     def __repr__(self) -> str:
         state = ("pending", "held", "done")[self._state]
-        who = f" {self._slot.name}" if self._slot is not None else ""
+        who = f" {self._slot.name}" if self._state != _PENDING else ""
         return f"<Lease{who} cost={self._cost:g} {state}>"
+
+
+def new_lease(core: PoolCore, cost: float, timeout: float | None) -> Lease:
+    """``Lease(core, cost, timeout)``, without the ``__init__`` frame (``pool.lease``)."""
+    lease: Lease = _new(Lease)
+    lease._core = core
+    lease._cost = cost
+    lease._timeout = timeout
+    lease._state = _PENDING
+    return lease
 
 
 def lease_slot(lease: Lease) -> Slot | None:
     """The token a lease holds (for the package's own layers: the HTTP retry loop)."""
-    return lease._slot
+    return None if lease._state == _PENDING else lease._slot
 
 
 class RetryLease(Lease):
@@ -301,8 +334,9 @@ class RetryLease(Lease):
         if avoid is not None and self._state == _PENDING:
             taken = self._core.take_other(self._cost, self._timeout, avoid)
             if taken is not None:
-                self._granted_at = self._enqueued_at = taken[0]
+                self._granted_at = taken[0]
                 self._slot = taken[1]
+                self._outcome = None
                 self._state = _HELD
                 return self
         return await super().__aenter__()

@@ -31,7 +31,7 @@ from .._io.tokenfile import read_token_env, read_token_file, warn_duplicates
 from .._io.watch import check_poll_interval
 from .core import Backend, PoolCore, PoolState
 from .health import HealthChecker, Probe, TokenMonitor
-from .lease import Lease
+from .lease import Lease, new_lease
 from .membership import apply_tokens
 from .reload import Reloader, ReloadResult
 from .snapshot import snapshot
@@ -289,7 +289,9 @@ class TokenPool:
         lease in the token's windows of that scope (``Limit(..., scope=...)``) besides
         its windows of no scope, and a 429 on it cools the token for that scope only.
         """
-        return Lease(self._core, self._cost(cost, scope), timeout)
+        if scope is None and (type(cost) is int or type(cost) is float):  # the usual
+            return new_lease(self._core, cost, timeout)
+        return new_lease(self._core, self._cost(cost, scope), timeout)
 
     def _cost(self, cost: Cost, scope: str | None) -> float:
         """A lease's cost as the scheduler takes it: a number, or a ``Costs`` of several

@@ -1,10 +1,12 @@
-"""The deadline structure holds only waiting leases (issue 14): a lease granted, cancelled
-or failed leaves it at once, however early a deadline still waiting sits on top.
+"""Deadlines cost a waiting lease one float and one map entry, and a grant one ``pop``
+(issue 14): a lease granted, cancelled or failed leaves the map at once, however early a
+deadline still waiting sits in front; the floats it leaves behind go stale and are
+dropped at a front or all at once, so they stay bounded.
 
-The bound: between calls, the heap of deadlines holds at most ``2 * waiting + SLACK``
-entries (stale ones are forgotten when on top, or all at once in a rebuild), and the map
-of deadlines holds exactly the leases waiting with one. Times are binary fractions, so
-every comparison is exact.
+The bound: between calls, the deadlines (FIFO and heap) number at most ``2 * len(_timed)
++ SLACK``, and the map of deadlines holds exactly the leases waiting with one. The next
+deadline a dispatch returns is always one a lease waits for. Times are binary
+fractions, so every comparison is exact.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from aurora_async import LeaseTimeout, Limit, Token, TokenPool
 from aurora_async._core.scheduler import INF, Scheduler, Slot, Waiter
 from aurora_async._pool.core import core_of
 
-#: ``queue.DEADLINE_SLACK``: stale deadlines the heap may hold beyond twice the waiting.
+#: ``queue.DEADLINE_SLACK``: stale deadlines kept beyond twice the live ones.
 SLACK = 64
 #: Every lease's deadline is its own (distinct), so a stale one never shares a live key.
 LATE = 64.0
@@ -33,13 +35,25 @@ def make(*limits: Limit) -> tuple[Scheduler, list[Slot]]:
     return sched, slots
 
 
+def entries(sched: Scheduler) -> list[float]:
+    """Every deadline in the FIFO and the heap, stale ones included, in order."""
+    return sorted([*sched._deadline_fifo, *sched._deadline_heap])
+
+
 def check_bound(sched: Scheduler) -> None:
-    assert len(sched._deadlines) <= 2 * sched.waiting + SLACK
+    assert len(entries(sched)) <= 2 * len(sched._timed) + SLACK
+    assert set(sched._timed) <= set(entries(sched))  # every live deadline is there
+    waiting = [w for w in sched.waiters() if w.deadline < INF]
+    assert sorted(timed(sched), key=id) == sorted(waiting, key=id)
 
 
 def timed(sched: Scheduler) -> list[Waiter]:
     """The leases in the map of deadlines, by deadline and then arrival."""
-    return [w for d in sorted(sched._timed) for w in sched._timed[d]]
+    out: list[Waiter] = []
+    for d in sorted(sched._timed):
+        same = sched._timed[d]
+        out += same if isinstance(same, dict) else [same]
+    return out
 
 
 def test_granted_leases_leave_the_deadlines_while_an_early_deadline_waits() -> None:
@@ -60,13 +74,13 @@ def test_granted_leases_leave_the_deadlines_while_an_early_deadline_waits() -> N
     assert granted == leases
     assert sched.waiting == 1
     assert early.live
-    assert len(sched._deadlines) <= 2 + SLACK
+    assert len(entries(sched)) <= 2 + SLACK
     assert timed(sched) == [early]
     # It still expires exactly at its deadline (the token is kept busy until after it).
     sched.cool(a, 32.0)
     assert sched.dispatch(16.0 - 1 / 1024) == ([], [], 16.0)
     assert sched.dispatch(16.0) == ([], [early], INF)
-    assert (sched._deadlines, sched._timed, sched.waiting) == ([], {}, 0)
+    assert (entries(sched), sched._timed, sched.waiting) == ([], {}, 0)
 
 
 def test_backfilled_leases_leave_the_deadlines_while_a_costly_head_waits() -> None:
@@ -88,9 +102,9 @@ def test_backfilled_leases_leave_the_deadlines_while_a_costly_head_waits() -> No
     assert granted == cheap
     assert all(w.slot is fast for w in granted)
     assert timed(sched) == [head]
-    assert len(sched._deadlines) <= 2 + SLACK
+    assert len(entries(sched)) <= 2 + SLACK
     assert sched.dispatch(2.0) == ([], [head], INF)
-    assert (sched._deadlines, sched._timed) == ([], {})
+    assert (entries(sched), sched._timed) == ([], {})
 
 
 def test_cancelled_leases_leave_the_deadlines_and_the_rest_expire_in_order() -> None:
@@ -100,7 +114,8 @@ def test_cancelled_leases_leave_the_deadlines_and_the_rest_expire_in_order() -> 
     waiters = [Waiter(1, 1.0 + (i % 7) / 8, 0.0) for i in range(1_000)]
     for w in waiters:
         sched.enqueue(w)
-    assert len(sched._deadlines) == 7  # one entry per distinct deadline
+    assert len(entries(sched)) == 7  # one per distinct deadline
+    check_bound(sched)
     for w in waiters[:900]:
         sched.cancel(w)
         check_bound(sched)
@@ -109,9 +124,9 @@ def test_cancelled_leases_leave_the_deadlines_and_the_rest_expire_in_order() -> 
     for w in waiters[:-1]:
         sched.cancel(w)
     assert timed(sched) == [waiters[-1]]
-    assert len(sched._deadlines) <= 2 + SLACK
-    # Many distinct deadlines cancelled from the back: none is ever on top, so only the
-    # rebuild keeps the heap bounded.
+    assert len(entries(sched)) <= 2 + SLACK
+    # Many distinct deadlines cancelled from the back: none is ever at a front, so only
+    # dropping the stale ones all at once keeps the entries bounded.
     late = [Waiter(1, 2.0 + i / 1024, 0.0) for i in range(5_000)]
     for w in late:
         sched.enqueue(w)
@@ -120,7 +135,7 @@ def test_cancelled_leases_leave_the_deadlines_and_the_rest_expire_in_order() -> 
         check_bound(sched)
     assert timed(sched) == [waiters[-1]]
     assert sched.dispatch(1.0 + 6 / 8) == ([], [waiters[-1]], INF)
-    assert (sched._deadlines, sched._timed, sched.waiting) == ([], {}, 0)
+    assert (entries(sched), sched._timed, sched.waiting) == ([], {}, 0)
 
 
 def test_many_leases_expire_in_one_batch_in_deadline_then_arrival_order() -> None:
@@ -137,6 +152,48 @@ def test_many_leases_expire_in_one_batch_in_deadline_then_arrival_order() -> Non
     check_bound(sched)
     assert sched.waiting == 300
     assert len(sched._timed) == 3
+
+
+def test_leases_with_one_timeout_keep_no_stale_entry_past_a_dispatch() -> None:
+    # Leases with the same timeout arrive in deadline order (the FIFO of entries) and are
+    # granted in that order: each dispatch drops the stale entries in front, so no
+    # granted lease's deadline is ever the next wake, nor kept.
+    sched, (_a,) = make(Limit(1024, per=1, burst=1))
+    leases = [Waiter(1, 8.0 + i / 1024, i / 1024) for i in range(2_000)]
+    for w in leases[:1_000]:
+        sched.enqueue(w)
+    assert sched._deadline_heap == []  # all in order
+    queued = 1_000
+    for k in range(2_000):
+        if queued < 2_000:
+            sched.enqueue(leases[queued])
+            queued += 1
+        done, expired, wake = sched.dispatch(k / 1024)
+        assert (done, expired) == ([leases[k]], [])
+        assert wake == ((k + 1) / 1024 if sched.waiting else INF)
+        assert len(entries(sched)) == len(sched._timed) == sched.waiting == queued - k - 1
+        assert timed(sched) == leases[k + 1 : queued]
+    assert entries(sched) == []
+
+
+def test_the_next_deadline_is_a_waiting_leases() -> None:
+    # Deadlines out of arrival order (in the heap), the earliest ones granted or
+    # cancelled: the deadline a dispatch wakes for is the earliest of a waiting lease.
+    sched, (a,) = make(Limit(1, per=1, burst=1))
+    assert sched.try_take(1, 0.0) is a
+    waiters = [Waiter(1, 4.0 - i / 8, 0.0) for i in range(16)]  # 4.0, 3.875, ..., 2.125
+    for w in waiters:
+        sched.enqueue(w)
+    for w in waiters[8:]:  # the eight earliest deadlines
+        sched.cancel(w)
+    check_bound(sched)
+    assert sched.dispatch(0.5) == ([], [], 1.0)  # the token fires first: the head's grant
+    done, expired, wake = sched.dispatch(1.0)
+    assert (done, expired, wake) == ([waiters[0]], [], 2.0)
+    sched.cool(a, 16.0)
+    assert sched.dispatch(1.5) == ([], [], 3.125)  # waiters[7]'s, not a cancelled one's
+    assert sched.dispatch(3.5) == ([], waiters[4:8][::-1], 3.625)  # due at 3.5 too
+    check_bound(sched)
 
 
 A, B = Token("secret-value-number-a"), Token("secret-value-number-b")
@@ -174,5 +231,5 @@ async def test_lease_timeouts_fire_exactly_and_in_order_on_virtual_time(
         ("c", 2.0),
         ("e", 3.0),  # granted exactly at its deadline: a grant due then wins
     ]
-    assert (sched._deadlines, sched._timed, sched.waiting) == ([], {}, 0)
+    assert (entries(sched), sched._timed, sched.waiting) == ([], {}, 0)
     await pool.aclose()

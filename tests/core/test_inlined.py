@@ -3,15 +3,18 @@ against the reference on random histories.
 
 The scheduler inlines ``Window.take`` and ``Window.ready_at`` on its hot paths:
 ``Slot.ready``, ``Slot.take`` (one window and several), the two fast paths of
-``Scheduler.try_take``, the usual grant of ``Scheduler._serve_usual`` (with its own
+``Scheduler.try_take``, the usual grant of ``Scheduler._serve_usual`` and its batch for
+a pool of one lane of one-window tokens, ``Scheduler._serve_lane`` (each with its own
 undo record), and ``TokenIndex._lane_best`` (a token's ready time from its key). It also
-inlines ``count_grant`` and ``reindex`` there. A state machine drives a scheduler through
-takes, queued grants, refunds, releases, cooldowns, relimits, probes and disables on a
-monotonic clock, and beside it a shadow: one reference :class:`Window` per real window,
-changed only by ``Window.take``, ``Window.give_back`` and the spent-window rule, and
-counters kept by hand. After every step each window must equal its shadow bit for bit,
-``Slot.ready`` must equal the reference ``ready_at``, each index key must be the time its
-token can fire its key cost, and the counters, epochs and index flags must agree.
+inlines ``count_grant`` and ``reindex`` there (and the queue's counts, in a batch).
+Histories of one lane (``same``) take the batch whenever the queue holds one cost. A
+state machine drives a scheduler through takes, queued grants, refunds, releases,
+cooldowns, relimits, probes and disables on a monotonic clock, and beside it a shadow:
+one reference :class:`Window` per real window, changed only by ``Window.take``,
+``Window.give_back`` and the spent-window rule, and counters kept by hand. After every
+step each window must equal its shadow bit for bit, ``Slot.ready`` must equal the
+reference ``ready_at``, each index key must be the time its token can fire its key cost,
+and the counters, epochs and index flags must agree.
 """
 
 from __future__ import annotations

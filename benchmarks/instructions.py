@@ -1,0 +1,171 @@
+"""Fixed workloads to count CPU instructions with valgrind, which does not drift on a
+shared machine the way time does (not a ``bench_*`` script: ``dev.py bench`` skips it).
+
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
+        python benchmarks/instructions.py WORKLOAD N
+
+Count a workload at two sizes and divide the difference by the difference in leases:
+start-up, imports and warm-up cancel out. Workloads:
+
+- ``lease N``: N leases (``async with pool.lease(): pass``) on a pool of 10 tokens with
+  room, after 1,000 to warm up; ``lease-timeout N``: the same with ``timeout=30``;
+  ``acquire N``: N bare ``AsyncLimiter.acquire()`` (the baseline). Leases per run: N.
+- ``saturated MS``, ``saturated-timeout MS``: ``bench_saturated.py``'s pool (1,000 tokens
+  at ``Limit(20, burst=2)``, 4,000 coroutines; with ``timeout=stop - now``) for MS
+  milliseconds of virtual time (looptime), closed 25 ms after the last whole tick;
+  ``floor MS``, ``floor-timeout MS``: its floors. Grants per run: ``2,000 + 20 * MS``
+  (printed), so 500 and 1,500 differ by 20,000 grants. The virtual clock advances by a
+  varying few hundred nanoseconds at every reading, as a real one does (so the leases'
+  deadlines differ, as they do in real time).
+
+The counts used in ``README.md``: ``lease`` 1,000 and 21,000, ``saturated`` 500 and
+1,500, with ``PYTHONHASHSEED=0``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import sys
+from collections import deque
+
+from _common import secrets
+from aiolimiter import AsyncLimiter
+
+from aurora_async import LeaseTimeout, Limit, PoolClosed, TokenPool
+
+HUGE = Limit(1e12, per=1.0, burst=1e12)  # capacity never runs out during the run
+TOKENS, RATE, COROUTINES = 1000, 20.0, 4000
+
+
+async def leases(pool: TokenPool, n: int, timeout: float | None) -> None:
+    for _ in range(n):
+        async with pool.lease(timeout=timeout):
+            pass
+
+
+async def acquires(limiter: AsyncLimiter, n: int) -> None:
+    for _ in range(n):
+        await limiter.acquire()
+
+
+def run_leases(n: int, timeout: float | None) -> None:
+    loop = asyncio.new_event_loop()
+    pool = TokenPool(secrets(10), limits=HUGE)
+    gc.collect()
+    gc.freeze()
+    loop.run_until_complete(leases(pool, 1000, timeout))
+    loop.run_until_complete(leases(pool, n, timeout))
+
+
+def run_acquires(n: int) -> None:
+    loop = asyncio.new_event_loop()
+    limiter = AsyncLimiter(1e12, 1)
+    loop.run_until_complete(acquires(limiter, 1000))
+    loop.run_until_complete(acquires(limiter, n))
+
+
+def virtual_loop() -> asyncio.AbstractEventLoop:
+    """A looptime loop whose clock moves on by 0.1-500 ns at every reading."""
+    import looptime
+
+    loop = looptime.new_event_loop(start=0.0)
+    base = loop.time
+    state = [0, 0.0]
+
+    def time() -> float:
+        state[0] += 1
+        state[1] += (state[0] * 7919 % 4999 + 1) * 1e-10
+        return base() + state[1]
+
+    loop.time = time  # type: ignore[method-assign]
+    return loop
+
+
+async def saturated(seconds: float, timeouts: bool) -> int:
+    loop = asyncio.get_running_loop()
+    limit = Limit(RATE, per=1.0, burst=2)
+    pool = TokenPool(secrets(TOKENS), limits=limit, trial_in_flight=None)
+    granted = 0
+    stop = loop.time() + 1000.0
+
+    async def worker() -> None:
+        nonlocal granted
+        with contextlib.suppress(PoolClosed, LeaseTimeout):
+            while True:
+                async with pool.lease(timeout=stop - loop.time() if timeouts else None):
+                    granted += 1
+
+    tasks = [asyncio.create_task(worker()) for _ in range(COROUTINES)]
+    await asyncio.sleep(seconds)
+    await pool.aclose()
+    await asyncio.gather(*tasks)
+    return granted
+
+
+async def floor(seconds: float, timeouts: bool) -> int:
+    """``bench_saturated.py``'s floors: a bare future hand-off from one timer."""
+    loop = asyncio.get_running_loop()
+    waiters: deque[tuple[float, asyncio.Future[None]]] = deque()
+    granted = 0
+    stop = False
+    start = loop.time()
+    end = start + 1000.0
+
+    def tick(k: int, budget: int) -> None:
+        now = loop.time()
+        while budget and waiters:
+            deadline, fut = waiters.popleft()
+            if not fut.done():
+                if deadline <= now:
+                    fut.set_exception(TimeoutError())
+                else:
+                    fut.set_result(None)
+                    budget -= 1
+        if not stop:
+            loop.call_at(start + (k + 1) / RATE, tick, k + 1, TOKENS)
+
+    async def worker() -> None:
+        nonlocal granted
+        while not stop:
+            fut = loop.create_future()
+            if timeouts:
+                now = loop.time()
+                waiters.append((now + (end - now), fut))
+            else:
+                waiters.append((float("inf"), fut))
+            await fut
+            granted += 1
+
+    tasks = [asyncio.create_task(worker()) for _ in range(COROUTINES)]
+    loop.call_soon(tick, 0, TOKENS * 2)
+    await asyncio.sleep(seconds)
+    stop = True
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return granted
+
+
+def main() -> int:
+    workload, n = sys.argv[1], int(sys.argv[2])
+    if workload in ("lease", "lease-timeout"):
+        run_leases(n, 30.0 if workload == "lease-timeout" else None)
+        return 0
+    if workload == "acquire":
+        run_acquires(n)
+        return 0
+    kinds = {"saturated": saturated, "floor": floor}
+    kind, _, timeout = workload.partition("-")
+    if kind not in kinds or timeout not in ("", "timeout"):
+        raise SystemExit(f"unknown workload {workload!r}")
+    loop = virtual_loop()
+    seconds = n / 1000 + 0.025  # between two ticks: the same state at the close
+    granted = loop.run_until_complete(kinds[kind](seconds, timeout == "timeout"))
+    print(f"{workload} {n}: {granted:,} grants")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
