@@ -122,17 +122,17 @@ def parse_rate_limit_headers(
     ``now`` is the current Unix time in seconds. See the module docstring for the rules.
     """
     reader = _Reader(_by_lower_name(headers), _checked_now(now))
-    if not reader.headers:
+    present = reader.headers.keys()
+    if not present:
         return _NOTHING, ()
-    readings = [
-        _x_ratelimit(reader),
-        _openai(reader),
-        _anthropic(reader),
-        _ietf_separate(reader),
-        _ietf_structured(reader),
-    ]
+    # Only the families with a header present are read: an absent one would read nothing.
+    readings = [family(reader) for family, names in _FAMILIES if not present.isdisjoint(names)]
     chosen = _most_restrictive(readings)
-    retry_after = reader.field(("retry-after",), partial(_retry_after, now=reader.now))
+    retry_after = None
+    if "retry-after" in present:
+        retry_after = reader.field(("retry-after",), partial(_retry_after, now=reader.now))
+    if retry_after is None:  # chosen has none either: no family reads it
+        return chosen, tuple(reader.problems)
     info = RateLimitInfo(
         chosen.limit, chosen.remaining, chosen.reset_after, retry_after, chosen.window
     )
@@ -313,7 +313,7 @@ def _most_restrictive(readings: Iterable[RateLimitInfo]) -> RateLimitInfo:
     Readings with nothing in them are ignored; an unknown value counts as the least
     restrictive.
     """
-    known = [reading for reading in readings if reading != _NOTHING]
+    known = [r for r in readings if r is not _NOTHING and r != _NOTHING]
     if not known:
         return _NOTHING
     return min(known, key=_restrictiveness)
@@ -344,11 +344,11 @@ def _x_ratelimit(reader: _Reader) -> RateLimitInfo:
 
 def _openai(reader: _Reader) -> RateLimitInfo:
     """``x-ratelimit-*-requests``, else ``x-ratelimit-*-tokens``."""
-    for dimension in ("requests", "tokens"):
+    for limit, remaining, reset in _OPENAI:
         reading = RateLimitInfo(
-            limit=reader.field((f"x-ratelimit-limit-{dimension}",), _number),
-            remaining=reader.field((f"x-ratelimit-remaining-{dimension}",), _number),
-            reset_after=reader.field((f"x-ratelimit-reset-{dimension}",), _duration),
+            limit=reader.field((limit,), _number),
+            remaining=reader.field((remaining,), _number),
+            reset_after=reader.field((reset,), _duration),
         )
         if reading != _NOTHING:
             return reading
@@ -358,12 +358,11 @@ def _openai(reader: _Reader) -> RateLimitInfo:
 def _anthropic(reader: _Reader) -> RateLimitInfo:
     """``anthropic-ratelimit-requests-*``, else ``anthropic-ratelimit-tokens-*``."""
     reset = partial(_timestamp, now=reader.now)
-    for dimension in ("requests", "tokens"):
-        prefix = f"anthropic-ratelimit-{dimension}"
+    for limit, remaining, reset_name in _ANTHROPIC:
         reading = RateLimitInfo(
-            limit=reader.field((f"{prefix}-limit",), _number),
-            remaining=reader.field((f"{prefix}-remaining",), _number),
-            reset_after=reader.field((f"{prefix}-reset",), reset),
+            limit=reader.field((limit,), _number),
+            remaining=reader.field((remaining,), _number),
+            reset_after=reader.field((reset_name,), reset),
         )
         if reading != _NOTHING:
             return reading
@@ -470,3 +469,27 @@ def _split_outside_quotes(text: str, separator: str) -> list[str]:
         current.append(char)
     parts.append("".join(current).strip())
     return parts
+
+
+#: The names each family reads, (limit, remaining, reset) per dimension where it has them.
+_OPENAI = tuple(
+    tuple(f"x-ratelimit-{what}-{dimension}" for what in ("limit", "remaining", "reset"))
+    for dimension in ("requests", "tokens")
+)
+_ANTHROPIC = tuple(
+    tuple(f"anthropic-ratelimit-{dimension}-{what}" for what in ("limit", "remaining", "reset"))
+    for dimension in ("requests", "tokens")
+)
+_X_RATELIMIT = frozenset(
+    f"{prefix}-{what}"
+    for prefix in ("x-ratelimit", "x-rate-limit")
+    for what in ("limit", "remaining", "reset")
+) | {"x-ratelimit-reset-after"}
+#: Each family with the header names it reads: one with none of them present is skipped.
+_FAMILIES: tuple[tuple[Callable[[_Reader], RateLimitInfo], frozenset[str]], ...] = (
+    (_x_ratelimit, _X_RATELIMIT),
+    (_openai, frozenset(name for names in _OPENAI for name in names)),
+    (_anthropic, frozenset(name for names in _ANTHROPIC for name in names)),
+    (_ietf_separate, frozenset({"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"})),
+    (_ietf_structured, _STRUCTURED),
+)

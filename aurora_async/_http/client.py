@@ -50,14 +50,16 @@ from .arguments import request_options
 from .auth import BearerAuth, HeaderAuth
 from .call import Call
 from .failures import LEASE_FAILURES, READ_FAILURES, TRANSPORT
-from .outcomes import Judge
+from .outcomes import Judge, may_carry_rate_limits
 from .port import PoolPort
 from .redirects import send_following
 from .settling import settle_from
 from .timeouts import bounded
-from .urls import has_credentials, left_origin, merged, target
+from .urls import has_credentials, in_session, left_origin, merged, resolved
 
 if TYPE_CHECKING:
+    from yarl import URL
+
     from .._pool.core import PoolCore
     from .._pool.lease import Lease
     from .options import HttpOptions
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
 __all__ = ["HttpClient"]
 
 _NO_PARAMS: MultiDict[str] = MultiDict()  # shared, never written: header auth leaves it be
+_TARGETS_KEPT = 1024  # parsed URLs a client keeps (all forgotten when it is full)
 _has_credentials = has_credentials  # its old home: tests import it from here
 
 
@@ -96,6 +99,22 @@ class HttpClient:
             self._header = (auth.header, f"{auth.scheme} " if auth.scheme else "")
         elif type(auth) is HeaderAuth:
             self._header = (auth.header, "")
+        self._policy = options.policy
+        # URL as given -> the URL to send to, for those that depend on nothing but the
+        # pool's options (not on a borrowed session's base_url): parsed once, not per request.
+        self._targets: dict[str, URL] = {}
+        # The straight lane (_straight) serves a request without keyword arguments when
+        # nothing about it needs the careful loop's preparation: the token goes in
+        # Authorization (so aiohttp may follow redirects itself), no deadline bounds the
+        # request, and the session does not raise for status by itself.
+        session = options.session
+        self._straight_ok = (
+            self._header is not None
+            and self._token_in_authorization
+            and options.deadline is None
+            and options.settle is None  # a pool-wide settle: the general loop applies it
+            and (session is None or session.raise_for_status is False)
+        )
         self._active = 0  # requests under way
         self._drained: asyncio.Future[None] | None = None  # aclose waits on it
 
@@ -147,6 +166,13 @@ class HttpClient:
         (``max_attempts``, ``deadline``, ``retry_backoff``, ``retry_unsafe``: see
         ``arguments.PER_REQUEST``); any other keyword is a ``TypeError`` here, before
         a token is leased."""
+        if not kwargs and self._straight_ok:
+            method = method.upper()
+            try:
+                full_url = self._targets[url]
+            except (KeyError, TypeError):
+                full_url = self._target(url)
+            return self._straight(method, url, full_url, cost, lease_timeout)
         raise_for_status = self._wants_raise(kwargs)
         options = request_options(self.options, kwargs, "pool.request")
         return self._attempts(method, url, cost, lease_timeout, kwargs, raise_for_status, options)
@@ -244,21 +270,143 @@ class HttpClient:
         reads the body, ends the lease, applies ``raise_for_status`` if ``read`` is
         true, and returns the response. Every other lease and response ends inside it."""
         method = method.upper()
-        full_url = target(url, self._base, self._session, self._port.redact)
+        full_url = self._targets.get(url) if type(url) is str else None
+        if full_url is None:
+            full_url = self._target(url)
         call = Call(method, url, full_url, cost, lease_timeout, kwargs, read, options)
         return self._run(call)
 
+    def _target(self, url: str) -> URL:
+        """The URL to send to (``ValueError`` if none: see ``urls.resolved``), kept for the
+        next request to ``url`` unless a borrowed session's base_url completed it."""
+        redact = self._port.redact
+        result = resolved(url, self._base, redact)
+        if not result.absolute:
+            return in_session(result, url, self._session, redact)
+        targets = self._targets
+        if len(targets) >= _TARGETS_KEPT:
+            targets.clear()
+        targets[url] = result
+        return result
+
+    # -- the straight lane: one lease, one send, one settle ------------------------
+
+    async def _straight(
+        self, method: str, url: str, target: URL, cost: float, lease_timeout: float | None
+    ) -> aiohttp.ClientResponse:
+        """:meth:`request` without keyword arguments, where ``_straight_ok``: what the
+        general loop (:meth:`_run`) would do, with nothing built that the answer does not
+        need. The token goes in one header of a fresh dict; aiohttp follows redirects; a
+        response below 400 from the token's origin, with no header name that could carry
+        a rate limit and no policy to ask, needs no accounting (a lease ended without a
+        report counts as fine) nor any header parsing. A failed attempt or a retry hands
+        the request to :meth:`_run` in the state it would have reached there."""
+        self._active += 1
+        try:
+            port = self._port
+            # A first attempt's lease failure is raised as it is, as in _run.
+            lease = await port.acquire(cost, lease_timeout, None)
+            call: Call | None = None
+            failure: BaseException | float = 0.0
+            try:
+                name, prefix = self._header  # type: ignore[misc]  # set: see _straight_ok
+                session = self._session
+                if session is None:
+                    session = self._session_for_use()
+                resp = await session.request(
+                    method, target, headers={name: prefix + lease.token}, raise_for_status=False
+                )
+            except TRANSPORT as exc:
+                call = self._first_call(method, url, target, cost, lease_timeout)
+                now = asyncio.get_running_loop().time()
+                failure = failures.no_answer(port, call, lease, exc, now)
+            except aiohttp.ClientError as exc:
+                call = self._first_call(method, url, target, cost, lease_timeout)
+                failure = failures.refused(port, call, lease, exc)
+            except BaseException:
+                failures.abandon(port, lease)
+                raise
+            if call is not None:
+                return await self._again(call, failure)
+            foreign = bool(resp.history) and left_origin(target, resp)
+            if (
+                foreign
+                or resp.status >= 400
+                or self._policy is not None
+                or may_carry_rate_limits(resp.headers)
+            ):
+                outcome = await self._settled(resp, lease, foreign)
+                if outcome.retry:
+                    call = self._first_call(method, url, target, cost, lease_timeout)
+                    now = asyncio.get_running_loop().time()
+                    step = call.retry(outcome, now, proven=port.proven(lease))
+                    if isinstance(step, Retry):
+                        self._retrying(call, lease, resp, outcome)
+                        return await self._again(call, step.pause)
+            unread: BaseException | None = None
+            try:
+                await resp.read()  # once read, aiohttp frees the connection itself
+            except READ_FAILURES as exc:
+                if call is None:
+                    call = self._first_call(method, url, target, cost, lease_timeout)
+                unread = failures.unread(port, call, lease, resp, exc)
+            except BaseException:
+                port.failed(lease)
+                resp.release()
+                raise
+            finally:
+                port.release(lease)
+            if unread is not None:
+                raise unread
+            return resp
+        finally:
+            self._finished()
+
+    def _first_call(
+        self, method: str, url: str, target: URL, cost: float, lease_timeout: float | None
+    ) -> Call:
+        """The straight lane's request as the general loop's ``Call``, after its first
+        attempt: prepared as :meth:`_run` prepares it (with no keyword arguments and no
+        deadline, the start time changes nothing)."""
+        call = Call(method, url, target, cost, lease_timeout, {}, False, self.options)
+        call.prepare(self._token_in_authorization, 0.0)
+        call.attempt = 1
+        return call
+
+    async def _settled(self, resp: aiohttp.ClientResponse, lease: Lease, foreign: bool) -> Outcome:
+        """The response judged and accounted (as in :meth:`_run`)."""
+        try:
+            outcome = self._judge.judge(resp, lease, foreign)
+            if not isinstance(outcome, Outcome):
+                outcome = await self._judge.judged(outcome, resp, lease)
+        except BaseException:
+            failures.abandon(self._port, lease, resp)
+            raise
+        return outcome
+
+    async def _again(self, call: Call, failure: BaseException | float) -> aiohttp.ClientResponse:
+        """After the straight lane's first attempt: raise ``failure``, or pause that many
+        seconds and go on in the general loop."""
+        if isinstance(failure, BaseException):
+            raise failure
+        if failure > 0:
+            await asyncio.sleep(failure)
+        resp = await self._run(call, prepared=True)
+        assert not isinstance(resp, tuple)  # read is not None
+        return resp
+
     # -- one request: lease, send, settle, until an outcome says stop --------------
 
-    async def _run(self, call: Call) -> _Result:
+    async def _run(self, call: Call, prepared: bool = False) -> _Result:
         """One coroutine frame for the whole request (attempts, sending, reading): every
         await inside aiohttp resumes through each frame of ours, so each step below is a
-        plain function whose awaitable is awaited here."""
+        plain function whose awaitable is awaited here. ``prepared``: attempts were made."""
         self._active += 1
         try:
             port = self._port
             loop = asyncio.get_running_loop()
-            call.prepare(self._token_in_authorization, loop.time())
+            if not prepared:
+                call.prepare(self._token_in_authorization, loop.time())
             while True:
                 call.attempt += 1
                 # Our own errors are raised outside the except clauses: raised inside

@@ -14,12 +14,13 @@ from yarl import URL
 
 __all__ = [
     "has_credentials",
+    "in_session",
     "left_origin",
     "location_url",
     "merged",
     "parsed",
     "query",
-    "target",
+    "resolved",
     "without_params",
 ]
 
@@ -31,12 +32,13 @@ _BAD_HOST = re.compile(r"[\x00-\x20\x7f<>\"{}|\\^`]")
 _SCHEMES = frozenset({"", "http", "https"})  # of a Location (empty: relative)
 
 
-def target(url: str, base: str | None, session: object, redact: Callable[[str], str]) -> URL:
+def resolved(url: str, base: str | None, redact: Callable[[str], str]) -> URL:
     """The URL to send to, parsed once (aiohttp takes it as it is), or a ``ValueError``
     saying what is wrong with it (through ``redact``: a token pasted into the URL by hand
-    is masked too). ``base`` is the pool's ``base_url`` (without a trailing slash);
-    ``session`` the one requests go through, if any yet: a borrowed session's own
-    ``base_url`` completes a relative URL when the pool has none."""
+    is masked too). ``base`` is the pool's ``base_url`` (without a trailing slash): a
+    relative URL is joined with it; without one it stays relative, for
+    :func:`in_session` to complete. The answer depends on ``url`` and ``base`` alone, so
+    a client may keep it."""
     full = url
     if (
         base is not None
@@ -45,20 +47,22 @@ def target(url: str, base: str | None, session: object, redact: Callable[[str], 
     ):
         full = f"{base}/{url.lstrip('/')}"
     try:
-        result = parsed(full)
+        return parsed(full)
     except ValueError as exc:
         joined = f" (joined with base_url: {full!r})" if full != url else ""
         raise ValueError(redact(f"{exc}: {url!r}{joined}")) from None
-    if result.absolute:
-        return result
-    # A relative URL and no base_url of the pool: a borrowed session's own base_url
-    # completes it (joined here as aiohttp would), else it names no host to send to.
+
+
+def in_session(relative: URL, url: str, session: object, redact: Callable[[str], str]) -> URL:
+    """A relative URL (``url`` as given) and no base_url of the pool: a borrowed
+    session's own base_url completes it (joined here as aiohttp would), else it names no
+    host to send to (``ValueError``)."""
     session_base = getattr(session, "_base_url", None)
     if not isinstance(session_base, URL):
         raise ValueError(
             redact(f"not an absolute URL, and there is no base_url to join it with: {url!r}")
         )
-    return session_base.join(result)
+    return session_base.join(relative)
 
 
 @functools.lru_cache(maxsize=1024)

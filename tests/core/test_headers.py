@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from hypothesis import given
@@ -815,3 +816,43 @@ def test_fuzz_retry_after(value: str, now: float) -> None:
     assert seconds is None or (math.isfinite(seconds) and 0 <= seconds <= YEAR)
     info, _ = parse_rate_limit_headers({"Retry-After": value}, now=now)
     assert info.retry_after == seconds
+
+
+#: Names with "rate" in them that no family reads (GitHub, Discord and others send them).
+UNREAD_NAMES = ["x-ratelimit-used", "X-RateLimit-Resource", "x-ratelimit-bucket", "Generated-By"]
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(KNOWN_NAMES), garbage)),
+    st.lists(st.tuples(st.sampled_from(UNREAD_NAMES), garbage), min_size=1),
+    st.randoms(use_true_random=False),
+)
+def test_fuzz_headers_no_family_reads_change_nothing(
+    pairs: list[tuple[str, str]], unread: list[tuple[str, str]], rng: random.Random
+) -> None:
+    """Only the families with a header present are read: names with "rate" in them
+    that none reads neither change the reading nor add a problem, wherever they are."""
+    mixed = pairs + unread
+    rng.shuffle(mixed)
+    kept = [pair for pair in mixed if pair in pairs]
+    assert parse_rate_limit_headers(mixed, now=NOW) == parse_rate_limit_headers(kept, now=NOW)
+    assert parse_rate_limit_headers(unread, now=NOW) == (RateLimitInfo(), ())
+
+
+def _valid_value(name: str) -> str:
+    if name == "ratelimit":
+        return "limit=10, remaining=5, reset=7"
+    if name.startswith("anthropic-") and name.endswith("-reset"):
+        return "2023-11-14T22:14:20Z"
+    return "7"
+
+
+@pytest.mark.parametrize("name", [n for n in KNOWN_NAMES if n != "ratelimit-policy"])
+def test_every_name_is_read_alone(name: str) -> None:
+    """Each name the parser knows is read when it is the only one present (a family is
+    skipped only when none of its names is there); RateLimit-Policy says nothing alone."""
+    info = parse({name.title(): _valid_value(name)})
+    assert info != RateLimitInfo()
+    assert 7 in (info.limit, info.remaining, info.reset_after, info.retry_after) or (
+        name.startswith("anthropic-") and info.reset_after == 60
+    )

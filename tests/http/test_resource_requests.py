@@ -134,3 +134,17 @@ async def test_the_apis_remaining_tokens_header_raises_the_pools_count(
         assert resp.headers["x-ratelimit-remaining-tokens"] == "500"
         async with pool.lease(cost={"tokens": 600}):
             assert now() == pytest.approx(6.0, abs=1e-6)
+
+
+@pytest.mark.looptime
+async def test_a_pool_wide_settle_applies_to_plain_requests_too() -> None:
+    key = "sk-secret-llm-000000005"
+    limits = [Limit(600, per=60), Limit(1000, per=60, unit="tokens")]
+    async with (
+        MockAPI([key], profile=LlmApi(rpm=600, tpm=1000, max_tokens=100)) as api,
+        TokenPool(
+            [Token(key, limits=limits)], base_url=api.url, settle=lambda r: {"tokens": 7}
+        ) as pool,
+    ):
+        await pool.get("/anything")  # no keyword arguments: still settled
+        assert pool.stats().tokens[0].usage == {"tokens": 7.0}
