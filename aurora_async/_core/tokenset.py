@@ -11,11 +11,11 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import cast
 
 from .._errors import NoTokensAvailable
-from .buckets import fill, spent_levels
+from .buckets import AnyWindow, fill, spent_levels
 from .costs import Costs, KeyCost
 from .index import TokenIndex
 from .limits import Limit
@@ -246,15 +246,8 @@ class TokenSet(TokenIndex):
         With ``now`` (the server said the token's quota is spent), its windows are also
         filled as of ``until`` by the one rule of :func:`~.buckets.spent_levels`: one call
         may go when the cooldown ends, then the token fires at its steady rate."""
-        if now is not None:
-            windows = slot.windows
-            levels = spent_levels([w.limit for w in windows], slot.key_cost, until - now)
-            for w, level in zip(windows, levels, strict=True):
-                if level is not None:
-                    spent = level + (until - now) * w.rate  # as of now
-                    if w.level_at(now) < spent:
-                        w.put(spent, now)
-                        slot.epoch += 1
+        if now is not None and _fill_spent(slot.windows, slot.key_cost, until, now):
+            slot.epoch += 1
         if until > slot.cool_until or now is not None:
             if until > slot.cool_until:
                 slot.cool_until = until
@@ -263,26 +256,23 @@ class TokenSet(TokenIndex):
             if slot.indexed:
                 self.reindex(slot)
 
-    def cool_scope(self, slot: Slot, scope: str, until: float, now: float | None = None) -> None:
+    def cool_scope(
+        self, slot: Slot, scope: str, until: float, now: float, *, spent: bool = True
+    ) -> None:
         """Keep ``slot`` from firing leases of ``scope`` before ``until`` (a 429 in that
-        scope: the token still serves the others). With ``now`` (the scope's quota is
-        spent), the scope's own windows are also filled by the rule of
-        :func:`~.buckets.spent_levels`. Expired scope cooldowns are forgotten here, so a
-        token holds only the scopes cooling now."""
+        scope: the token still serves the others). ``spent`` (the scope's quota is used
+        up): the scope's own windows are also filled by the rule of
+        :func:`~.buckets.spent_levels`, as :meth:`cool` fills the token's. Cooldowns over
+        by ``now`` are forgotten here, so a token holds only the scopes cooling now."""
         cooling = slot.scope_cool
         if cooling is None:
             cooling = slot.scope_cool = {}
-        for name in [name for name, end in cooling.items() if end <= (now or until)]:
+        for name in [name for name, end in cooling.items() if end <= now]:
             del cooling[name]
         if until > cooling.get(scope, -INF):
             cooling[scope] = until
-        if now is not None:
-            windows = [w for w in slot.windows if w.scope == scope]
-            if windows:
-                levels = spent_levels([w.limit for w in windows], 1.0, until - now)
-                for w, level in zip(windows, levels, strict=True):
-                    if level is not None and w.level_at(now) < level + (until - now) * w.rate:
-                        w.put(level + (until - now) * w.rate, now)
+        if spent:
+            _fill_spent([w for w in slot.windows if w.scope == scope], 1.0, until, now)
         slot.epoch += 1  # a refund must not undo this
         if not slot.mixed:  # a plain slot now has a scope's state: the general path
             was = slot.indexed
@@ -396,6 +386,23 @@ class TokenSet(TokenIndex):
                     f"limit (largest: {most:g}); no lease of that cost can ever be "
                     "granted. Lower the cost or raise that Limit's burst."
                 )
+
+
+def _fill_spent(windows: Sequence[AnyWindow], key_cost: float, until: float, now: float) -> bool:
+    """Fill ``windows`` as of ``until`` by the one rule of :func:`~.buckets.spent_levels`
+    (one call may go when the cooldown ends, then the steady rate). Returns whether any
+    window changed."""
+    if not windows:
+        return False
+    changed = False
+    levels = spent_levels([w.limit for w in windows], key_cost, until - now)
+    for w, level in zip(windows, levels, strict=True):
+        if level is not None:
+            spent = level + (until - now) * w.rate  # as of now
+            if w.level_at(now) < spent:
+                w.put(spent, now)
+                changed = True
+    return changed
 
 
 def _inc(counter: dict[float, int], key: float) -> None:

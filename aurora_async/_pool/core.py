@@ -522,7 +522,7 @@ class PoolCore:
         there: its buckets are full when the cooldown ends. Others leave them be."""
         now = self.now()
         if scope is not None:
-            self.sched.cool_scope(slot, scope, now + seconds, now if spent else None)
+            self.sched.cool_scope(slot, scope, now + seconds, now, spent=spent)
             _log.info(
                 "aurora.token.cooling", token=slot.name, seconds=seconds, why=why, scope=scope
             )
