@@ -74,7 +74,7 @@ async def test_githubs_primary_limit_parks_until_its_reset(
     """Declared too high (10/s where GitHub allows 3 per 60 s window): the third answer's
     ``x-ratelimit-remaining: 0`` parks the token until the reset it names: the fourth
     call waits for the new window instead of drawing a 403."""
-    profile = GitHubApi(core=3, core_window=60.0, aligned=True)
+    profile = GitHubApi(core=3, core_window=60.0)  # the window opens at the first call
     async with MockAPI([A], profile=profile) as api:
         key = Token(A, limits=Limit(10, burst=10))
         pool = TokenPool([key], base_url=api.url, calibrate=False)

@@ -21,7 +21,7 @@ async def test_a_spent_search_bucket_parks_search_only(
     bucket is spent until its window ends (60 s). That parks the search scope alone:
     core calls go on at once, the third search waits for the reset, and nothing is
     refused."""
-    profile = GitHubApi(search=2, search_window=60.0, aligned=True)
+    profile = GitHubApi(search=2, search_window=60.0)  # opens at the first search
     async with (
         MockAPI([KEY], profile=profile) as api,
         TokenPool([Token(KEY, limits=Limit(100, burst=100))], base_url=api.url) as pool,
