@@ -63,7 +63,12 @@ class PoolStats:
 
     def token(self, name: str) -> TokenStats:
         """The stats of the token with this masked name."""
-        for stats in self.tokens:
-            if stats.name == name:
-                return stats
-        raise KeyError(f"no token named {name!r} in this pool")
+        tokens = self.tokens
+        position = getattr(tokens, "position", None)  # (the pool's records find it in C)
+        try:
+            if position is not None:
+                index: int = position(name)
+                return tokens[index]
+            return next(stats for stats in tokens if stats.name == name)
+        except (ValueError, StopIteration):
+            raise KeyError(f"no token named {name!r} in this pool") from None

@@ -47,6 +47,10 @@ class TokenSet(TokenIndex):
         #: Counts changes of membership (tokens added, removed, restored, revived), so a
         #: change planned from a copy of the set can tell whether the set moved since.
         self.membership = 0
+        #: The slots (of ``slots``) that may be removed, disabled or cooling: every one
+        #: that is is here, so ``stats()`` copies and counts those states for these only
+        #: (the others are as a new token's). Pruned by :meth:`marked_states`.
+        self.marked: dict[Slot, None] = {}
 
     # -- joining and leaving -------------------------------------------------------
 
@@ -115,6 +119,7 @@ class TokenSet(TokenIndex):
             return
         was_usable = slot.usable
         slot.removed = True
+        self.marked[slot] = None
         self.membership += 1
         _dec(self._all_costs, slot.max_cost)
         if was_usable:
@@ -139,6 +144,7 @@ class TokenSet(TokenIndex):
         value = slot.token.value
         if slot.removed and slot.in_flight == 0 and self.slots.get(value) is slot:
             del self.slots[value]
+            self.marked.pop(slot, None)
             self._retired[value] = slot
             self._file_drain(slot)
             return True
@@ -151,6 +157,7 @@ class TokenSet(TokenIndex):
         slot = self._retired.pop(value, None)
         if slot is not None:
             self.slots[value] = slot
+            self.marked[slot] = None
             self.membership += 1
         return slot
 
@@ -210,6 +217,21 @@ class TokenSet(TokenIndex):
             ]
             heapq.heapify(self._drains)
 
+    def marked_states(self, now: float) -> dict[Slot, tuple[bool, bool, float, str | None]]:
+        """``(removed, disabled, cool_until, reason)`` of every slot that may differ from a
+        new token in these (a copy, as they stand); the rest are ``(False, False, -inf,
+        None)`` or as good as (a cooldown over by ``now``), and are forgotten here."""
+        states = {}
+        slots = self.slots
+        for slot in self.marked:
+            if slots.get(slot.token.value) is not slot:
+                continue  # retired (a cooldown set on it after it left)
+            if slot.removed or slot.disabled or slot.cool_until > now:
+                states[slot] = (slot.removed, slot.disabled, slot.cool_until, slot.reason)
+        if len(states) < len(self.marked):
+            self.marked = dict.fromkeys(states)
+        return states
+
     def retired_items(self) -> Iterator[tuple[str, Slot]]:
         """``(token value, slot)`` of the retired slots: removed, idle, remembered until
         they drain (read only: :meth:`revive` brings one back)."""
@@ -220,6 +242,7 @@ class TokenSet(TokenIndex):
     def disable(self, slot: Slot, reason: str) -> bool:
         """Disable ``slot``; returns whether it was usable before."""
         slot.reason = reason
+        self.marked[slot] = None
         if slot.disabled:
             return False
         slot.disabled = True
@@ -251,6 +274,7 @@ class TokenSet(TokenIndex):
         if until > slot.cool_until or now is not None:
             if until > slot.cool_until:
                 slot.cool_until = until
+                self.marked[slot] = None
                 slot.lane.add_cooled(slot)
             slot.epoch += 1  # a refund must not undo this
             if slot.indexed:

@@ -2,17 +2,18 @@
 
 The pool's figures are counted when ``stats()`` is called. Each token's
 :class:`TokenStats` is made when it is first read, from what its slot held at the call,
-copied then in one pass (one ``attrgetter`` per slot, in C): so ``stats()`` on a million
-tokens costs a copy of their counters, not a million records, and reading a few of them
-costs a few. The one figure read later is a token's ``headroom``: from its buckets as
-they stand when the record is made, at the time of the call (the same, unless the token
-was leased in between).
+copied then in one pass (one ``attrgetter`` per slot, in C, of the fields that change as
+the token is used): so ``stats()`` on a million tokens costs a copy of their counters, not
+a million records, and reading a few of them costs a few. Read when the record is made:
+the token's ``headroom`` (from its buckets as they stand then, at the time of the call:
+the same, unless the token was leased in between), and its limits, ``usage`` and scope
+cooldowns (objects the slot changes in place).
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
 from functools import lru_cache
 from operator import attrgetter, itemgetter
@@ -26,50 +27,54 @@ from .._core.stats import PoolStats, TokenStats
 from .calibration import Calibration
 from .core import PoolCore
 
-#: What a token's record is made from, copied from its slot at the call (in this order).
+#: What a token's record is made from, copied from its slot at the call (in this order):
+#: its name (a reload may rename it) and counters. Its state (removed, disabled, cooling,
+#: and why) is copied only for the slots the scheduler marked as possibly not active
+#: (``TokenSet.marked_states``); the others are as a new token is. The rest (its windows,
+#: usage and scope cooldowns, objects the slot changes in place) is read from the slot
+#: when the record is made, as the headroom is.
 _FIELDS = (
     "name",
-    "removed",
-    "disabled",
-    "cool_until",
     "leases",
     "ok",
     "rate_limited",
     "errors",
     "in_flight",
-    "reason",
     "units",
     "proven",
     "info",
-    "windows",
-    "usage",
-    "scope_cool",
 )
 _ROW = attrgetter(*_FIELDS)
 _IN_FLIGHT = itemgetter(_FIELDS.index("in_flight"))
-_REMOVED = itemgetter(_FIELDS.index("removed"))
-_DISABLED = itemgetter(_FIELDS.index("disabled"))
-_COOL = itemgetter(_FIELDS.index("cool_until"))
+_NAME = itemgetter(_FIELDS.index("name"))
+#: The state of a token that is neither removed, disabled nor cooling.
+_ACTIVE: tuple[bool, bool, float, str | None] = (False, False, -math.inf, None)
 
 
 def snapshot(core: PoolCore, flagged: Collection[str] = ()) -> PoolStats:
     """Every token's stats and the pool's; ``flagged``: secrets whose declared limit
     looks too high (the token monitor's finding)."""
     now = core.now()
-    slots = list(core.sched.slots.values())
+    sched = core.sched
+    slots = list(sched.slots.values())
     with gc_paused(len(slots)):  # (else a million young tuples set off collections)
         rows = list(map(_ROW, slots))
-    tokens = TokenRecords(slots, rows, now, time.time(), frozenset(flagged), core.calibration)
-    # (removed, disabled, cooling) of every token, counted in C
-    cooling_now = map(now.__lt__, map(_COOL, rows))
-    flags = Counter(zip(map(_REMOVED, rows), map(_DISABLED, rows), cooling_now, strict=True))
-    removed = sum(n for (gone, _, _), n in flags.items() if gone)
-    disabled = sum(n for (gone, off, _), n in flags.items() if off and not gone)
-    cooling = flags[False, False, True]
+    states = sched.marked_states(now)
+    removed = disabled = cooling = 0
+    for gone, off, cool_until, _ in states.values():
+        if gone:
+            removed += 1
+        elif off:
+            disabled += 1
+        elif cool_until > now:
+            cooling += 1
+    tokens = TokenRecords(
+        slots, rows, states, now, time.time(), frozenset(flagged), core.calibration
+    )
     backend = core.backend
     return PoolStats(
         tokens=tokens,
-        waiting=core.sched.waiting + (backend.waiting if backend is not None else 0),
+        waiting=sched.waiting + (backend.waiting if backend is not None else 0),
         active=len(rows) - removed - disabled - cooling,
         cooling=cooling,
         disabled=disabled,
@@ -85,12 +90,22 @@ class TokenRecords(Sequence[TokenStats]):
     :class:`TokenStats`, each made when first read and kept. Compares equal to any
     sequence of the same records (a tuple of them, say)."""
 
-    __slots__ = ("_calibration", "_flagged", "_made", "_now", "_rows", "_slots", "_wall")
+    __slots__ = (
+        "_calibration",
+        "_flagged",
+        "_made",
+        "_now",
+        "_rows",
+        "_slots",
+        "_states",
+        "_wall",
+    )
 
     def __init__(
         self,
         slots: list[Slot],
         rows: list[tuple[Any, ...]],
+        states: dict[Slot, tuple[bool, bool, float, str | None]],
         now: float,
         wall: float,
         flagged: frozenset[str],
@@ -98,6 +113,7 @@ class TokenRecords(Sequence[TokenStats]):
     ) -> None:
         self._slots = slots
         self._rows = rows
+        self._states = states
         self._now = now
         self._wall = wall
         self._flagged = flagged
@@ -131,9 +147,15 @@ class TokenRecords(Sequence[TokenStats]):
             slot = self._slots[i]
             calibration = self._calibration.snapshot(slot)
             too_high = slot.token.value in self._flagged
-            made = record(slot, self._rows[i], self._now, self._wall, too_high, calibration)
+            row = self._states.get(slot, _ACTIVE) + self._rows[i]
+            made = record(slot, row, self._now, self._wall, too_high, calibration)
             self._made[i] = made
         return made
+
+    def position(self, name: str) -> int:
+        """Where the token with this masked name (at the call) is (``ValueError`` if
+        none is): found in C, making no record."""
+        return list(map(_NAME, self._rows)).index(name)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, TokenRecords | tuple | list):
@@ -155,10 +177,12 @@ def record(
     too_high: bool,
     calibration: CalibrationSnapshot | None,
 ) -> TokenStats:
-    """The :class:`TokenStats` of ``slot`` from ``row``, its fields as ``snapshot`` copied
-    them at ``now`` (``wall`` on the system clock)."""
-    (name, removed, disabled, cool_until, leases, ok, rate_limited, errors, in_flight) = row[:9]
-    reason, units, proven, info, windows, usage, scope_cool = row[9:]
+    """The :class:`TokenStats` of ``slot`` from ``row``: its removed, disabled,
+    cool_until and reason, then its name and counters as ``snapshot`` copied them at ``now``
+    (``wall`` on the system clock)."""
+    removed, disabled, cool_until, reason, name = row[:5]
+    leases, ok, rate_limited, errors, in_flight, units, proven, info = row[5:]
+    windows, usage, scope_cool = slot.windows, slot.usage, slot.scope_cool
     expires_at = slot.expires_at  # (set when the slot is made, never changed)
     limits = _texts(tuple(w.limit for w in windows))
     declared, source = limits, "declared"
@@ -212,11 +236,3 @@ def record(
 def _texts(limits: tuple[Limit, ...]) -> tuple[str, ...]:
     """Limits as text (the same few limits, for a million tokens)."""
     return tuple(str(limit) for limit in limits)
-
-
-def token_stats(
-    slot: Slot, now: float, wall: float, too_high: bool, calibration: CalibrationSnapshot | None
-) -> TokenStats:
-    """The :class:`TokenStats` of ``slot`` as it stands at ``now`` (the reference for
-    :func:`record`, one token at a time)."""
-    return record(slot, _ROW(slot), now, wall, too_high, calibration)
