@@ -232,6 +232,23 @@ class TokenSet(TokenIndex):
             self.marked = dict.fromkeys(states)
         return states
 
+    def count_states(self, now: float) -> tuple[int, int, float]:
+        """``(tokens, active, earliest cooldown end)`` at ``now``: the tokens not
+        removed, those of them neither disabled nor cooling, and when the first cooling
+        one is back (``inf`` if none is). Counts the marked slots only."""
+        removed = disabled = cooling = 0
+        ends = INF
+        for gone, off, until, _ in self.marked_states(now).values():
+            if gone:
+                removed += 1
+            elif off:
+                disabled += 1
+            elif until > now:
+                cooling += 1
+                ends = min(ends, until)
+        total = len(self.slots) - removed
+        return total, total - disabled - cooling, ends
+
     def retired_items(self) -> Iterator[tuple[str, Slot]]:
         """``(token value, slot)`` of the retired slots: removed, idle, remembered until
         they drain (read only: :meth:`revive` brings one back)."""

@@ -189,7 +189,7 @@ class PoolCore:
         self.marks: deque[tuple[float, int]] = deque(maxlen=12)
         sched = self.sched
         self.redact = Redactor(sched.known_values, sched.known_name)
-        self.low_water = LowWater(low_water, sched.slots.values)
+        self.low_water = LowWater(low_water, sched.count_states)
         self.calibration = Calibration(
             sched,
             self.now,

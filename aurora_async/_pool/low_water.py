@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from .. import _log
-from .._core.scheduler import INF, Slot
+from .._core.scheduler import INF
 
 
 class LowWater:
     """Logs ``aurora.pool.low`` / ``aurora.pool.recovered`` when the share of active
-    tokens crosses ``mark``. A check scans every token, so it runs at most every half
-    second; a check that is skipped, and the end of the earliest cooldown while the pool
-    is low, are each caught up by one timer."""
+    tokens crosses ``mark``. ``count(now)`` gives ``(tokens, active, earliest cooldown
+    end)`` (the scheduler counts the tokens it marked as maybe not active, not every
+    token); a check runs at most every half second, and a check that is skipped, and
+    the end of the earliest cooldown while the pool is low, are each caught up by one
+    timer."""
 
-    __slots__ = ("_low", "_next_check", "_slots", "_timer", "mark")
+    __slots__ = ("_count", "_low", "_next_check", "_timer", "mark")
 
-    def __init__(self, mark: float, slots: Callable[[], Iterable[Slot]]) -> None:
+    def __init__(self, mark: float, count: Callable[[float], tuple[int, int, float]]) -> None:
         self.mark = mark
-        self._slots = slots
+        self._count = count
         self._low = False
         self._next_check = -INF
         self._timer: asyncio.TimerHandle | None = None
@@ -34,18 +36,7 @@ class LowWater:
                 self._timer = loop.call_at(self._next_check, self._recheck, loop)
             return
         self._next_check = now + 0.5
-        total = active = 0
-        cooling_ends = INF
-        for s in self._slots():
-            if s.removed:
-                continue
-            total += 1
-            if s.disabled:
-                continue
-            if s.cool_until <= now:
-                active += 1
-            elif s.cool_until < cooling_ends:
-                cooling_ends = s.cool_until
+        total, active, cooling_ends = self._count(now)
         if not total:
             return
         low = active / total < self.mark

@@ -5,6 +5,7 @@ until one is read."""
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections import Counter
@@ -255,6 +256,14 @@ async def test_records_and_counts_hold_through_random_changes(seed: int) -> None
                 by_state[TokenState.REMOVED],
             )
             assert stats.in_flight == sum(t.in_flight for t in expected)
+            now = core.now()
+            live = [s for s in core.sched.slots.values() if not s.removed]
+            ends = [s.cool_until for s in live if not s.disabled and s.cool_until > now]
+            assert core.sched.count_states(now) == (  # what the low-water mark reads
+                len(live),
+                by_state[TokenState.ACTIVE],
+                min(ends, default=math.inf),
+            )
             earlier.append((pool.stats(), expected))
         for then, expected in earlier:  # read only now: what they held at their call
             for got, want in zip(then.tokens, expected, strict=True):
