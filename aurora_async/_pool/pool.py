@@ -164,11 +164,11 @@ class TokenPool:
                 "TokenPool.from_file(path, watch=True)"
             )
         if backend is not None:
-            if any(slot.mixed for slot in core.sched.slots.values()):
+            windows = [w.limit for s in core.sched.slots.values() for w in s.windows]
+            if any(limit.scope or limit.calendar for limit in windows):
                 raise ValueError(
-                    "limits on other resources, scopes or the calendar (Limit(unit=...), "
-                    "Limit(scope=...), Limit.daily) are not shared through Redis yet: "
-                    "use them on a pool without a backend"
+                    "limits of a scope or on the calendar (Limit(scope=...), Limit.daily) "
+                    "are not shared through Redis yet: use them on a pool without a backend"
                 )
             core.backend = backend
             core.fast = False  # every lease goes through the backend

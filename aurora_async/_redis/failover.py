@@ -38,7 +38,7 @@ from .calls import Unavailable
 from .context import Context
 from .degrade import LocalLimiter, Undo
 from .membership import Membership
-from .queue import LocalQueue, fail, timeout_error
+from .queue import LocalQueue, cooled_until, fail, timeout_error
 from .scripts import SCRIPTS
 from .waiters import QUEUED, Ticket
 
@@ -203,6 +203,14 @@ class Failover:
         if self.local is not None:
             self.local.relimit(tid, slot.windows, now)
 
+    def settle(
+        self, tid: str, slot: Slot, deltas: dict[str, float], scope: str | None, now: float
+    ) -> None:
+        """A lease's true cost differed by ``deltas``: its local windows take them, while
+        this worker serves locally."""
+        if self.local is not None:
+            self.local.adjust(tid, slot.windows, deltas, scope, now)
+
     def give_back(self, tid: str, undo: Sequence[str] | Undo) -> None:
         """Give back a reservation made on the local limiter."""
         if self.local is not None:
@@ -264,7 +272,7 @@ class Failover:
         for tid, slot in self._members.slots.items():
             if not slot.usable or t.cost > slot.max_cost:
                 continue
-            ready = max(slot.cool_until, local.ready(tid, slot.windows, t.cost))
+            ready = max(cooled_until(slot, t.cost), local.ready(tid, slot.windows, t.cost))
             if ready >= best_t:
                 continue
             if queue.budget(tid, slot) <= 0:

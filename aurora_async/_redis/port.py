@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from .._core.buckets import spent_levels
+from .._core.buckets import CalendarWindow, spent_levels
 from .._core.limits import Limit
 from .._core.scheduler import UNCAPPED, Slot
 from .._errors import NoTokensAvailable, no_tokens_error
@@ -66,6 +66,12 @@ class PoolPort:
         """The pool's loop time; ``-inf`` before the pool has a loop."""
         loop = self.loop()
         return loop.time() if loop is not None else -INF
+
+    def wall(self, now: float) -> float:
+        """The wall clock (Unix time) at the loop time ``now``, as the pool's calendar
+        quotas read it (``core.wall_clock`` when the pool was made, then the loop's
+        clock)."""
+        return now + self.core.sched.wall_offset
 
     def bind_loop(self) -> asyncio.AbstractEventLoop:
         """Bind the pool to the running loop (once), and return it."""
@@ -135,11 +141,15 @@ class PoolPort:
     @staticmethod
     def mirror(slot: Slot, undo: Sequence[str], server_now: int, now: float) -> None:
         """Show the shared buckets of ``slot``, as a reservation left them (``undo``:
-        "before after" server times per window), in its own windows, which the pool
-        reads for ``stats()`` headroom and to tell whether a response's "nothing left"
-        says more than the limiter already knows. Writes each window's level."""
+        "before after" per window: server times, or a calendar window's units used), in
+        its own windows, which the pool reads for ``stats()`` headroom and to tell
+        whether a response's "nothing left" says more than the limiter already knows.
+        Writes each window's level."""
         for w, after in zip(slot.windows, undo[1::2], strict=False):
-            w.put(max(0.0, (int(after) - server_now) / _US * w.rate), now)
+            if isinstance(w, CalendarWindow):
+                w.put(float(after), now)
+            else:
+                w.put(max(0.0, (int(after) - server_now) / _US * w.rate), now)
 
     # -- grants -------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from .lua import COMPARE, PRELUDE
 from .scripts_limits import LIMITS, RELIMIT
+from .scripts_settle import SETTLE
 
 # Give back the reservations of waiters that left, then reserve leases for a batch of
 # waiters, in order (one script call per batch; a batch is whatever queued up locally
@@ -70,6 +71,7 @@ local prefix = tag .. ':t:'
 local p = cjson.decode(ARGV[1])
 local ttl, worker, emax, tau, flags = p[1], p[2], p[3], p[4], p[5]
 local touch, audit = flags % 2 == 1, flags >= 2
+set_calendars(now, p[9], p[10])
 local given = 0
 for _, g in ipairs(p[6]) do
   local id, at, c, u = g[1], g[2], g[3], g[4]
@@ -78,6 +80,9 @@ for _, g in ipairs(p[6]) do
   if latest then
     for k = 1, st.n do
       if st.t[k] ~= u[2 * k] then latest = false end
+      if st.c ~= nil and st.c[k] ~= '' and period(st.c[k], at - OFF) ~= st.cp[k] then
+        latest = false  -- a calendar window in another period since
+      end
     end
   end
   if latest then
@@ -101,8 +106,20 @@ local resync = 0
 local out = {''}
 for L = 1, #leases, 2 do
   local c, w = leases[L], leases[L + 1]
+  local req, parts, scope, shown = c, nil, '', tostring(c)
+  if type(c) == 'table' then
+    -- [requests, scope, unit, units, ...]: a lease of several resources, or in a scope
+    req, scope, parts = c[1], c[2], {}
+    local pieces = {tostring(req)}
+    for i = 3, #c, 2 do
+      parts[c[i]] = c[i + 1]
+      pieces[#pieces + 1] = c[i] .. '=' .. tostring(c[i + 1])
+    end
+    if scope ~= '' then pieces[#pieces + 1] = '@' .. scope end
+    shown = table.concat(pieces, ',')
+  end
   local slack = 0
-  if c < 1 then slack = (1 - c) * emax end
+  if req < 1 then slack = (1 - req) * emax end
   local best, best_t, capped_t = nil, INF, INF
   local stale = {}
   local start, size, more = 0, 1, true
@@ -131,7 +148,7 @@ for L = 1, #leases, 2 do
           end
         end
         if st then
-          local t = ready(st, c)
+          local t = ready(st, req, parts, scope)
           if t < best_t then
             local left = budget[id]
             if left ~= nil and left <= 0 then
@@ -160,20 +177,37 @@ for L = 1, #leases, 2 do
       local st = cache[best]
       local undo = {'0', fmt(delay), best, fmt(s), tostring(st.lv)}
       for k = 1, st.n do
+        local units = part(st, k, req, parts, scope)
+        local cal = st.c ~= nil and st.c[k] ~= ''
+        if cal and units ~= nil and units > 0 and s - OFF >= st.cr[k] then
+          roll(st, k, s - OFF)  -- the reservation falls in a later period
+        end
         local before = st.t[k]
-        local base = before
-        if s > base then base = s end
-        local after = math.ceil(base + c * st.e[k])
+        local after = before
+        if units ~= nil and units > 0 then
+          if cal then
+            after = before + units
+          else
+            local base = before
+            if s > base then base = s end
+            after = math.ceil(base + units * st.e[k])
+          end
+        end
         st.t[k] = after
-        undo[#undo + 1] = fmt(before)
-        undo[#undo + 1] = fmt(after)
+        if cal then  -- units used, not a time: every digit
+          undo[#undo + 1] = num(before)
+          undo[#undo + 1] = num(after)
+        else
+          undo[#undo + 1] = fmt(before)
+          undo[#undo + 1] = fmt(after)
+        end
       end
       save(st, now, ttl)
       redis.call('ZADD', zkey, key_of(st), best)
       local left = budget[best]
       if left ~= nil then budget[best] = left - 1 end
       if audit then
-        local entry = fmt(s) .. ' ' .. best .. ' ' .. tostring(c) .. ' ' .. worker
+        local entry = fmt(s) .. ' ' .. best .. ' ' .. shown .. ' ' .. worker
         redis.call('RPUSH', tag .. ':audit', entry)
       end
       out[#out + 1] = table.concat(undo, ' ')
@@ -276,11 +310,21 @@ while i <= #ARGV do
   i = i + 5
   local key = prefix .. id
   local st = load(key)
-  local same = st ~= nil and st.n == n
+  -- Each window: burst, us per unit, unit, scope ('' none), calendar key ('' none).
+  local plain = true
+  for k = 1, n do
+    local j = i + 5 * (k - 1)
+    if ARGV[j + 2] ~= 'requests' or ARGV[j + 3] ~= '' or ARGV[j + 4] ~= '' then plain = false end
+  end
+  local same = st ~= nil and st.n == n and (st.u == nil) == plain
   if same then
     for k = 1, n do
-      local j = i + 2 * (k - 1)
+      local j = i + 5 * (k - 1)
       if st.b[k] ~= tonumber(ARGV[j]) or st.e[k] ~= tonumber(ARGV[j + 1]) then same = false end
+      if not plain and (st.u[k] ~= ARGV[j + 2] or st.s[k] ~= ARGV[j + 3]
+          or st.c[k] ~= ARGV[j + 4]) then
+        same = false
+      end
     end
   end
   local adopt = ''
@@ -291,23 +335,33 @@ while i <= #ARGV do
   else
     -- New, or other limits than before: a fresh token starts with empty buckets, one
     -- whose limits changed or whose state was lost with full ones (nothing is known of
-    -- how they were spent).
+    -- how they were spent; a calendar window: spent for the period the next call finds).
     local fresh = st == nil
     if not fresh then changed = changed + 1 end
-    st = {key = key, n = n, kc = tonumber(kc), cool = fresh and 0 or st.cool,
+    st = {key = key, n = n, kc = tonumber(kc), cool = fresh and 0 or st.cool, sc = st and st.sc,
           b = {}, e = {}, t = {}, lv = fresh and 0 or st.lv + 1, learned = 0, dg = dg, ls = ''}
+    if not plain then st.u, st.s, st.c, st.cp, st.cr = {}, {}, {}, {}, {} end
     for k = 1, n do
-      local j = i + 2 * (k - 1)
+      local j = i + 5 * (k - 1)
       st.b[k] = tonumber(ARGV[j])
       st.e[k] = tonumber(ARGV[j + 1])
       st.t[k] = 0
-      if lost or not fresh then st.t[k] = math.ceil(now + st.b[k] * st.e[k]) end
+      local full = lost or not fresh
+      if not plain then
+        st.u[k], st.s[k], st.c[k] = ARGV[j + 2], ARGV[j + 3], ARGV[j + 4]
+        st.cp[k], st.cr[k] = 0, 0
+        if st.c[k] ~= '' then
+          if full then st.cp[k] = -1 end
+          full = false
+        end
+      end
+      if full then st.t[k] = math.ceil(now + st.b[k] * st.e[k]) end
     end
   end
   save(st, now, ttl)
   out[#out + 1] = tostring(st.lv)
   out[#out + 1] = adopt
-  i = i + 2 * n
+  i = i + 5 * n
   redis.call('SADD', KEYS[2], id)
   redis.call('SADD', KEYS[3], id)
   if redis.call('HEXISTS', KEYS[4], id) == 0 then
@@ -494,6 +548,7 @@ SCRIPTS = {
     name: Script(name, source)
     for name, source in {
         "reserve": RESERVE,
+        "settle": SETTLE,
         "token_op": TOKEN_OP,
         "sync_chunk": SYNC_CHUNK,
         "sync_done": SYNC_DONE,

@@ -1,0 +1,93 @@
+"""Issue 13 across processes: limits of several resources (``Limit(unit=...)``), leases
+that cost several (``cost={"requests": 1, "tokens": 1200}``), ``Lease.settle``, quotas on
+the calendar and scopes, shared through Redis by every worker of a namespace.
+
+Two pools, each on its own ``RedisBackend``, stand for two processes here;
+``test_processes.py`` runs real ones. Waits are told by ``timeout=0``: a lease that
+would have to wait fails at once (nothing reserved), so no test sleeps for its timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from aurora_async import LeaseTimeout, Limit, Token, TokenPool
+from aurora_async._pool.core import core_of
+from aurora_async._redis import RedisBackend
+
+from .support import conforms
+
+pytestmark = pytest.mark.redis
+
+A, B = "aaaa-secret-0001", "bbbb-secret-0002"
+#: 10 requests a second; 60 tokens a minute (1 a second) from a bucket of 1,000.
+REQUESTS = Limit(10, per=1)
+TOKENS = Limit(60, per=60, burst=1000, unit="tokens")
+
+
+def backend_of(pool: TokenPool) -> RedisBackend:
+    backend = core_of(pool).backend
+    assert isinstance(backend, RedisBackend)
+    return backend
+
+
+def llm(*secrets: str, limits: list[Limit] | None = None) -> list[str | Token]:
+    return [Token(s, limits=limits or [REQUESTS, TOKENS]) for s in secrets]
+
+
+async def test_one_workers_tokens_spend_is_every_workers(
+    make_pool: Callable[..., TokenPool],
+) -> None:
+    one, two = make_pool(llm(A)), make_pool(llm(A))
+    async with one, two:
+        async with one.lease(cost={"tokens": 1000}):
+            pass
+        # The tokens bucket is full for both workers: a lease naming tokens waits ...
+        with pytest.raises(LeaseTimeout, match=r"in 0\.9\d\ds"):
+            await two.lease(cost={"tokens": 1}, timeout=0).__aenter__()
+        # ... and one that takes only requests does not (its window of requests has room).
+        async with two.lease(cost=1, timeout=0):
+            pass
+        log = await backend_of(one).audit_log()
+    assert [(e.cost, dict(e.parts)) for e in log] == [(1.0, {"tokens": 1000.0}), (1.0, {})]
+
+
+async def test_a_cost_above_every_tokens_burst_of_a_resource_fails_at_once(
+    make_pool: Callable[..., TokenPool],
+) -> None:
+    pool = make_pool(llm(A))
+    async with pool:
+        with pytest.raises(ValueError, match="1001 tokens exceeds the burst"):
+            pool.lease(cost={"tokens": 1001})
+
+
+async def test_two_pools_never_exceed_a_tokens_bound_in_any_resource(
+    make_pool: Callable[..., TokenPool],
+) -> None:
+    # Requests bind for cheap leases, tokens for dear ones; both pools mix them.
+    requests, tokens = Limit(40, per=1, burst=4), Limit(2000, per=1, burst=400, unit="tokens")
+    limits = [requests, tokens]
+    one, two = make_pool(llm(A, B, limits=limits)), make_pool(llm(A, B, limits=limits))
+    async with one, two:
+        loop = asyncio.get_running_loop()
+        stop = loop.time() + 0.5
+
+        async def worker(pool: TokenPool, dear: bool) -> None:
+            cost = {"requests": 1, "tokens": 300 if dear else 10}
+            while loop.time() < stop:
+                async with pool.lease(cost=cost):
+                    pass
+
+        await asyncio.gather(*(worker(p, i % 2 == 0) for p in (one, two) for i in range(6)))
+        log = await backend_of(one).audit_log()
+    assert {e.worker for e in log} == {backend_of(one).worker, backend_of(two).worker}
+    t0 = min(e.at_us for e in log)
+    for tid in {e.id for e in log}:
+        mine = [e for e in log if e.id == tid]
+        times = [(e.at_us - t0) / 1e6 for e in mine]
+        assert conforms(times, [e.cost for e in mine], requests)
+        assert conforms(times, [e.parts.get("tokens", 0.0) for e in mine], tokens)
+
