@@ -111,6 +111,10 @@ class Backend(Protocol):
         """A lease of ``slot`` ended with ``outcome``; the pool has updated the slot's
         counters."""
 
+    def settled(self, slot: Slot, reserved: float, actual: float) -> None:
+        """A lease of ``slot`` reserved ``reserved`` and cost ``actual`` (``Lease.settle``,
+        settled in the slot already): every process should see the refund or debt."""
+
     def cooled(self, slot: Slot, seconds: float, spent: bool = False) -> None:
         """Every process should keep ``slot`` from firing for ``seconds``. ``spent``: the
         server said the token's quota is used up (the pool filled the windows whose
@@ -557,11 +561,12 @@ class PoolCore:
             self.tokens_changed()
 
     def settle(self, slot: Slot, reserved: float, actual: float) -> None:
-        """``Scheduler.settle`` now, then serve whoever that lets through."""
-        if self.backend is not None:
-            raise NotImplementedError("lease.settle() is not shared through Redis yet")
+        """``Scheduler.settle`` now, then serve whoever that lets through (a backend
+        settles the shared state: with one, the slot's windows only mirror it)."""
         self.sched.settle(slot, reserved, actual, self.now())
-        if self.sched.waiting:
+        if self.backend is not None:
+            self.backend.settled(slot, reserved, actual)
+        elif self.sched.waiting:
             self.dispatch()  # a refund may let a waiter in; a debt may move the timer
 
     def charge(self, slot: Slot, cost: float) -> None:

@@ -41,6 +41,7 @@ import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from .._core.costs import scope_of
 from .._core.limits import Limit
 from .._core.scheduler import Slot, check_timeout
 from .._errors import NoTokensAvailable, PoolClosed
@@ -48,7 +49,7 @@ from .calls import Connection
 from .context import Context
 from .failover import POLICIES, Failover, Policy
 from .keys import Keys, token_id
-from .limits import relimit_args
+from .limits import relimit_args, settle_deltas
 from .membership import Membership
 from .port import PoolPort
 from .pump import Pump
@@ -301,6 +302,25 @@ class RedisBackend:
         queue = self._queue
         if queue.blocked:
             queue.wake(slot, max(1, queue.budget(tid, slot)))
+
+    def settled(self, slot: Slot, reserved: float, actual: float) -> None:
+        """A lease of ``slot`` that reserved ``reserved`` cost ``actual`` (the pool has
+        settled its own windows): the difference goes where leases are decided now. In
+        Redis (a write, in the background, in order), while Redis decides; on the local
+        limiter while this worker serves on it, where only a debt counts (a refund may
+        be of a lease Redis granted: it stays spent, the safe side), and a debt is also
+        written to Redis when it is back."""
+        tid = self._members.tid(slot)
+        if tid is None:
+            return
+        deltas = settle_deltas(reserved, actual)
+        if not self._failover.decides:
+            deltas = {unit: units for unit, units in deltas.items() if units > 0}
+        if not deltas:
+            return
+        scope = scope_of(reserved)
+        self._failover.settle(tid, slot, deltas, scope, self._ctx.now())
+        self._writes.add(Op("settle", tid, args=(scope or "", deltas)))
 
     def cooled(self, slot: Slot, seconds: float, spent: bool = False) -> None:
         tid = self._members.tid(slot)

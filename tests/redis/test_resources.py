@@ -91,3 +91,50 @@ async def test_two_pools_never_exceed_a_tokens_bound_in_any_resource(
         assert conforms(times, [e.cost for e in mine], requests)
         assert conforms(times, [e.parts.get("tokens", 0.0) for e in mine], tokens)
 
+
+async def landed(pool: TokenPool) -> None:
+    """Wait until the shared writes this pool made (a settle, a cooldown) reached Redis."""
+    await backend_of(pool)._writes.drain(5.0)
+
+
+async def test_a_refund_in_one_worker_lets_the_other_in_at_once(
+    make_pool: Callable[..., TokenPool],
+) -> None:
+    one, two = make_pool(llm(A)), make_pool(llm(A))
+    async with one, two:
+        async with one.lease(cost={"tokens": 1000}) as lease:
+            lease.settle(tokens=100)  # the answer was short: 900 tokens come back
+        await landed(one)
+        async with two.lease(cost={"tokens": 890}, timeout=0):
+            pass
+        with pytest.raises(LeaseTimeout):  # ... and no more than that
+            await two.lease(cost={"tokens": 20}, timeout=0).__aenter__()
+        assert core_of(one).sched.slots[A].usage == {"tokens": 100.0}
+
+
+async def test_a_debt_in_one_worker_delays_the_other(make_pool: Callable[..., TokenPool]) -> None:
+    one, two = make_pool(llm(A)), make_pool(llm(A))
+    async with one, two:
+        async with one.lease(cost={"tokens": 100}) as lease:
+            lease.settle(tokens=1500)  # 500 past the burst: debt
+        await landed(one)
+        # Even a lease that names no tokens waits while the window is in debt: from
+        # 1,500 the bucket must drain to its burst of 1,000, at 1 token a second.
+        with pytest.raises(LeaseTimeout, match=r"in 499\.9\d\ds"):
+            await two.lease(cost=1, timeout=0).__aenter__()
+
+
+async def test_settles_add_up_and_may_come_after_the_lease(
+    make_pool: Callable[..., TokenPool],
+) -> None:
+    one, two = make_pool(llm(A)), make_pool(llm(A))
+    async with one, two:
+        lease = await one.acquire(cost={"tokens": 600})
+        lease.settle(tokens=200)
+        lease.release()
+        lease.settle(tokens=400)  # a stream that went on after the lease ended
+        await landed(one)
+        async with two.lease(cost={"tokens": 590}, timeout=0):
+            pass
+        with pytest.raises(LeaseTimeout):
+            await two.lease(cost={"tokens": 20}, timeout=0).__aenter__()
