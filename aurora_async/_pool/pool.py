@@ -165,10 +165,10 @@ class TokenPool:
             )
         if backend is not None:
             windows = [w.limit for s in core.sched.slots.values() for w in s.windows]
-            if any(limit.scope or limit.calendar for limit in windows):
+            if any(limit.scope for limit in windows):
                 raise ValueError(
-                    "limits of a scope or on the calendar (Limit(scope=...), Limit.daily) "
-                    "are not shared through Redis yet: use them on a pool without a backend"
+                    "limits of a scope (Limit(scope=...)) are not shared through Redis "
+                    "yet: use them on a pool without a backend"
                 )
             core.backend = backend
             core.fast = False  # every lease goes through the backend

@@ -24,7 +24,9 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from .._core.costs import part_of, scope_of
-from .._core.limits import REQUESTS
+from .._core.limits import REQUESTS, Limit
+
+INF = float("inf")
 
 
 class _Window(Protocol):
@@ -32,13 +34,19 @@ class _Window(Protocol):
     rate: float
     unit: str
     scope: str | None
+    limit: Limit
 
 
 class LocalWindow:
     """One window of one token at ``share`` of its limit, full as of ``full_at``; it
-    counts the resource ``unit`` of the leases in ``scope`` (``None``: every lease)."""
+    counts the resource ``unit`` of the leases in ``scope`` (``None``: every lease).
 
-    __slots__ = ("burst", "rate", "scope", "tat", "unit")
+    A ``quota`` on the calendar (``Limit.daily``) is kept in Redis only: its local
+    window takes nothing while Redis is away (a lease whose part there is 0 passes).
+    Full as the others, it could refill only at a reset, and the units it granted then
+    would be missing from the shared count when Redis is back."""
+
+    __slots__ = ("burst", "quota", "rate", "scope", "tat", "unit")
 
     def __init__(
         self,
@@ -48,7 +56,9 @@ class LocalWindow:
         full_at: float,
         unit: str = REQUESTS,
         scope: str | None = None,
+        quota: bool = False,
     ) -> None:
+        self.quota = quota
         self.burst = max(burst * share, min(burst, 1.0))
         self.rate = rate * share
         self.tat = full_at + self.burst / self.rate
@@ -63,6 +73,8 @@ class LocalWindow:
 
     def ready(self, cost: float) -> float:
         """When ``cost`` fits (with the empty-bucket rule for costs above burst')."""
+        if self.quota:
+            return INF if cost > 0.0 else -INF
         if cost > self.burst:
             return self.tat
         return self.tat + (cost - self.burst) / self.rate
@@ -82,7 +94,6 @@ class LocalWindow:
 
 
 Undo = list[tuple[float, float]]
-INF = float("inf")
 
 
 class LocalLimiter:
@@ -100,7 +111,15 @@ class LocalLimiter:
         found = self._buckets.get(tid)
         if found is None:
             found = self._buckets[tid] = tuple(
-                LocalWindow(w.burst, w.rate, self.share, self.full_at, w.unit, w.scope)
+                LocalWindow(
+                    w.burst,
+                    w.rate,
+                    self.share,
+                    self.full_at,
+                    w.unit,
+                    w.scope,
+                    quota=w.limit.calendar is not None,
+                )
                 for w in limits
             )
         return found
@@ -136,7 +155,7 @@ class LocalLimiter:
         bucket), more is debt (``Lease.settle``)."""
         for w in self.windows(tid, limits):
             delta = deltas.get(w.unit, 0.0)
-            if delta and (w.scope is None or w.scope == scope):
+            if delta and not w.quota and (w.scope is None or w.scope == scope):
                 w.tat = max(now, max(w.tat, now) + delta / w.rate)
 
     def fill(

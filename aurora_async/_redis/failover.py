@@ -229,9 +229,15 @@ class Failover:
             else:
                 fail(t, self._unavailable())
 
-    def _unavailable(self) -> BackendUnavailable:
+    def _unavailable(self, *, quota: bool = False) -> BackendUnavailable:
         where = f"Redis (namespace {self._ctx.keys.namespace!r}) is unreachable"
-        if self.policy == "fail-closed":
+        if quota:
+            why = (
+                "every token that could take this lease counts it in a quota on the "
+                "calendar (Limit.daily, Limit.monthly), which only Redis keeps: leases "
+                "that need one fail while it is away"
+            )
+        elif self.policy == "fail-closed":
             why = "on_failure is 'fail-closed'"
         else:
             why = (
@@ -281,6 +287,9 @@ class Failover:
                 best, best_t = (tid, slot), ready
                 if ready <= now:
                     break
+        if best is None and capped_t == INF:
+            fail(t, self._unavailable(quota=True))  # calendar quotas stood in the way
+            return
         wait = INF if t.deadline == INF else max(0.0, t.deadline - now)
         if best is None or best_t - now > wait + EPS:
             # (Some usable token can take the cost: the batch was checked for it.)

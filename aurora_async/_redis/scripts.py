@@ -250,6 +250,7 @@ if op == 'cool' then
   if st == nil then return 0 end
   local cool = math.ceil(now + tonumber(ARGV[4]))
   local changed = false
+  local kc = st.kc
   if cool > st.cool then
     st.cool = cool
     changed = true
@@ -258,7 +259,8 @@ if op == 'cool' then
   for flag in string.gmatch(ARGV[6] or '', '%S+') do
     k = k + 1
     if flag == '1' and k <= st.n then
-      local full = math.ceil(cool + (st.b[k] - st.kc) * st.e[k])
+      local full = math.ceil(cool + (st.b[k] - kc) * st.e[k])
+      if st.c ~= nil and st.c[k] ~= '' then full = st.b[k] end  -- a quota: spent
       if full > st.t[k] then
         st.t[k] = full
         changed = true
@@ -476,8 +478,11 @@ for i = 6, #ARGV do
   local st = load(ARGV[1] .. id)
   if st ~= nil then
     for k = 1, st.n do
-      local full = math.ceil(held + st.b[k] * st.e[k])
-      if full > st.t[k] then st.t[k] = full end
+      -- (Calendar windows: no worker served them locally; failover.py.)
+      if st.c == nil or st.c[k] == '' then
+        local full = math.ceil(held + st.b[k] * st.e[k])
+        if full > st.t[k] then st.t[k] = full end
+      end
     end
     save(st, now, ttl)
     redis.call('ZADD', KEYS[1], 'XX', key_of(st), id)

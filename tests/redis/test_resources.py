@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 
-from aurora_async import LeaseTimeout, Limit, Token, TokenPool
+from aurora_async import BackendUnavailable, LeaseTimeout, Limit, Token, TokenPool
+from aurora_async._pool import core
 from aurora_async._pool.core import core_of
 from aurora_async._redis import RedisBackend
 
-from .support import conforms
+from .support import RedisProcess, conforms
 
 pytestmark = pytest.mark.redis
 
@@ -138,3 +140,75 @@ async def test_settles_add_up_and_may_come_after_the_lease(
             pass
         with pytest.raises(LeaseTimeout):
             await two.lease(cost={"tokens": 20}, timeout=0).__aenter__()
+
+
+# -- quotas on the calendar ----------------------------------------------------------------
+
+MIDNIGHT = datetime(2026, 6, 2, tzinfo=UTC).timestamp()
+DAILY = [Limit(10, per=1), Limit.daily(3)]
+
+
+async def test_a_daily_quota_is_shared_and_resets_at_its_calendar_time(
+    make_pool: Callable[..., TokenPool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The workers' wall clocks read 100 s before midnight UTC (the pool reads it when
+    # it is made; the loop's clock carries it on).
+    monkeypatch.setattr(core, "wall_clock", lambda: MIDNIGHT - 100)
+    one, two = make_pool([Token(A, limits=DAILY)]), make_pool([Token(A, limits=DAILY)])
+    async with one, two:
+        for _ in range(3):
+            async with one.lease():
+                pass
+        # The day's quota is spent for every worker, until midnight.
+        with pytest.raises(LeaseTimeout, match=r"in (99\.\d{3}|100\.000)s"):
+            await two.lease(timeout=0).__aenter__()
+        assert core_of(two).sched.slots[A].windows[1].level_at(0.0) == 0.0  # not seen yet
+        # A worker whose wall clock is past midnight starts the new day for everyone.
+        monkeypatch.setattr(core, "wall_clock", lambda: MIDNIGHT + 1)
+        three = make_pool([Token(A, limits=DAILY)])
+        async with three:
+            async with three.lease(timeout=0):
+                pass
+            # The others' clocks still read the old day: the namespace's day never goes
+            # back, and they count in the new one.
+            async with two.lease(timeout=0):
+                pass
+            assert core_of(two).sched.slots[A].windows[1].level_at(0.0) == 2.0  # shared
+            async with one.lease(timeout=0):
+                pass
+            # The new day's quota is spent: the next reset is a day after the last.
+            with pytest.raises(LeaseTimeout, match=r"in 86398\.\d{3}s"):
+                await three.lease(timeout=0).__aenter__()
+
+
+async def test_a_settle_counts_in_the_days_quota(
+    make_pool: Callable[..., TokenPool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(core, "wall_clock", lambda: MIDNIGHT - 100)
+    limits = [Limit(10, per=1), Limit.daily(1000, unit="tokens")]
+    one, two = make_pool([Token(A, limits=limits)]), make_pool([Token(A, limits=limits)])
+    async with one, two:
+        async with one.lease(cost={"tokens": 100}) as lease:
+            lease.settle(tokens=1200)  # 200 past the day's quota
+        await landed(one)
+        with pytest.raises(LeaseTimeout, match=r"in (99\.\d{3}|100\.000)s"):
+            await two.lease(timeout=0).__aenter__()  # in debt until the reset
+
+
+async def test_while_redis_is_away_calendar_quotas_refuse_what_they_would_count(
+    own_redis: RedisProcess,
+) -> None:
+    backend = RedisBackend(own_redis.url, namespace="quota", timeout=0.1, degrade_share=0.5)
+    tokens = [Token(A, limits=[Limit(10, per=1), Limit.daily(1000, unit="tokens")])]
+    pool = TokenPool(tokens, backend=backend, trial_in_flight=None)
+    async with pool:
+        async with pool.lease():
+            pass
+        await asyncio.to_thread(own_redis.stop)
+        # A lease that names no tokens is served locally (full as of the switch: it
+        # waits for the local bucket of requests) ...
+        async with pool.lease(cost=1):
+            assert backend.mode == "degrade"
+        # ... one the quota would count fails at once, saying why.
+        with pytest.raises(BackendUnavailable, match="quota on the calendar"):
+            await pool.lease(cost={"tokens": 10}).__aenter__()
