@@ -322,19 +322,24 @@ class RedisBackend:
         self._failover.settle(tid, slot, deltas, scope, self._ctx.now())
         self._writes.add(Op("settle", tid, args=(scope or "", deltas)))
 
-    def cooled(self, slot: Slot, seconds: float, spent: bool = False) -> None:
+    def cooled(
+        self, slot: Slot, seconds: float, spent: bool = False, scope: str | None = None
+    ) -> None:
         tid = self._members.tid(slot)
         if tid is None or self._members.applying:
             return
         now = self._ctx.now()
         fills = [False] * len(slot.windows)
         if spent:
-            # The pool has just filled the spent windows as of the cooldown's end: do
-            # the same to the shared buckets (and to the local ones while degraded).
-            fills = self._port.spent_windows(slot, seconds)
-            self._failover.fill(tid, slot, fills, now + seconds)
+            # The pool has just filled the spent windows (of the token, or of the scope)
+            # as of the cooldown's end: do the same to the shared buckets (and to the
+            # local ones while degraded).
+            fills = self._port.spent_windows(slot, seconds, scope)
+            kc = float(slot.key_cost) if scope is None else 1.0
+            self._failover.fill(tid, slot, fills, now + seconds, kc)
         flags = " ".join("1" if f else "0" for f in fills)
-        self._writes.add(Op("cool", tid, seconds=seconds, since=now, fills=flags))
+        op = Op("cool", tid, seconds=seconds, since=now, fills=flags, scope=scope or "")
+        self._writes.add(op)
 
     def relimited(self, slot: Slot, limits: tuple[Limit, ...], was: tuple[Limit, ...]) -> None:
         """This worker's calibration changed ``slot``'s limits from ``was`` (what it

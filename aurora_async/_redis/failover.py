@@ -193,10 +193,11 @@ class Failover:
 
     # -- the local limiter -------------------------------------------------------------
 
-    def fill(self, tid: str, slot: Slot, fills: list[bool], until: float) -> None:
-        """The API said ``slot``'s quota is spent: fill the flagged local windows."""
+    def fill(self, tid: str, slot: Slot, fills: list[bool], until: float, kc: float) -> None:
+        """The API said ``slot``'s quota (or a scope's) is spent: fill the flagged local
+        windows, to all but ``kc`` units."""
         if self.local is not None and any(fills):
-            self.local.fill(tid, slot.windows, fills, until, slot.key_cost)
+            self.local.fill(tid, slot.windows, fills, until, kc)
 
     def relimit(self, tid: str, slot: Slot, now: float) -> None:
         """``slot``'s limits changed: so do its local windows, while degraded."""

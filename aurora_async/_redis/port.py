@@ -131,12 +131,19 @@ class PoolPort:
         self.core.sched.unindex(slot)
 
     @staticmethod
-    def spent_windows(slot: Slot, seconds: float) -> list[bool]:
+    def spent_windows(slot: Slot, seconds: float, scope: str | None = None) -> list[bool]:
         """The windows a cooldown of ``seconds`` fills when the API said the quota is
         spent: the one rule, ``spent_levels`` (which ``Scheduler.cool`` and the Lua
-        ``token_op`` script follow too)."""
-        levels = spent_levels([w.limit for w in slot.windows], slot.key_cost, seconds)
-        return [level is not None for level in levels]
+        ``token_op`` script follow too); for a ``scope``'s cooldown, over that scope's
+        windows, for one call (as ``TokenSet.cool_scope``)."""
+        if scope is None:
+            windows = list(slot.windows)
+            levels = spent_levels([w.limit for w in windows], slot.key_cost, seconds)
+            return [level is not None for level in levels]
+        mine = [w for w in slot.windows if w.scope == scope]
+        levels = spent_levels([w.limit for w in mine], 1.0, seconds) if mine else ()
+        spent = {id(w) for w, level in zip(mine, levels, strict=True) if level is not None}
+        return [id(w) in spent for w in slot.windows]
 
     @staticmethod
     def mirror(slot: Slot, undo: Sequence[str], server_now: int, now: float) -> None:

@@ -18,12 +18,19 @@ State of one token (``{aurora:ns}:t:<id>``: one ``GET`` and one ``SET`` a lease)
     After the windows: ``lv`` the limits' version (bumped on every change of them),
     ``learned`` (1: set by a worker's calibration, ``scripts_limits.RELIMIT``; 0:
     registered), ``dg`` the digest of the declared limits they belong to, ``ls`` the
-    learned limits as text (``rate/per/burst;...``, empty when registered).
+    learned limits as text (``rate/per/burst;...``, empty when registered). Then, only
+    for a token with windows of other resources, scopes or the calendar, ``d``: five
+    fields a window (its unit, scope or "", calendar key or "", and for a calendar
+    window its period's start and reset in wall-clock µs; its ``tk`` is then the units
+    used in that period), or ``false``; and, only while some scope of the token cools,
+    ``[scope, until, ...]``. A lease counts in window ``k`` its part (requests, or the
+    units of ``k``'s resource; nothing in another scope's window): ``lua.part``.
 
 The index (sorted set ``{aurora:ns}:ready``)
-    Every enabled token by the time it can fire its key cost, so the soonest token is
-    the lowest score; disabled tokens are not in it (their reasons are in the hash
-    ``{aurora:ns}:disabled``).
+    Every enabled token by the time it can fire its key cost (in no scope, nothing of
+    other resources, a quota with any room counting as ready: a lower bound of when it
+    can fire any lease), so the soonest token is the lowest score; disabled tokens are
+    not in it (their reasons are in the hash ``{aurora:ns}:disabled``).
 """
 
 from __future__ import annotations
@@ -47,12 +54,14 @@ from .scripts_settle import SETTLE
 #   window; tau the worker's call timeout (us: a silence that long is a gap, below);
 #   gives [[id, at, cost, [before, after, ...]], ...] (reservations to give back);
 #   caps [id, budget, ...] (this worker's in-flight budgets that a batch this size
-#   could use up); leases [cost, longest wait us or -1, ...] in queue order.
+#   could use up); leases [cost, longest wait us or -1, ...] in queue order, a cost
+#   being requests or [requests, scope or '', unit, units, ...]; then, if this worker has
+#   calendar windows, its wall clock (us) and {calendar key: [5 resets, us], ...}.
 # Returns one string (one bulk reply parses far faster than an array):
 #   "version resync given workers|status delay id at lv undo...|..." with, per lease,
 #   the status
 #   0 reserved (at: server us of the reservation; lv: the token's limits version;
-#   undo: "before after" per window),
+#   undo: "before after" per window: server us, or a quota's units used),
 #   1 too late for its wait (nothing written; delay: the soonest it could be),
 #   2 blocked by this worker's in-flight caps, 3 no token of this worker at all;
 #   resync is 1 when some token had lost its state (register again); workers counts the
@@ -237,7 +246,9 @@ return table.concat(out, '|')
 # A cooldown may also fill some windows (flags "1 0 ..."), as the pool does locally when
 # the API said the quota is spent: to all but one key cost as of the cooldown's end, so
 # the token resumes at its steady rate, not with a burst the API would refuse again.
-# KEYS: ready, meta, disabled; ARGV: token prefix, id, op, argument, ttl ms, fill flags
+# A cooldown of a scope (scope given) holds only the token's leases of that scope.
+# KEYS: ready, meta, disabled; ARGV: token prefix, id, op, argument, ttl ms, fill flags,
+#   scope ('' or absent: the token)
 # Returns 1 when something changed.
 TOKEN_OP = (
     PRELUDE
@@ -249,9 +260,19 @@ local st = load(ARGV[1] .. id)
 if op == 'cool' then
   if st == nil then return 0 end
   local cool = math.ceil(now + tonumber(ARGV[4]))
+  local scope = ARGV[7] or ''
   local changed = false
   local kc = st.kc
-  if cool > st.cool then
+  if scope ~= '' then
+    -- A scope cools: only the token's leases of that scope wait (their spent windows
+    -- are filled for one call, as the pool's own cool_scope does).
+    st.sc = st.sc or {}
+    if cool > (st.sc[scope] or 0) then
+      st.sc[scope] = cool
+      changed = true
+    end
+    kc = 1
+  elseif cool > st.cool then
     st.cool = cool
     changed = true
   end

@@ -37,6 +37,7 @@ class Op(NamedTuple):
     seconds: float = 0.0  #: cool: the duration ...
     since: float = -math.inf  #: ... and when it was reported (the write may run later)
     fills: str = ""  #: cool: "1 0 ..." the windows to fill (the quota was spent)
+    scope: str = ""  #: cool: the scope cooling ("": the token)
     reason: str = ""  #: disable
     #: relimit: the script's arguments (``relimit_args``); settle: the lease's scope ("":
     #: none) and the differences, unit -> units
@@ -135,7 +136,7 @@ class Writes:
         await ctx.redis.call(
             SCRIPTS["token_op"],
             [k.ready, k.meta, k.disabled],
-            [k.token_prefix, op.tid, kind, arg, ctx.ttl_ms, op.fills],
+            [k.token_prefix, op.tid, kind, arg, ctx.ttl_ms, op.fills, op.scope],
         )
 
     async def _settle(self, op: Op) -> None:

@@ -79,3 +79,15 @@ def test_the_local_limiter_takes_each_windows_own_part_of_a_lease() -> None:
     assert local.ready("t", limits, 1.0) == pytest.approx(0.2 + 400 / 500)
     local.adjust("t", limits, {"tokens": -1000.0}, None, 0.2)  # a refund: never below empty
     assert local.ready("t", limits, cost) == pytest.approx(0.4)  # (requests bind again)
+
+
+def test_a_scopes_local_window_counts_only_that_scopes_leases() -> None:
+    from aurora_async._core.costs import scoped
+
+    local = LocalLimiter(1.0, -math.inf)  # the whole limit, empty
+    limits = windows(Limit(10, per=1), Limit(1, per=1, scope="search"))
+    search = scoped(1.0, "search")
+    local.take("t", limits, search, 0.0)
+    assert local.ready("t", limits, search) == pytest.approx(1.0)  # its scope's window
+    assert local.ready("t", limits, scoped(1.0, "core")) <= 0.0  # another scope: room
+    assert local.ready("t", limits, 1.0) <= 0.0

@@ -212,3 +212,67 @@ async def test_while_redis_is_away_calendar_quotas_refuse_what_they_would_count(
         # ... one the quota would count fails at once, saying why.
         with pytest.raises(BackendUnavailable, match="quota on the calendar"):
             await pool.lease(cost={"tokens": 10}).__aenter__()
+
+
+# -- scopes ----------------------------------------------------------------------------------
+
+
+async def test_a_429_in_one_scope_cools_that_scope_for_every_worker_and_no_other(
+    make_pool: Callable[..., TokenPool],
+) -> None:
+    limit = Limit(100, per=1, burst=100)
+    one, two = make_pool([A], limits=limit), make_pool([A], limits=limit)
+    async with one, two:
+        async with one.lease(scope="search") as lease:
+            lease.rate_limited(retry_after=30)
+        await landed(one)
+        async with two.lease(scope="core", timeout=0):
+            pass
+        async with two.lease(timeout=0):  # no scope: the token itself is not cooling
+            pass
+        with pytest.raises(LeaseTimeout, match=r"in 29\.9\d\ds"):
+            await two.lease(scope="search", timeout=0).__aenter__()
+        assert core_of(one).sched.slots[A].scope_cool is not None
+        log = await backend_of(one).audit_log()
+    assert [e.scope for e in log] == ["search", "core", None]
+
+
+async def test_a_scopes_windows_count_only_its_leases_for_every_worker(
+    make_pool: Callable[..., TokenPool],
+) -> None:
+    limits = [Limit(100, per=1), Limit(2, per=60, scope="search")]
+    one, two = make_pool(llm(A, limits=limits)), make_pool(llm(A, limits=limits))
+    async with one, two:
+        for _ in range(2):
+            async with one.lease(scope="search"):
+                pass
+        with pytest.raises(LeaseTimeout, match=r"in 29\.9\d\ds"):  # 2 a minute: one in 30 s
+            await two.lease(scope="search", timeout=0).__aenter__()
+        async with two.lease(scope="core", timeout=0):
+            pass
+        async with two.lease(cost={"tokens": 5}, timeout=0):
+            pass
+
+
+async def test_two_pools_never_exceed_a_scopes_bound(make_pool: Callable[..., TokenPool]) -> None:
+    token, search = Limit(60, per=1, burst=6), Limit(20, per=1, burst=2, scope="search")
+    limits = [token, search]
+    one, two = make_pool(llm(A, limits=limits)), make_pool(llm(A, limits=limits))
+    async with one, two:
+        loop = asyncio.get_running_loop()
+        stop = loop.time() + 0.5
+
+        async def worker(pool: TokenPool, scope: str | None) -> None:
+            while loop.time() < stop:
+                async with pool.lease(scope=scope):
+                    pass
+
+        scopes = ["search", "search", "core", None]
+        await asyncio.gather(*(worker(p, s) for p in (one, two) for s in scopes))
+        log = await backend_of(one).audit_log()
+    t0 = min(e.at_us for e in log)
+    times = [(e.at_us - t0) / 1e6 for e in log]
+    assert conforms(times, [1.0] * len(log), token)
+    searches = [t for t, e in zip(times, log, strict=True) if e.scope == "search"]
+    assert conforms(searches, [1.0] * len(searches), search)
+    assert {e.scope for e in log} == {"search", "core", None}
