@@ -111,11 +111,15 @@ class Backend(Protocol):
         """A lease of ``slot`` ended with ``outcome``; the pool has updated the slot's
         counters."""
 
-    def cooled(self, slot: Slot, seconds: float, spent: bool = False) -> None:
-        """Every process should keep ``slot`` from firing for ``seconds``. ``spent``: the
-        server said the token's quota is used up (the pool filled the windows whose
-        period is no longer than the cooldown, or the shortest one, to all but one unit
-        as of the cooldown's end); do the same to the shared state."""
+    def settled(self, slot: Slot, reserved: float, actual: float) -> None:
+        """A lease reserved ``reserved`` and cost ``actual``: share the refund or debt."""
+
+    def cooled(
+        self, slot: Slot, seconds: float, spent: bool = False, scope: str | None = None
+    ) -> None:
+        """Every process should keep ``slot`` (its leases of ``scope``, if given) from
+        firing for ``seconds``; ``spent``: the quota is used up, and the pool filled the
+        spent windows (``spent_levels``): do the same to the shared state."""
 
     @property
     def waiting(self) -> int:
@@ -517,19 +521,20 @@ class PoolCore:
     def cool(
         self, slot: Slot, seconds: float, why: str, *, spent: bool = False, scope: str | None = None
     ) -> None:
-        """Keep ``slot`` from firing for ``seconds`` (in ``scope`` only, if given). A
-        cooldown the server asked for (``spent``) means the token's quota is used up
-        there: its buckets are full when the cooldown ends. Others leave them be."""
+        """Keep ``slot`` from firing for ``seconds`` (in ``scope`` only, if given); ``spent``:
+        the server said the quota is used up there (its buckets full at the end)."""
         now = self.now()
-        if scope is not None:
+        if scope is None:
+            self.sched.cool(slot, now + seconds, now if spent else None)
+        else:
             self.sched.cool_scope(slot, scope, now + seconds, now, spent=spent)
+        if self.backend is not None:
+            self.backend.cooled(slot, seconds, spent, scope)
+        if scope is not None:
             _log.info(
                 "aurora.token.cooling", token=slot.name, seconds=seconds, why=why, scope=scope
             )
             return
-        self.sched.cool(slot, now + seconds, now if spent else None)
-        if self.backend is not None:
-            self.backend.cooled(slot, seconds, spent)
         _log.info("aurora.token.cooling", token=slot.name, seconds=round(seconds, 6), why=why)
         self.check_low(now)
         if self.sched.waiting:
@@ -557,11 +562,11 @@ class PoolCore:
             self.tokens_changed()
 
     def settle(self, slot: Slot, reserved: float, actual: float) -> None:
-        """``Scheduler.settle`` now, then serve whoever that lets through."""
-        if self.backend is not None:
-            raise NotImplementedError("lease.settle() is not shared through Redis yet")
+        """``Scheduler.settle`` now; then the backend's (the slot mirrors it) or a dispatch."""
         self.sched.settle(slot, reserved, actual, self.now())
-        if self.sched.waiting:
+        if self.backend is not None:
+            self.backend.settled(slot, reserved, actual)
+        elif self.sched.waiting:
             self.dispatch()  # a refund may let a waiter in; a debt may move the timer
 
     def charge(self, slot: Slot, cost: float) -> None:

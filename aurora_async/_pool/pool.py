@@ -164,12 +164,6 @@ class TokenPool:
                 "TokenPool.from_file(path, watch=True)"
             )
         if backend is not None:
-            if any(slot.mixed for slot in core.sched.slots.values()):
-                raise ValueError(
-                    "limits on other resources, scopes or the calendar (Limit(unit=...), "
-                    "Limit(scope=...), Limit.daily) are not shared through Redis yet: "
-                    "use them on a pool without a backend"
-                )
             core.backend = backend
             core.fast = False  # every lease goes through the backend
             backend.bind(core)
@@ -305,8 +299,6 @@ class TokenPool:
                 core.sched.check_parts(cost)
         if scope is not None:
             check_scope(scope)
-            if core.backend is not None:
-                raise NotImplementedError("scoped leases are not shared through Redis yet")
             cost = scoped(cost, scope)
         return cost
 

@@ -41,6 +41,7 @@ import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from .._core.costs import scope_of
 from .._core.limits import Limit
 from .._core.scheduler import Slot, check_timeout
 from .._errors import NoTokensAvailable, PoolClosed
@@ -48,7 +49,7 @@ from .calls import Connection
 from .context import Context
 from .failover import POLICIES, Failover, Policy
 from .keys import Keys, token_id
-from .limits import relimit_args
+from .limits import relimit_args, settle_deltas
 from .membership import Membership
 from .port import PoolPort
 from .pump import Pump
@@ -302,19 +303,43 @@ class RedisBackend:
         if queue.blocked:
             queue.wake(slot, max(1, queue.budget(tid, slot)))
 
-    def cooled(self, slot: Slot, seconds: float, spent: bool = False) -> None:
+    def settled(self, slot: Slot, reserved: float, actual: float) -> None:
+        """A lease of ``slot`` that reserved ``reserved`` cost ``actual`` (the pool has
+        settled its own windows): the difference goes where leases are decided now. In
+        Redis (a write, in the background, in order), while Redis decides; on the local
+        limiter while this worker serves on it, where only a debt counts (a refund may
+        be of a lease Redis granted: it stays spent, the safe side), and a debt is also
+        written to Redis when it is back."""
+        tid = self._members.tid(slot)
+        if tid is None:
+            return
+        deltas = settle_deltas(reserved, actual)
+        if not self._failover.decides:
+            deltas = {unit: units for unit, units in deltas.items() if units > 0}
+        if not deltas:
+            return
+        scope = scope_of(reserved)
+        self._failover.settle(tid, slot, deltas, scope, self._ctx.now())
+        self._writes.add(Op("settle", tid, args=(scope or "", deltas)))
+
+    def cooled(
+        self, slot: Slot, seconds: float, spent: bool = False, scope: str | None = None
+    ) -> None:
         tid = self._members.tid(slot)
         if tid is None or self._members.applying:
             return
         now = self._ctx.now()
         fills = [False] * len(slot.windows)
         if spent:
-            # The pool has just filled the spent windows as of the cooldown's end: do
-            # the same to the shared buckets (and to the local ones while degraded).
-            fills = self._port.spent_windows(slot, seconds)
-            self._failover.fill(tid, slot, fills, now + seconds)
+            # The pool has just filled the spent windows (of the token, or of the scope)
+            # as of the cooldown's end: do the same to the shared buckets (and to the
+            # local ones while degraded).
+            fills = self._port.spent_windows(slot, seconds, scope)
+            kc = float(slot.key_cost) if scope is None else 1.0
+            self._failover.fill(tid, slot, fills, now + seconds, kc)
         flags = " ".join("1" if f else "0" for f in fills)
-        self._writes.add(Op("cool", tid, seconds=seconds, since=now, fills=flags))
+        op = Op("cool", tid, seconds=seconds, since=now, fills=flags, scope=scope or "")
+        self._writes.add(op)
 
     def relimited(self, slot: Slot, limits: tuple[Limit, ...], was: tuple[Limit, ...]) -> None:
         """This worker's calibration changed ``slot``'s limits from ``was`` (what it

@@ -23,24 +23,58 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from .._core.costs import part_of, scope_of
+from .._core.limits import REQUESTS, Limit
+
+INF = float("inf")
+
 
 class _Window(Protocol):
     burst: float
     rate: float
+    unit: str
+    scope: str | None
+    limit: Limit
 
 
 class LocalWindow:
-    """One window of one token at ``share`` of its limit, full as of ``full_at``."""
+    """One window of one token at ``share`` of its limit, full as of ``full_at``; it
+    counts the resource ``unit`` of the leases in ``scope`` (``None``: every lease).
 
-    __slots__ = ("burst", "rate", "tat")
+    A ``quota`` on the calendar (``Limit.daily``) is kept in Redis only: its local
+    window takes nothing while Redis is away (a lease whose part there is 0 passes).
+    Full as the others, it could refill only at a reset, and the units it granted then
+    would be missing from the shared count when Redis is back."""
 
-    def __init__(self, burst: float, rate: float, share: float, full_at: float) -> None:
+    __slots__ = ("burst", "quota", "rate", "scope", "tat", "unit")
+
+    def __init__(
+        self,
+        burst: float,
+        rate: float,
+        share: float,
+        full_at: float,
+        unit: str = REQUESTS,
+        scope: str | None = None,
+        quota: bool = False,
+    ) -> None:
+        self.quota = quota
         self.burst = max(burst * share, min(burst, 1.0))
         self.rate = rate * share
         self.tat = full_at + self.burst / self.rate
+        self.unit = unit
+        self.scope = scope
+
+    def part(self, cost: float) -> float | None:
+        """What a lease of ``cost`` takes here (``None``: another scope's lease)."""
+        if self.scope is not None and self.scope != scope_of(cost):
+            return None
+        return part_of(cost, self.unit)
 
     def ready(self, cost: float) -> float:
         """When ``cost`` fits (with the empty-bucket rule for costs above burst')."""
+        if self.quota:
+            return INF if cost > 0.0 else -INF
         if cost > self.burst:
             return self.tat
         return self.tat + (cost - self.burst) / self.rate
@@ -77,16 +111,52 @@ class LocalLimiter:
         found = self._buckets.get(tid)
         if found is None:
             found = self._buckets[tid] = tuple(
-                LocalWindow(w.burst, w.rate, self.share, self.full_at) for w in limits
+                LocalWindow(
+                    w.burst,
+                    w.rate,
+                    self.share,
+                    self.full_at,
+                    w.unit,
+                    w.scope,
+                    quota=w.limit.calendar is not None,
+                )
+                for w in limits
             )
         return found
 
     def ready(self, tid: str, limits: Iterable[_Window], cost: float) -> float:
-        """The earliest loop time the token's local windows take ``cost``."""
-        return max(w.ready(cost) for w in self.windows(tid, limits))
+        """The earliest loop time the token's local windows take ``cost`` (each its own
+        part of it: a window of a resource the lease does not name still waits while in
+        debt; another scope's window does not count)."""
+        t = -INF
+        for w in self.windows(tid, limits):
+            units = w.part(cost)
+            if units is not None:
+                t = max(t, w.ready(units))
+        return t
 
     def take(self, tid: str, limits: Iterable[_Window], cost: float, at: float) -> Undo:
-        return [w.take(cost, at) for w in self.windows(tid, limits)]
+        undo = []
+        for w in self.windows(tid, limits):
+            units = w.part(cost)
+            undo.append(w.take(units, at) if units else (w.tat, w.tat))
+        return undo
+
+    def adjust(
+        self,
+        tid: str,
+        limits: Iterable[_Window],
+        deltas: dict[str, float],
+        scope: str | None,
+        now: float,
+    ) -> None:
+        """A lease's true cost differed from its reservation by ``deltas`` (unit ->
+        units; ``scope``: the lease's): less comes back now (never below an empty
+        bucket), more is debt (``Lease.settle``)."""
+        for w in self.windows(tid, limits):
+            delta = deltas.get(w.unit, 0.0)
+            if delta and not w.quota and (w.scope is None or w.scope == scope):
+                w.tat = max(now, max(w.tat, now) + delta / w.rate)
 
     def fill(
         self, tid: str, limits: Iterable[_Window], flags: Iterable[bool], until: float, kc: float

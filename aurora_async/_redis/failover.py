@@ -38,7 +38,7 @@ from .calls import Unavailable
 from .context import Context
 from .degrade import LocalLimiter, Undo
 from .membership import Membership
-from .queue import LocalQueue, fail, timeout_error
+from .queue import LocalQueue, cooled_until, fail, timeout_error
 from .scripts import SCRIPTS
 from .waiters import QUEUED, Ticket
 
@@ -193,15 +193,24 @@ class Failover:
 
     # -- the local limiter -------------------------------------------------------------
 
-    def fill(self, tid: str, slot: Slot, fills: list[bool], until: float) -> None:
-        """The API said ``slot``'s quota is spent: fill the flagged local windows."""
+    def fill(self, tid: str, slot: Slot, fills: list[bool], until: float, kc: float) -> None:
+        """The API said ``slot``'s quota (or a scope's) is spent: fill the flagged local
+        windows, to all but ``kc`` units."""
         if self.local is not None and any(fills):
-            self.local.fill(tid, slot.windows, fills, until, slot.key_cost)
+            self.local.fill(tid, slot.windows, fills, until, kc)
 
     def relimit(self, tid: str, slot: Slot, now: float) -> None:
         """``slot``'s limits changed: so do its local windows, while degraded."""
         if self.local is not None:
             self.local.relimit(tid, slot.windows, now)
+
+    def settle(
+        self, tid: str, slot: Slot, deltas: dict[str, float], scope: str | None, now: float
+    ) -> None:
+        """A lease's true cost differed by ``deltas``: its local windows take them, while
+        this worker serves locally."""
+        if self.local is not None:
+            self.local.adjust(tid, slot.windows, deltas, scope, now)
 
     def give_back(self, tid: str, undo: Sequence[str] | Undo) -> None:
         """Give back a reservation made on the local limiter."""
@@ -221,9 +230,15 @@ class Failover:
             else:
                 fail(t, self._unavailable())
 
-    def _unavailable(self) -> BackendUnavailable:
+    def _unavailable(self, *, quota: bool = False) -> BackendUnavailable:
         where = f"Redis (namespace {self._ctx.keys.namespace!r}) is unreachable"
-        if self.policy == "fail-closed":
+        if quota:
+            why = (
+                "every token that could take this lease counts it in a quota on the "
+                "calendar (Limit.daily, Limit.monthly), which only Redis keeps: leases "
+                "that need one fail while it is away"
+            )
+        elif self.policy == "fail-closed":
             why = "on_failure is 'fail-closed'"
         else:
             why = (
@@ -264,7 +279,7 @@ class Failover:
         for tid, slot in self._members.slots.items():
             if not slot.usable or t.cost > slot.max_cost:
                 continue
-            ready = max(slot.cool_until, local.ready(tid, slot.windows, t.cost))
+            ready = max(cooled_until(slot, t.cost), local.ready(tid, slot.windows, t.cost))
             if ready >= best_t:
                 continue
             if queue.budget(tid, slot) <= 0:
@@ -273,6 +288,9 @@ class Failover:
                 best, best_t = (tid, slot), ready
                 if ready <= now:
                     break
+        if best is None and capped_t == INF:
+            fail(t, self._unavailable(quota=True))  # calendar quotas stood in the way
+            return
         wait = INF if t.deadline == INF else max(0.0, t.deadline - now)
         if best is None or best_t - now > wait + EPS:
             # (Some usable token can take the cost: the batch was checked for it.)

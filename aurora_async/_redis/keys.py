@@ -62,7 +62,8 @@ class Keys:
     digests: str = field(init=False)
     #: set: every token id registered in the namespace (for reset and inspect)
     ids: str = field(init=False)
-    #: list: one entry per reservation when auditing ("<µs> <id> <cost> <worker>")
+    #: list: one entry per reservation when auditing ("<µs> <id> <cost> <worker>", the
+    #: cost being requests, then ",unit=units" per other resource and ",@scope")
     audit: str = field(init=False)
     #: string: when the namespace's last reserve call ran (server µs)
     last: str = field(init=False)

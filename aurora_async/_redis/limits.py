@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import _log
-from .._core.limits import Limit
+from .._core.costs import Costs, part_of
+from .._core.limits import REQUESTS, Limit
 from .._core.scheduler import Slot
 from .context import Context
 from .records import text
@@ -33,6 +34,11 @@ def declared_digest(limits: Sequence[Limit], trusted: bool) -> str:
     """A short digest of a token's declared limits (and whether the user declared them):
     what learned limits belong to. Never of the secret."""
     parts = [f"{lim.rate!r}/{lim.per!r}/{lim.burst!r}/{int(lim.burst_given)}" for lim in limits]
+    # Resources, scopes and calendars (only when some limit has one: the digests of
+    # plain limits stay what they were).
+    kinds = [f"{lim.unit}/{lim.scope or ''}/{lim.calendar or ''}" for lim in limits]
+    if any(lim.unit != REQUESTS or lim.scope or lim.calendar for lim in limits):
+        parts += kinds
     parts.append("trusted" if trusted else "default")
     return hashlib.sha256(";".join(parts).encode()).hexdigest()[:12]
 
@@ -68,6 +74,18 @@ def same_windows(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, floa
         for p, q in zip(a, b, strict=True)
         for x, y in zip(p, q, strict=True)
     )
+
+
+def settle_deltas(reserved: float, actual: float) -> dict[str, float]:
+    """What a settle changes, resource by resource: ``actual`` less ``reserved`` units
+    (``Scheduler.settle``'s differences), the resources that did not change left out."""
+    units = {REQUESTS, *_parts(reserved), *_parts(actual)}
+    deltas = {unit: part_of(actual, unit) - part_of(reserved, unit) for unit in sorted(units)}
+    return {unit: delta for unit, delta in deltas.items() if delta}
+
+
+def _parts(cost: float) -> list[str]:
+    return list(cost.parts) if isinstance(cost, Costs) else []
 
 
 def relimit_args(tid: str, ttl_ms: int, limits: Sequence[Limit], was: Sequence[Limit]) -> list[Any]:

@@ -18,6 +18,10 @@ local function fmt(x)
   return string.format('%.0f', x)
 end
 
+local function num(x)
+  return string.format('%.17g', x)
+end
+
 -- The namespace's version: "<epoch>.<counter>", bumped on every change of disabled
 -- states or membership. The epoch (the server time the namespace's meta was created)
 -- keeps versions from repeating after Redis lost its data.
@@ -32,9 +36,51 @@ local function bump(meta, now, ttl)
   redis.call('PEXPIRE', meta, ttl)
 end
 
+-- The calendars of the call (``set_calendars``): key -> consecutive resets (wall-clock
+-- Unix us, from the caller's calendar arithmetic); OFF, the server's clock less the
+-- caller's wall clock (us); WALL, the caller's wall clock when it made the call. Empty
+-- (nil) in scripts that take none: their calendar windows stay in the period they are.
+local CAL, OFF, WALL = {}, 0, nil
+
+local function set_calendars(now, wall, cals)
+  if wall then
+    OFF, CAL, WALL = now - wall, cals, wall
+  end
+end
+
+-- The calendar period (start, reset) that holds the wall time x, from the resets the
+-- caller sent for calendar key; nil when they do not cover x.
+local function period(key, x)
+  local r = CAL[key]
+  if r == nil then return nil end
+  for i = 1, #r - 1 do
+    if r[i] <= x and x < r[i + 1] then return r[i], r[i + 1] end
+  end
+  return nil
+end
+
+-- Bring calendar window k to the period holding the wall time x, unless the namespace
+-- is in that period or a later one already (periods only move forward). A window made
+-- full while nobody knew the period (cp -1: its state was lost, or an outage) is full
+-- in the first period found. Returns false when the period of x is unknown.
+local function roll(st, k, x)
+  local s, r = period(st.c[k], x)
+  if s == nil then return false end
+  if st.cp[k] < 0 then
+    st.cp[k], st.cr[k], st.t[k] = s, r, st.b[k]
+  elseif s > st.cp[k] then
+    st.cp[k], st.cr[k], st.t[k] = s, r, 0
+  end
+  return true
+end
+
 -- A token's shared state, or nil when it has none. After the windows: the limits'
 -- version, whether they were learned, the digest of the declared limits they come
--- from, and the learned limits' text (absent in a state written by an older version).
+-- from, and the learned limits' text (absent in a state written by an older version);
+-- then, for a token with windows of other resources, scopes or the calendar, five
+-- fields per window (unit, scope or '', calendar key or '', and for a calendar window
+-- its period's start and reset, wall-clock us: its t is then the units used in that
+-- period), else false; then the scopes cooling, "scope until ..." (or nothing).
 local function load(key)
   local raw = redis.call('GET', key)
   if not raw then return nil end
@@ -49,39 +95,132 @@ local function load(key)
   end
   local j = 4 + 3 * n
   st.lv, st.learned, st.dg, st.ls = f[j] or 0, f[j + 1] or 0, f[j + 2] or '', f[j + 3] or ''
+  local d = f[j + 4]
+  if d then
+    st.u, st.s, st.c, st.cp, st.cr = {}, {}, {}, {}, {}
+    for k = 1, n do
+      local i = 5 * (k - 1)
+      st.u[k], st.s[k], st.c[k] = d[i + 1], d[i + 2], d[i + 3]
+      st.cp[k], st.cr[k] = d[i + 4], d[i + 5]
+    end
+  end
+  local sc = f[j + 5]
+  if sc then
+    st.sc = {}
+    for i = 1, #sc, 2 do st.sc[sc[i]] = sc[i + 1] end
+  end
   return st
 end
 
--- The earliest server time (us) at which the token can fire cost c.
-local function ready(st, c)
+-- What a lease of req requests, parts (unit -> units, or nil) in scope ('' for none)
+-- takes from window k of st: nil when the window does not count it (another scope's).
+local function part(st, k, req, parts, scope)
+  if st.u == nil then return req end
+  local s = st.s[k]
+  if s ~= '' and s ~= scope then return nil end
+  local u = st.u[k]
+  if u == 'requests' then return req end
+  if parts == nil then return 0 end
+  return parts[u] or 0
+end
+
+-- The earliest server time (us) at which window k takes units (INF if never).
+local function window_ready(st, k, units)
+  local b = st.b[k]
+  if units > b then return INF end
+  if st.c ~= nil and st.c[k] ~= '' then
+    if WALL ~= nil and not roll(st, k, WALL) then return INF end
+    if st.t[k] + units <= b then return -INF end
+    return st.cr[k] + OFF
+  end
+  return st.t[k] + (units - b) * st.e[k]
+end
+
+-- The earliest server time (us) at which the token can fire a lease of req requests
+-- (and parts, in scope: see part).
+local function ready(st, req, parts, scope)
   local r = st.cool
+  if st.sc ~= nil and scope ~= nil and scope ~= '' then
+    local until_ = st.sc[scope]
+    if until_ ~= nil and until_ > r then r = until_ end
+  end
   for k = 1, st.n do
-    local b = st.b[k]
-    if c > b then return INF end
-    local x = st.t[k] + (c - b) * st.e[k]
-    if x > r then r = x end
+    local units = part(st, k, req, parts, scope)
+    if units ~= nil then
+      local x = window_ready(st, k, units)
+      if x > r then r = x end
+    end
   end
   return r
 end
 
+-- The token's key in the index: when it can fire its key cost of requests in no scope
+-- and nothing of other resources, a calendar window counting as ready while it has
+-- any room: a lower bound of when it can fire any lease.
 local function key_of(st)
-  return math.ceil(ready(st, st.kc))
+  if st.u == nil then return math.ceil(ready(st, st.kc)) end
+  local r = st.cool
+  for k = 1, st.n do
+    if st.s[k] == '' then
+      local x
+      if st.c[k] ~= '' then
+        x = -INF
+        if st.t[k] >= st.b[k] and st.cp[k] >= 0 then x = st.cr[k] + OFF end
+      else
+        local units = 0
+        if st.u[k] == 'requests' then units = st.kc end
+        x = st.t[k] + (units - st.b[k]) * st.e[k]
+      end
+      if x > r then r = x end
+    end
+  end
+  return math.ceil(r)
 end
 
 -- Write a token's state back; it expires after ttl ms idle, never while it matters.
 local function save(st, now, ttl)
   local f = {st.n, st.kc, st.cool}
   local last = st.cool
+  local cal = st.c ~= nil
   for k = 1, st.n do
     f[#f + 1] = st.b[k]
     f[#f + 1] = st.e[k]
     f[#f + 1] = st.t[k]
-    if st.t[k] > last then last = st.t[k] end
+    if cal and st.c[k] ~= '' then
+      if st.cr[k] + OFF > last then last = st.cr[k] + OFF end
+    elseif st.t[k] > last then
+      last = st.t[k]
+    end
   end
   f[#f + 1] = st.lv or 0
   f[#f + 1] = st.learned or 0
   f[#f + 1] = st.dg or ''
   f[#f + 1] = st.ls or ''
+  if st.u ~= nil or st.sc ~= nil then
+    local d = false
+    if st.u ~= nil then
+      d = {}
+      for k = 1, st.n do
+        d[#d + 1] = st.u[k]
+        d[#d + 1] = st.s[k]
+        d[#d + 1] = st.c[k]
+        d[#d + 1] = st.cp[k]
+        d[#d + 1] = st.cr[k]
+      end
+    end
+    f[#f + 1] = d
+    if st.sc ~= nil then
+      local sc = {}
+      for scope, until_ in pairs(st.sc) do
+        if until_ > now then
+          sc[#sc + 1] = scope
+          sc[#sc + 1] = until_
+          if until_ > last then last = until_ end
+        end
+      end
+      if #sc > 0 then f[#f + 1] = sc end
+    end
+  end
   local ms = math.ceil((last - now) / 1000) + 1000
   if ms < ttl then ms = ttl end
   redis.call('SET', st.key, cmsgpack.pack(f), 'PX', ms)

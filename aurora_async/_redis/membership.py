@@ -15,7 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _log
+from .._core.buckets import CalendarWindow
+from .._core.limits import REQUESTS
 from .._core.scheduler import Slot
+from .calendars import Calendars, calendar_key
 from .context import Context
 from .keys import membership_digest, token_id
 from .limits import SharedLimits, declared_digest
@@ -41,6 +44,7 @@ class Membership:
         "_signature",
         "_warned",
         "applying",
+        "calendars",
         "capped",
         "config",
         "digest",
@@ -66,6 +70,8 @@ class Membership:
         self.capped: dict[str, Slot] = {}  #: whose budget the reserve script must know
         self.unsynced: dict[str, int] = {}  #: ids with disable/enable writes in flight
         self.config = ""  #: the reserve call's fixed settings (see refresh)
+        #: the calendars of this worker's tokens' quotas (sent with calls that need them)
+        self.calendars = Calendars()
         self._signature = ""  # of ids and limits: a change means a sync
         self.digest = ""  #: of ids: what workers compare
         self.need_sync = True
@@ -132,14 +138,20 @@ class Membership:
 
     def configure(self) -> None:
         """The reserve call's fixed settings: ttl, worker, the most us per unit any
-        window of this worker's tokens has, the call timeout in us (JSON); again when
-        limits change."""
+        leaky window of requests in no scope of this worker's tokens has (what a lease
+        of less than a key cost may gain on a token's key), the call timeout in us
+        (JSON); and the calendars of their quotas. Again when limits change."""
         ctx = self._ctx
         emax = 0.0
+        calendars = []
         for slot in self.slots.values():
             if not slot.removed:
                 for w in slot.windows:
-                    emax = max(emax, _US / w.rate)
+                    if isinstance(w, CalendarWindow):
+                        calendars.append(w.calendar)
+                    elif w.unit == REQUESTS and w.scope is None:
+                        emax = max(emax, _US / w.rate)
+        self.calendars.configure(calendars)
         tau = math.ceil(ctx.redis.timeout * _US)
         self.config = f'[{ctx.ttl_ms},"{ctx.worker}",{emax!r},{tau}'
 
@@ -223,17 +235,19 @@ class Membership:
     def _entries(self, recent: bool) -> list[list[Any]]:
         """What registers each token: id, key cost, the digest of its declared limits,
         whether its state would be lost if missing (1: this worker registered it, and
-        has talked to Redis ``recent``-ly; such a state starts full), then burst and us
-        per unit a window."""
+        has talked to Redis ``recent``-ly; such a state starts full), then per window its
+        burst, us per unit, unit, scope ("": none) and calendar ("": a leaky bucket)."""
         port = self._ctx.port
         entries: list[list[Any]] = []
         for tid, slot in list(self.slots.items()):
             if not slot.removed:
                 dg = declared_digest(*port.declared(slot))
                 lost = 1 if recent and tid in self.registered else 0
-                entry: list[Any] = [tid, repr(slot.key_cost), dg, lost, len(slot.windows)]
+                key_cost = float(slot.key_cost)
+                entry: list[Any] = [tid, repr(key_cost), dg, lost, len(slot.windows)]
                 for w in slot.windows:
-                    entry += [repr(w.burst), repr(_US / w.rate)]
+                    cal = calendar_key(w.calendar) if isinstance(w, CalendarWindow) else ""
+                    entry += [repr(w.burst), repr(_US / w.rate), w.unit, w.scope or "", cal]
                 entries.append(entry)
         return entries
 

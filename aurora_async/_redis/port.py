@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from .._core.buckets import spent_levels
+from .._core.buckets import CalendarWindow, spent_levels
 from .._core.limits import Limit
 from .._core.scheduler import UNCAPPED, Slot
 from .._errors import NoTokensAvailable, no_tokens_error
@@ -66,6 +66,12 @@ class PoolPort:
         """The pool's loop time; ``-inf`` before the pool has a loop."""
         loop = self.loop()
         return loop.time() if loop is not None else -INF
+
+    def wall(self, now: float) -> float:
+        """The wall clock (Unix time) at the loop time ``now``, as the pool's calendar
+        quotas read it (``core.wall_clock`` when the pool was made, then the loop's
+        clock)."""
+        return now + self.core.sched.wall_offset
 
     def bind_loop(self) -> asyncio.AbstractEventLoop:
         """Bind the pool to the running loop (once), and return it."""
@@ -125,21 +131,32 @@ class PoolPort:
         self.core.sched.unindex(slot)
 
     @staticmethod
-    def spent_windows(slot: Slot, seconds: float) -> list[bool]:
+    def spent_windows(slot: Slot, seconds: float, scope: str | None = None) -> list[bool]:
         """The windows a cooldown of ``seconds`` fills when the API said the quota is
         spent: the one rule, ``spent_levels`` (which ``Scheduler.cool`` and the Lua
-        ``token_op`` script follow too)."""
-        levels = spent_levels([w.limit for w in slot.windows], slot.key_cost, seconds)
-        return [level is not None for level in levels]
+        ``token_op`` script follow too); for a ``scope``'s cooldown, over that scope's
+        windows, for one call (as ``TokenSet.cool_scope``)."""
+        if scope is None:
+            windows = list(slot.windows)
+            levels = spent_levels([w.limit for w in windows], slot.key_cost, seconds)
+            return [level is not None for level in levels]
+        mine = [w for w in slot.windows if w.scope == scope]
+        levels = spent_levels([w.limit for w in mine], 1.0, seconds) if mine else ()
+        spent = {id(w) for w, level in zip(mine, levels, strict=True) if level is not None}
+        return [id(w) in spent for w in slot.windows]
 
     @staticmethod
     def mirror(slot: Slot, undo: Sequence[str], server_now: int, now: float) -> None:
         """Show the shared buckets of ``slot``, as a reservation left them (``undo``:
-        "before after" server times per window), in its own windows, which the pool
-        reads for ``stats()`` headroom and to tell whether a response's "nothing left"
-        says more than the limiter already knows. Writes each window's level."""
+        "before after" per window: server times, or a calendar window's units used), in
+        its own windows, which the pool reads for ``stats()`` headroom and to tell
+        whether a response's "nothing left" says more than the limiter already knows.
+        Writes each window's level."""
         for w, after in zip(slot.windows, undo[1::2], strict=False):
-            w.put(max(0.0, (int(after) - server_now) / _US * w.rate), now)
+            if isinstance(w, CalendarWindow):
+                w.put(float(after), now)
+            else:
+                w.put(max(0.0, (int(after) - server_now) / _US * w.rate), now)
 
     # -- grants -------------------------------------------------------------------------
 

@@ -191,7 +191,9 @@ class Pump:
         if members.capped:
             budget = self._queue.budget
             caps = budgets(((tid, budget(tid, s)) for tid, s in members.capped.items()), len(batch))
-        return self._keys_arg, [reserve_arg(members.config, flags, gives, caps, batch, now)]
+        calendars = members.calendars.arg(self._ctx.port.wall(now)) if members.calendars else ""
+        arg = reserve_arg(members.config, flags, gives, caps, batch, now, calendars)
+        return self._keys_arg, [arg]
 
     def apply(self, batch: list[Ticket], reply: Any) -> None:
         """Act on a reserve call's reply: wait for each reservation, fail or block the

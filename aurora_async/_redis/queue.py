@@ -17,6 +17,7 @@ from collections.abc import Callable
 from itertools import count
 from typing import TYPE_CHECKING
 
+from .._core.costs import scope_of
 from .._core.scheduler import EPS, Slot
 from .._errors import LeaseTimeout, lease_timeout_error
 from .context import Context
@@ -52,6 +53,16 @@ def timeout_error(t: Ticket, soonest: float | None) -> LeaseTimeout:
     else:
         why = f"the soonest token can take it in {soonest:.3f}s"
     return lease_timeout_error(t.cost, t.lease.timeout or 0.0, why)
+
+
+def cooled_until(slot: Slot, cost: float) -> float:
+    """Until when ``slot`` cools for a lease of ``cost``: the token's cooldown, or its
+    scope's if later (as this worker knows them)."""
+    until = slot.cool_until
+    scope = scope_of(cost)
+    if scope is not None and slot.scope_cool:
+        until = max(until, slot.scope_cool.get(scope, -INF))
+    return until
 
 
 class LocalQueue:
@@ -262,7 +273,7 @@ class LocalQueue:
         """Grant ``t``'s reservation, which is due, unless its token went away or cools."""
         slot = t.slot
         assert slot is not None
-        if not slot.usable or slot.cool_until > now + EPS:
+        if not slot.usable or cooled_until(slot, t.cost) > now + EPS:
             # Disabled, removed or cooled since it was reserved: try again.
             self.cancel_reservation(t)
             t.state = QUEUED

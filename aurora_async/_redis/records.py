@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 _US = 1_000_000
@@ -33,8 +33,11 @@ class Reservation:
     at_us: int  #: the reservation's time on the Redis server's clock, in microseconds
     id: str  #: the token's id
     name: str | None  #: its masked name, if this pool holds the token
-    cost: float  #: negative for a reservation given back
+    cost: float  #: requests; negative for a reservation given back
     worker: str  #: the id of the worker that made it
+    #: units of other resources (``{"tokens": 1200.0}``), and the scope, if leased in one
+    parts: Mapping[str, float] = field(default_factory=dict)
+    scope: str | None = None
 
 
 def token_states(reply: Sequence[Any], names: Mapping[str, str]) -> list[RedisTokenState]:
@@ -72,9 +75,21 @@ def token_states(reply: Sequence[Any], names: Mapping[str, str]) -> list[RedisTo
 
 
 def reservations(raw: Sequence[Any], names: Mapping[str, str]) -> list[Reservation]:
-    """Parse the audit list: ``"<at us> <id> <cost> <worker>"`` per entry."""
+    """Parse the audit list: ``"<at us> <id> <cost> <worker>"`` per entry, the cost being
+    requests, then ``,unit=units`` per other resource and ``,@scope`` if any."""
     entries = []
     for line in raw:
         at, tid, cost, worker = text(line).split()
-        entries.append(Reservation(int(at), tid, names.get(tid), float(cost), worker))
+        requests, *rest = cost.split(",")
+        parts: dict[str, float] = {}
+        scope = None
+        for piece in rest:
+            if piece.startswith("@"):
+                scope = piece[1:]
+            else:
+                unit, _, units = piece.partition("=")
+                parts[unit] = float(units)
+        entries.append(
+            Reservation(int(at), tid, names.get(tid), float(requests), worker, parts, scope)
+        )
     return entries

@@ -18,12 +18,19 @@ State of one token (``{aurora:ns}:t:<id>``: one ``GET`` and one ``SET`` a lease)
     After the windows: ``lv`` the limits' version (bumped on every change of them),
     ``learned`` (1: set by a worker's calibration, ``scripts_limits.RELIMIT``; 0:
     registered), ``dg`` the digest of the declared limits they belong to, ``ls`` the
-    learned limits as text (``rate/per/burst;...``, empty when registered).
+    learned limits as text (``rate/per/burst;...``, empty when registered). Then, only
+    for a token with windows of other resources, scopes or the calendar, ``d``: five
+    fields a window (its unit, scope or "", calendar key or "", and for a calendar
+    window its period's start and reset in wall-clock µs; its ``tk`` is then the units
+    used in that period), or ``false``; and, only while some scope of the token cools,
+    ``[scope, until, ...]``. A lease counts in window ``k`` its part (requests, or the
+    units of ``k``'s resource; nothing in another scope's window): ``lua.part``.
 
 The index (sorted set ``{aurora:ns}:ready``)
-    Every enabled token by the time it can fire its key cost, so the soonest token is
-    the lowest score; disabled tokens are not in it (their reasons are in the hash
-    ``{aurora:ns}:disabled``).
+    Every enabled token by the time it can fire its key cost (in no scope, nothing of
+    other resources, a quota with any room counting as ready: a lower bound of when it
+    can fire any lease), so the soonest token is the lowest score; disabled tokens are
+    not in it (their reasons are in the hash ``{aurora:ns}:disabled``).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from dataclasses import dataclass, field
 
 from .lua import COMPARE, PRELUDE
 from .scripts_limits import LIMITS, RELIMIT
+from .scripts_settle import SETTLE
 
 # Give back the reservations of waiters that left, then reserve leases for a batch of
 # waiters, in order (one script call per batch; a batch is whatever queued up locally
@@ -46,12 +54,14 @@ from .scripts_limits import LIMITS, RELIMIT
 #   window; tau the worker's call timeout (us: a silence that long is a gap, below);
 #   gives [[id, at, cost, [before, after, ...]], ...] (reservations to give back);
 #   caps [id, budget, ...] (this worker's in-flight budgets that a batch this size
-#   could use up); leases [cost, longest wait us or -1, ...] in queue order.
+#   could use up); leases [cost, longest wait us or -1, ...] in queue order, a cost
+#   being requests or [requests, scope or '', unit, units, ...]; then, if this worker has
+#   calendar windows, its wall clock (us) and {calendar key: [5 resets, us], ...}.
 # Returns one string (one bulk reply parses far faster than an array):
 #   "version resync given workers|status delay id at lv undo...|..." with, per lease,
 #   the status
 #   0 reserved (at: server us of the reservation; lv: the token's limits version;
-#   undo: "before after" per window),
+#   undo: "before after" per window: server us, or a quota's units used),
 #   1 too late for its wait (nothing written; delay: the soonest it could be),
 #   2 blocked by this worker's in-flight caps, 3 no token of this worker at all;
 #   resync is 1 when some token had lost its state (register again); workers counts the
@@ -70,6 +80,7 @@ local prefix = tag .. ':t:'
 local p = cjson.decode(ARGV[1])
 local ttl, worker, emax, tau, flags = p[1], p[2], p[3], p[4], p[5]
 local touch, audit = flags % 2 == 1, flags >= 2
+set_calendars(now, p[9], p[10])
 local given = 0
 for _, g in ipairs(p[6]) do
   local id, at, c, u = g[1], g[2], g[3], g[4]
@@ -78,6 +89,9 @@ for _, g in ipairs(p[6]) do
   if latest then
     for k = 1, st.n do
       if st.t[k] ~= u[2 * k] then latest = false end
+      if st.c ~= nil and st.c[k] ~= '' and period(st.c[k], at - OFF) ~= st.cp[k] then
+        latest = false  -- a calendar window in another period since
+      end
     end
   end
   if latest then
@@ -101,8 +115,20 @@ local resync = 0
 local out = {''}
 for L = 1, #leases, 2 do
   local c, w = leases[L], leases[L + 1]
+  local req, parts, scope, shown = c, nil, '', tostring(c)
+  if type(c) == 'table' then
+    -- [requests, scope, unit, units, ...]: a lease of several resources, or in a scope
+    req, scope, parts = c[1], c[2], {}
+    local pieces = {tostring(req)}
+    for i = 3, #c, 2 do
+      parts[c[i]] = c[i + 1]
+      pieces[#pieces + 1] = c[i] .. '=' .. tostring(c[i + 1])
+    end
+    if scope ~= '' then pieces[#pieces + 1] = '@' .. scope end
+    shown = table.concat(pieces, ',')
+  end
   local slack = 0
-  if c < 1 then slack = (1 - c) * emax end
+  if req < 1 then slack = (1 - req) * emax end
   local best, best_t, capped_t = nil, INF, INF
   local stale = {}
   local start, size, more = 0, 1, true
@@ -131,7 +157,7 @@ for L = 1, #leases, 2 do
           end
         end
         if st then
-          local t = ready(st, c)
+          local t = ready(st, req, parts, scope)
           if t < best_t then
             local left = budget[id]
             if left ~= nil and left <= 0 then
@@ -160,20 +186,37 @@ for L = 1, #leases, 2 do
       local st = cache[best]
       local undo = {'0', fmt(delay), best, fmt(s), tostring(st.lv)}
       for k = 1, st.n do
+        local units = part(st, k, req, parts, scope)
+        local cal = st.c ~= nil and st.c[k] ~= ''
+        if cal and units ~= nil and units > 0 and s - OFF >= st.cr[k] then
+          roll(st, k, s - OFF)  -- the reservation falls in a later period
+        end
         local before = st.t[k]
-        local base = before
-        if s > base then base = s end
-        local after = math.ceil(base + c * st.e[k])
+        local after = before
+        if units ~= nil and units > 0 then
+          if cal then
+            after = before + units
+          else
+            local base = before
+            if s > base then base = s end
+            after = math.ceil(base + units * st.e[k])
+          end
+        end
         st.t[k] = after
-        undo[#undo + 1] = fmt(before)
-        undo[#undo + 1] = fmt(after)
+        if cal then  -- units used, not a time: every digit
+          undo[#undo + 1] = num(before)
+          undo[#undo + 1] = num(after)
+        else
+          undo[#undo + 1] = fmt(before)
+          undo[#undo + 1] = fmt(after)
+        end
       end
       save(st, now, ttl)
       redis.call('ZADD', zkey, key_of(st), best)
       local left = budget[best]
       if left ~= nil then budget[best] = left - 1 end
       if audit then
-        local entry = fmt(s) .. ' ' .. best .. ' ' .. tostring(c) .. ' ' .. worker
+        local entry = fmt(s) .. ' ' .. best .. ' ' .. shown .. ' ' .. worker
         redis.call('RPUSH', tag .. ':audit', entry)
       end
       out[#out + 1] = table.concat(undo, ' ')
@@ -203,7 +246,9 @@ return table.concat(out, '|')
 # A cooldown may also fill some windows (flags "1 0 ..."), as the pool does locally when
 # the API said the quota is spent: to all but one key cost as of the cooldown's end, so
 # the token resumes at its steady rate, not with a burst the API would refuse again.
-# KEYS: ready, meta, disabled; ARGV: token prefix, id, op, argument, ttl ms, fill flags
+# A cooldown of a scope (scope given) holds only the token's leases of that scope.
+# KEYS: ready, meta, disabled; ARGV: token prefix, id, op, argument, ttl ms, fill flags,
+#   scope ('' or absent: the token)
 # Returns 1 when something changed.
 TOKEN_OP = (
     PRELUDE
@@ -215,8 +260,19 @@ local st = load(ARGV[1] .. id)
 if op == 'cool' then
   if st == nil then return 0 end
   local cool = math.ceil(now + tonumber(ARGV[4]))
+  local scope = ARGV[7] or ''
   local changed = false
-  if cool > st.cool then
+  local kc = st.kc
+  if scope ~= '' then
+    -- A scope cools: only the token's leases of that scope wait (their spent windows
+    -- are filled for one call, as the pool's own cool_scope does).
+    st.sc = st.sc or {}
+    if cool > (st.sc[scope] or 0) then
+      st.sc[scope] = cool
+      changed = true
+    end
+    kc = 1
+  elseif cool > st.cool then
     st.cool = cool
     changed = true
   end
@@ -224,7 +280,8 @@ if op == 'cool' then
   for flag in string.gmatch(ARGV[6] or '', '%S+') do
     k = k + 1
     if flag == '1' and k <= st.n then
-      local full = math.ceil(cool + (st.b[k] - st.kc) * st.e[k])
+      local full = math.ceil(cool + (st.b[k] - kc) * st.e[k])
+      if st.c ~= nil and st.c[k] ~= '' then full = st.b[k] end  -- a quota: spent
       if full > st.t[k] then
         st.t[k] = full
         changed = true
@@ -276,11 +333,21 @@ while i <= #ARGV do
   i = i + 5
   local key = prefix .. id
   local st = load(key)
-  local same = st ~= nil and st.n == n
+  -- Each window: burst, us per unit, unit, scope ('' none), calendar key ('' none).
+  local plain = true
+  for k = 1, n do
+    local j = i + 5 * (k - 1)
+    if ARGV[j + 2] ~= 'requests' or ARGV[j + 3] ~= '' or ARGV[j + 4] ~= '' then plain = false end
+  end
+  local same = st ~= nil and st.n == n and (st.u == nil) == plain
   if same then
     for k = 1, n do
-      local j = i + 2 * (k - 1)
+      local j = i + 5 * (k - 1)
       if st.b[k] ~= tonumber(ARGV[j]) or st.e[k] ~= tonumber(ARGV[j + 1]) then same = false end
+      if not plain and (st.u[k] ~= ARGV[j + 2] or st.s[k] ~= ARGV[j + 3]
+          or st.c[k] ~= ARGV[j + 4]) then
+        same = false
+      end
     end
   end
   local adopt = ''
@@ -291,23 +358,33 @@ while i <= #ARGV do
   else
     -- New, or other limits than before: a fresh token starts with empty buckets, one
     -- whose limits changed or whose state was lost with full ones (nothing is known of
-    -- how they were spent).
+    -- how they were spent; a calendar window: spent for the period the next call finds).
     local fresh = st == nil
     if not fresh then changed = changed + 1 end
-    st = {key = key, n = n, kc = tonumber(kc), cool = fresh and 0 or st.cool,
+    st = {key = key, n = n, kc = tonumber(kc), cool = fresh and 0 or st.cool, sc = st and st.sc,
           b = {}, e = {}, t = {}, lv = fresh and 0 or st.lv + 1, learned = 0, dg = dg, ls = ''}
+    if not plain then st.u, st.s, st.c, st.cp, st.cr = {}, {}, {}, {}, {} end
     for k = 1, n do
-      local j = i + 2 * (k - 1)
+      local j = i + 5 * (k - 1)
       st.b[k] = tonumber(ARGV[j])
       st.e[k] = tonumber(ARGV[j + 1])
       st.t[k] = 0
-      if lost or not fresh then st.t[k] = math.ceil(now + st.b[k] * st.e[k]) end
+      local full = lost or not fresh
+      if not plain then
+        st.u[k], st.s[k], st.c[k] = ARGV[j + 2], ARGV[j + 3], ARGV[j + 4]
+        st.cp[k], st.cr[k] = 0, 0
+        if st.c[k] ~= '' then
+          if full then st.cp[k] = -1 end
+          full = false
+        end
+      end
+      if full then st.t[k] = math.ceil(now + st.b[k] * st.e[k]) end
     end
   end
   save(st, now, ttl)
   out[#out + 1] = tostring(st.lv)
   out[#out + 1] = adopt
-  i = i + 2 * n
+  i = i + 5 * n
   redis.call('SADD', KEYS[2], id)
   redis.call('SADD', KEYS[3], id)
   if redis.call('HEXISTS', KEYS[4], id) == 0 then
@@ -422,8 +499,11 @@ for i = 6, #ARGV do
   local st = load(ARGV[1] .. id)
   if st ~= nil then
     for k = 1, st.n do
-      local full = math.ceil(held + st.b[k] * st.e[k])
-      if full > st.t[k] then st.t[k] = full end
+      -- (Calendar windows: no worker served them locally; failover.py.)
+      if st.c == nil or st.c[k] == '' then
+        local full = math.ceil(held + st.b[k] * st.e[k])
+        if full > st.t[k] then st.t[k] = full end
+      end
     end
     save(st, now, ttl)
     redis.call('ZADD', KEYS[1], 'XX', key_of(st), id)
@@ -494,6 +574,7 @@ SCRIPTS = {
     name: Script(name, source)
     for name, source in {
         "reserve": RESERVE,
+        "settle": SETTLE,
         "token_op": TOKEN_OP,
         "sync_chunk": SYNC_CHUNK,
         "sync_done": SYNC_DONE,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from heapq import heappop, heappush
 from typing import TYPE_CHECKING
 
+from .._core.costs import Costs
 from .degrade import Undo
 
 if TYPE_CHECKING:
@@ -50,7 +51,9 @@ class Ticket:
     def __init__(self, lease: Queued, fut: asyncio.Future[None], deadline: float, seq: int):
         self.lease = lease
         self.fut = fut
-        self.cost = float(lease.cost)
+        cost = lease.cost
+        #: requests, or a ``Costs`` (several resources, or a scope)
+        self.cost = cost if isinstance(cost, Costs) else float(cost)
         self.deadline = deadline  #: loop time, or inf
         self.seq = seq  #: arrival order
         self.state = QUEUED

@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
+from .._core.costs import Costs
 from .records import text
 from .waiters import Ticket
 
@@ -29,20 +30,36 @@ class GiveBack(NamedTuple):
     cost: float
 
 
+def cost_arg(cost: float) -> str:
+    """A lease's cost as the scripts read it: a number (requests), or for a ``Costs``
+    ``[requests, "scope" or "", "unit", units, ...]``."""
+    if isinstance(cost, Costs):
+        parts = "".join(f',"{unit}",{units!r}' for unit, units in cost.parts.items())
+        return f'[{float(cost)!r},"{cost.scope or ""}"{parts}]'
+    return repr(cost)
+
+
 def reserve_arg(
-    config: str, flags: int, gives: Iterable[GiveBack], caps: str, batch: list[Ticket], now: float
+    config: str,
+    flags: int,
+    gives: Iterable[GiveBack],
+    caps: str,
+    batch: list[Ticket],
+    now: float,
+    calendars: str = "",
 ) -> str:
     """The reserve script's argument: ``config`` (``[ttl, worker, emax, tau``), the flags,
-    the give-backs, the in-flight budgets (``caps``: ``"id",n,...``), and each lease's
-    cost and longest wait (µs, or -1) as of ``now``."""
-    given = ",".join(f'["{g.tid}",{g.at},{g.cost!r},[{",".join(g.undo)}]]' for g in gives)
+    the give-backs, the in-flight budgets (``caps``: ``"id",n,...``), each lease's
+    cost and longest wait (µs, or -1) as of ``now``, then ``calendars`` (``Calendars.arg``:
+    the wall clock and the resets, if this worker has calendar windows)."""
+    given = ",".join(f'["{g.tid}",{g.at},{float(g.cost)!r},[{",".join(g.undo)}]]' for g in gives)
     leases = ",".join(
-        f"{t.cost!r},-1"
+        f"{cost_arg(t.cost)},-1"
         if t.deadline == INF
-        else f"{t.cost!r},{max(0, math.floor((t.deadline - now) * US))}"
+        else f"{cost_arg(t.cost)},{max(0, math.floor((t.deadline - now) * US))}"
         for t in batch
     )
-    return f"{config},{flags},[{given}],[{caps}],[{leases}]]"
+    return f"{config},{flags},[{given}],[{caps}],[{leases}]{calendars}]"
 
 
 def budgets(items: Iterable[tuple[str, int]], n: int) -> str:

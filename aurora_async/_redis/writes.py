@@ -24,20 +24,24 @@ from .scripts import SCRIPTS
 
 _US = 1_000_000
 #: Shared writes replayed when Redis is back.
-_REPLAYED = ("cool", "disable", "enable", "relimit")
+_REPLAYED = ("cool", "disable", "enable", "relimit", "settle")
 
 
 class Op(NamedTuple):
     """One shared write: ``cool``, ``disable``, ``enable`` a token, change its limits
-    (``relimit``), or read the namespace's ``state`` or a token's ``limits``."""
+    (``relimit``), ``settle`` a lease's true cost, or read the namespace's ``state`` or a
+    token's ``limits``."""
 
     kind: str
     tid: str = ""
     seconds: float = 0.0  #: cool: the duration ...
     since: float = -math.inf  #: ... and when it was reported (the write may run later)
     fills: str = ""  #: cool: "1 0 ..." the windows to fill (the quota was spent)
+    scope: str = ""  #: cool: the scope cooling ("": the token)
     reason: str = ""  #: disable
-    args: tuple[Any, ...] = ()  #: relimit: the script's arguments (``relimit_args``)
+    #: relimit: the script's arguments (``relimit_args``); settle: the lease's scope ("":
+    #: none) and the differences, unit -> units
+    args: tuple[Any, ...] = ()
 
 
 class Writes:
@@ -116,6 +120,9 @@ class Writes:
         if kind in ("relimit", "limits"):
             await self._limits(op)
             return
+        if kind == "settle":
+            await self._settle(op)
+            return
         arg: int | str = ""
         if kind == "cool":
             seconds = op.seconds
@@ -129,8 +136,19 @@ class Writes:
         await ctx.redis.call(
             SCRIPTS["token_op"],
             [k.ready, k.meta, k.disabled],
-            [k.token_prefix, op.tid, kind, arg, ctx.ttl_ms, op.fills],
+            [k.token_prefix, op.tid, kind, arg, ctx.ttl_ms, op.fills, op.scope],
         )
+
+    async def _settle(self, op: Op) -> None:
+        """Write a lease's true cost (``SETTLE``): the differences, now."""
+        ctx = self._ctx
+        k = ctx.keys
+        scope, deltas = op.args
+        pairs = ",".join(f'"{unit}",{units!r}' for unit, units in deltas.items())
+        calendars = self._members.calendars
+        cal = calendars.arg(ctx.port.wall(ctx.now())) if calendars else ""
+        arg = f'["{op.tid}",{ctx.ttl_ms},"{scope}",[{pairs}]{cal}]'
+        await ctx.redis.call(SCRIPTS["settle"], [k.ready, k.token(op.tid)], [arg])
 
     async def _limits(self, op: Op) -> None:
         """Write a change of a token's limits, or read them."""

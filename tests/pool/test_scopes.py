@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -11,7 +10,6 @@ import pytest
 from aurora_async import Costs, Limit, Token, TokenPool
 from aurora_async._core.scheduler import Scheduler
 from aurora_async._core.slot import MixedSlot, Slot
-from aurora_async._pool.core import core_of
 
 GITHUB = [Limit(5000, per=3600, scope="core"), Limit(2, per=60, scope="search")]
 
@@ -114,14 +112,3 @@ def test_a_plain_slot_becomes_mixed_when_a_scope_cools_and_leaves_its_lane() -> 
     assert a.scope_cool == {"search": 5.0}  # forgotten on the next cooldown only
     sched.cool_scope(a, "other", 9.0, 6.0)
     assert a.scope_cool == {"other": 9.0}
-
-
-async def test_scoped_leases_are_refused_on_redis_until_shared() -> None:
-    pool = TokenPool([Token("sk-secret-value-0001")])
-    await asyncio.sleep(0)
-    core = core_of(pool)
-    core.backend = object()  # type: ignore[assignment]  # stands for a backend here
-    with pytest.raises(NotImplementedError, match="not shared through Redis yet"):
-        pool.lease(scope="search")
-    core.backend = None
-    await pool.aclose()

@@ -2,10 +2,13 @@
 it for a while, then print how many leases it got (JSON on stdout).
 
     python tests/redis/_worker.py URL NAMESPACE --tokens a b --rate 40 --burst 4 \\
-        --duration 1.5 --concurrency 16 [--skew SECONDS]
+        --duration 1.5 --concurrency 16 [--skew SECONDS] \\
+        [--units-rate 2000 --units-burst 400 --costs 10 300]
 
 ``--skew`` shifts this process's event-loop clock by that many seconds: the limits must
-hold anyway, since only the Redis server's clock counts.
+hold anyway, since only the Redis server's clock counts. ``--units-rate`` adds a window
+of another resource (``"tokens"``, a second's worth of burst unless ``--units-burst``),
+and ``--costs`` the tokens each lease takes (the workers' coroutines take turns).
 """
 
 from __future__ import annotations
@@ -23,22 +26,28 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     if args.skew:
         real = loop.time
         loop.time = lambda: real() + args.skew  # type: ignore[method-assign]
-    limit = Limit(args.rate, per=1, burst=args.burst)
+    limits = [Limit(args.rate, per=1, burst=args.burst)]
+    if args.units_rate:
+        burst = args.units_burst or args.units_rate
+        limits.append(Limit(args.units_rate, per=1, burst=burst, unit="tokens"))
     backend = RedisBackend(args.url, namespace=args.namespace, audit=True)
     pool = TokenPool(
-        [Token(v, limits=limit) for v in args.tokens], backend=backend, trial_in_flight=None
+        [Token(v, limits=limits) for v in args.tokens], backend=backend, trial_in_flight=None
     )
     leases = 0
     async with pool:
         stop = loop.time() + args.duration
 
-        async def worker() -> None:
+        async def worker(i: int) -> None:
             nonlocal leases
+            cost: float | dict[str, float] = 1
+            if args.costs:
+                cost = {"requests": 1, "tokens": args.costs[i % len(args.costs)]}
             while loop.time() < stop:
-                async with pool.lease():
+                async with pool.lease(cost=cost):
                     leases += 1
 
-        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+        await asyncio.gather(*(worker(i) for i in range(args.concurrency)))
     return {"leases": leases, "worker": backend.worker, "mode": backend.mode}
 
 
@@ -52,6 +61,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=1.5)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--skew", type=float, default=0.0)
+    parser.add_argument("--units-rate", type=float, default=0.0)
+    parser.add_argument("--units-burst", type=float, default=0.0)
+    parser.add_argument("--costs", nargs="*", type=float, default=[])
     print(json.dumps(asyncio.run(run(parser.parse_args()))))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from aurora_async import Limit
 from aurora_async._core.buckets import Window
 from aurora_async._redis.degrade import LocalLimiter
@@ -60,3 +62,32 @@ def test_the_declared_digest_tells_declared_limits_apart_and_hides_nothing() -> 
         )
         == 3
     )
+
+
+def test_the_local_limiter_takes_each_windows_own_part_of_a_lease() -> None:
+    from aurora_async._core.costs import as_costs
+
+    local = LocalLimiter(0.5, 0.0)  # half of each limit, full as of 0
+    limits = windows(Limit(10, per=1), Limit(1000, per=1, burst=400, unit="tokens"))
+    cost = as_costs({"requests": 1, "tokens": 100})
+    # Full at 0: tokens burst' 200 at 500/s, so 100 tokens fit at 0.2; requests at 0.2.
+    assert local.ready("t", limits, cost) == pytest.approx(0.2)
+    assert local.ready("t", limits, 1.0) == pytest.approx(0.2)  # tokens' bucket: no debt
+    local.take("t", limits, cost, 0.2)
+    assert local.ready("t", limits, 1.0) == pytest.approx(0.4)
+    local.adjust("t", limits, {"tokens": 400.0}, None, 0.2)  # debt: 400 past the brim
+    assert local.ready("t", limits, 1.0) == pytest.approx(0.2 + 400 / 500)
+    local.adjust("t", limits, {"tokens": -1000.0}, None, 0.2)  # a refund: never below empty
+    assert local.ready("t", limits, cost) == pytest.approx(0.4)  # (requests bind again)
+
+
+def test_a_scopes_local_window_counts_only_that_scopes_leases() -> None:
+    from aurora_async._core.costs import scoped
+
+    local = LocalLimiter(1.0, -math.inf)  # the whole limit, empty
+    limits = windows(Limit(10, per=1), Limit(1, per=1, scope="search"))
+    search = scoped(1.0, "search")
+    local.take("t", limits, search, 0.0)
+    assert local.ready("t", limits, search) == pytest.approx(1.0)  # its scope's window
+    assert local.ready("t", limits, scoped(1.0, "core")) <= 0.0  # another scope: room
+    assert local.ready("t", limits, 1.0) <= 0.0

@@ -24,7 +24,7 @@ RATE, BURST = 40.0, 4.0
 
 
 async def run_workers(
-    url: str, namespace: str, skews: list[float], duration: float = 1.5
+    url: str, namespace: str, skews: list[float], duration: float = 1.5, *extra: str
 ) -> list[dict[str, object]]:
     procs = [
         await asyncio.create_subprocess_exec(
@@ -42,6 +42,7 @@ async def run_workers(
             str(duration),
             "--skew",
             str(skew),
+            *extra,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -87,3 +88,27 @@ async def test_processes_share_the_limits_and_use_them_fully(
     span = (max(e.at_us for e in log) - min(e.at_us for e in log)) / 1e6
     capacity = len(TOKENS) * (BURST + RATE * span)
     assert len(log) >= 0.95 * capacity, (len(log), capacity, span)
+
+
+async def test_processes_never_exceed_a_tokens_bound_in_any_resource(
+    redis_server: RedisProcess, make_backend: Callable[..., RedisBackend]
+) -> None:
+    # Three processes lease cheap (10 tokens) and dear (300 tokens) calls on four shared
+    # tokens: requests bind the cheap ones, tokens the dear ones.
+    units = Limit(2000, per=1, burst=400, unit="tokens")
+    extra = ["--units-rate", "2000", "--units-burst", "400", "--costs", "10", "300"]
+    reader = make_backend()
+    results = await run_workers(redis_server.url, reader.namespace, [0.0] * 3, 1.0, *extra)
+    assert all(r["mode"] == "redis" for r in results)
+    log = await reader.audit_log()
+    assert {e.worker for e in log} == {r["worker"] for r in results}
+    assert len(log) == sum(int(r["leases"]) for r in results)  # type: ignore[call-overload]
+    assert {e.parts["tokens"] for e in log} == {10.0, 300.0}
+    requests = Limit(RATE, per=1, burst=BURST)
+    t0 = min(e.at_us for e in log)
+    for tid in {e.id for e in log}:
+        mine = [e for e in log if e.id == tid]
+        times = [(e.at_us - t0) / 1e6 for e in mine]
+        # Counted per token per resource on the server's clock: never over either bound.
+        assert conforms(times, [e.cost for e in mine], requests)
+        assert conforms(times, [e.parts["tokens"] for e in mine], units)

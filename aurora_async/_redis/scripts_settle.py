@@ -1,0 +1,54 @@
+"""The Lua script that settles a lease's true cost in the shared state (``Lease.settle``
+under ``RedisBackend``). ``scripts.py`` documents a token's state; ``lua.py`` has the
+parts of a lease each window counts, and the calendar periods.
+"""
+
+from __future__ import annotations
+
+from .lua import PRELUDE
+
+# A lease's true cost differed from what it reserved (``Lease.settle``): every window
+# that counted the lease takes the difference of its part now. Less comes back at once
+# (never below an empty bucket); more is debt: the window's theoretical arrival time
+# goes past a full bucket's, and nothing fits until it has drained. A calendar window
+# moves to the caller's period first, and counts the difference there.
+# KEYS: ready, the token's state; ARGV: one JSON array [id, ttl ms, scope ('' none),
+#   [unit, difference, ...], then the calendars, as the reserve call's]
+# Returns 1 if something changed (0: no such token, or nothing to settle).
+SETTLE = (
+    PRELUDE
+    + r"""
+local now = now_us()
+local p = cjson.decode(ARGV[1])
+local id, ttl, scope, d = p[1], p[2], p[3], p[4]
+set_calendars(now, p[5], p[6])
+local st = load(KEYS[2])
+if st == nil then return 0 end
+local deltas = {}
+for i = 1, #d, 2 do deltas[d[i]] = d[i + 1] end
+local changed = 0
+for k = 1, st.n do
+  local delta = part(st, k, deltas['requests'] or 0, deltas, scope)
+  if delta ~= nil and delta ~= 0 then
+    if st.c ~= nil and st.c[k] ~= '' then
+      if WALL ~= nil then roll(st, k, WALL) end
+      local used = st.t[k] + delta
+      if used < 0 then used = 0 end
+      st.t[k] = used
+    else
+      local base = st.t[k]
+      if now > base then base = now end
+      local t = math.ceil(base + delta * st.e[k])
+      if t < now then t = now end
+      st.t[k] = t
+    end
+    changed = 1
+  end
+end
+if changed == 1 then
+  save(st, now, ttl)
+  redis.call('ZADD', KEYS[1], 'XX', key_of(st), id)
+end
+return changed
+"""
+)
