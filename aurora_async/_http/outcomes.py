@@ -80,6 +80,10 @@ class Judge:
         if spent is None:
             return None
         seconds = max(0.0, spent.parked_until(wall) - wall)
+        if spent.reset_at is None:  # the token's own calendar quota says when, if it has one
+            declared = self._port.calendar_reset(lease, spent.resource)
+            if declared is not None:
+                seconds = declared
         _log.warning(
             "aurora.token.quota_exhausted",
             token=self._port.name(lease),

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from .._pool.core import PoolCore
 from .._pool.lease import Lease, RetryLease, lease_slot
-from .._pool.responses import account_levels, account_response
+from .._pool.responses import account_levels, account_response, calendar_reset
 
 if TYPE_CHECKING:
     from .._core.headers import RateLimitInfo
@@ -76,6 +76,11 @@ class PoolPort:
         """What the API's own headers say is left of each resource (OpenAI, Anthropic,
         GitHub families): the lease's token counts at least that much as used."""
         account_levels(self._core, lease, readings)
+
+    def calendar_reset(self, lease: Lease, resource: str | None) -> float | None:
+        """Seconds until the lease's token's declared calendar quota (of ``resource``)
+        resets; ``None`` when it declared none."""
+        return calendar_reset(self._core, lease, resource)
 
     def redact(self, text: str, lease: Lease | None = None) -> str:
         """``text`` with every token secret masked (the lease's own too, even if a reload

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .._core.buckets import CalendarWindow
 from .._core.headers import RateLimitInfo
 from .._core.policy import Outcome, Verdict
 from .core import PoolCore
@@ -77,3 +78,24 @@ def account_levels(core: PoolCore, lease: Lease, readings: Sequence[ResourceRead
                 touched = True
     if touched:
         core.sched.touched(slot)
+
+
+def calendar_reset(core: PoolCore, lease: Lease, resource: str | None) -> float | None:
+    """Seconds until the lease's token gets its quota back by its own declaration: the
+    soonest next reset of its calendar windows (``Limit.daily``, ``Limit.monthly``) that
+    count ``resource`` (any resource when ``None``) in the lease's scope, on the pool's
+    wall clock; ``None`` when it has none. For a refusal that says a quota is spent but
+    not until when."""
+    slot = lease_slot(lease)
+    if slot is None:
+        return None
+    scope = lease.scope
+    wall = core.now() + core.sched.wall_offset
+    resets = [
+        w.calendar.next_reset(wall)
+        for w in slot.windows
+        if isinstance(w, CalendarWindow)
+        and (resource is None or w.unit == resource)
+        and (w.scope is None or w.scope == scope)
+    ]
+    return None if not resets else min(resets) - wall

@@ -82,5 +82,44 @@ async def test_githubs_primary_limit_parks_until_its_reset(
             now = clock()
             for n in range(5):
                 assert (await pool.get(f"/repos/o/r/{n}")).status == 200
-            assert 55 <= now() <= 61
+            # The reset is stated in whole epoch seconds of the real wall clock (up to 1 s
+            # later than the window's end), which moves on a little while virtual time runs.
+            assert 55 <= now() < 62
         assert api.totals.rate_limited == 0
+
+
+#: 22:00 UTC on 2026-12-06: two hours before the next midnight.
+EVENING = 1_796_594_400.0
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize(
+    ("limits", "parked"),
+    [
+        # a daily quota declared: the park ends at its reset, two hours away
+        ([Limit(600, per=60, burst=600), Limit.daily(10**6, unit="tokens")], 7200.0),
+        # its reset at 23:30: an hour and a half away
+        ([Limit(600, per=60, burst=600), Limit.daily(10**6, reset="23:30")], 5400.0),
+        # a daily quota in another scope does not speak for this one
+        ([Limit(600, per=60, burst=600), Limit.daily(10**6, reset="23:30", scope="s")], None),
+        ([Limit(600, per=60, burst=600)], None),  # none declared: DEFAULT_PARK
+    ],
+)
+async def test_a_spent_quota_naming_no_reset_parks_until_the_declared_calendar_reset(
+    monkeypatch: pytest.MonkeyPatch, limits: list[Limit], parked: float | None
+) -> None:
+    """OpenAI's ``insufficient_quota`` names no reset; a token with a calendar quota of
+    its own is parked until that quota's reset (on the pool's wall clock), not probed
+    again an hour later."""
+    from aurora_async._pool import core as pool_core
+
+    monkeypatch.setattr(pool_core, "wall_clock", lambda: EVENING)
+    profile = LlmApi(rpm=600, tpm=100_000, max_tokens=20, quota_tokens=60)
+    async with MockAPI([A], profile=profile) as api:
+        pool = TokenPool([Token(A, limits=limits)], base_url=api.url, calibrate=False)
+        async with pool:
+            for _ in range(3):  # 30 tokens each: the third finds the quota spent
+                await pool.post("/v1/chat/completions", json=BODY, headers=OUT, max_attempts=1)
+            left = pool.stats().tokens[0].cooldown_left
+        assert api.stats(A).rate_limited == 1
+        assert left == pytest.approx(DEFAULT_PARK if parked is None else parked, abs=1e-3)
