@@ -26,6 +26,7 @@ _WORD: Final = "tok "  # one output token of text: CHARS_PER_TOKEN characters
 _MAX_MODEL: Final = 100  # characters of a model name echoed back
 
 ChargeMode = Literal["actual", "max_tokens"]
+QuotaKind = Literal["credit", "daily"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,10 @@ class LlmApi(Profile):
     request after the last one ended, on the loop clock). Once the spend reaches it,
     every request is answered ``429`` with OpenAI's ``insufficient_quota`` error, which
     states no reset, until the window ends (a request that starts under the quota is
-    served whole, as billing works).
+    served whole, as billing works). With ``quota_kind="daily"`` the refusal is OpenAI's
+    per-day limit instead: ``rate_limit_exceeded`` whose message names the tokens per day
+    (TPD) and says when to try again (the window's end, as a Go duration), with
+    ``retry-after`` and ``retry-after-ms`` saying the same.
     """
 
     rpm: int
@@ -85,6 +89,7 @@ class LlmApi(Profile):
     max_tokens: int = 256
     quota_tokens: int | None = None
     quota_window: float = 86400.0
+    quota_kind: QuotaKind = "credit"
     stream_chunks: int = 4
     stream_interval: float = 0.0
     seed: int | None = 0
@@ -103,6 +108,7 @@ class LlmApi(Profile):
         check.whole(_OWNER, "max_tokens", self.max_tokens, 1)
         if self.quota_tokens is not None:
             check.whole(_OWNER, "quota_tokens", self.quota_tokens, 1)
+        check.choice(_OWNER, "quota_kind", self.quota_kind, ("credit", "daily"))
         window = check.seconds(_OWNER, "quota_window", self.quota_window)
         object.__setattr__(self, "quota_window", window)
         check.whole(_OWNER, "stream_chunks", self.stream_chunks, 1)
@@ -246,9 +252,7 @@ class _LlmEnforcer(Enforcer):
         profile = self.profile
         cost = 0 if chat is None else self._cost(chat)
         if self._quota_spent(now):
-            message = "You exceeded your current quota, please check your plan and billing details."
-            body = _error(message, "insufficient_quota", "insufficient_quota")
-            return Decision(False, 429, self._headers(now), body=body)
+            return self._quota_refusal(now, cost, chat)
         if not (self.requests.fits(now, 1) and self.tokens.fits(now, cost)):
             return self._rate_limited(now, cost, chat)
         self.requests.take(now, 1)
@@ -276,6 +280,22 @@ class _LlmEnforcer(Enforcer):
         if now >= self.quota_start + profile.quota_window - EPSILON:
             self.quota_start, self.quota_spent = now, 0
         return self.quota_spent >= profile.quota_tokens
+
+    def _quota_refusal(self, now: float, cost: int, chat: _Chat | None) -> Decision:
+        profile = self.profile
+        if profile.quota_kind == "credit":
+            message = "You exceeded your current quota, please check your plan and billing details."
+            body = _error(message, "insufficient_quota", "insufficient_quota")
+            return Decision(False, 429, self._headers(now), body=body)
+        wait = self.quota_start + profile.quota_window - now
+        model = "the model" if chat is None else chat.model
+        message = (
+            f"Rate limit reached for {model} in organization org-mock on tokens per day "
+            f"(TPD): Limit {profile.quota_tokens}, Used {self.quota_spent}, Requested {cost}. "
+            f"Please try again in {go_duration(wait)}."
+        )
+        body = _error(message, "tokens", "rate_limit_exceeded")
+        return self._refusal(self._headers(now), wait, body)
 
     def _rate_limited(self, now: float, cost: int, chat: _Chat | None) -> Decision:
         profile = self.profile

@@ -473,3 +473,32 @@ async def test_no_answer_shows_the_key() -> None:
         haystack = "\n".join(seen)
         assert TOKEN not in haystack
         assert TOKEN[4:-4] not in haystack
+
+
+def test_a_daily_quota_answers_openais_per_day_limit_with_its_reset() -> None:
+    limiter = state(
+        LlmApi(rpm=600, tpm=10**6, quota_tokens=1000, quota_window=7200, quota_kind="daily")
+    )
+    assert limiter.decide_call(request(chars=400, output=800), 0.0, WALL).admitted  # 900
+    assert limiter.decide_call(request(chars=400, output=800), 1.0, WALL).admitted  # 1800
+    spent = limiter.decide_call(request(chars=4, output=1), 1.5, WALL)
+    assert (spent.admitted, spent.status, spent.tokens) == (False, 429, 0)
+    assert spent.body == {
+        "error": {
+            "message": "Rate limit reached for gpt-mock in organization org-mock on tokens per "
+            "day (TPD): Limit 1000, Used 1800, Requested 2. Please try again in 1h59m58.5s.",
+            "type": "tokens",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        }
+    }
+    assert (spent.headers["retry-after"], spent.headers["retry-after-ms"]) == ("7199", "7198500")
+    found = classify(429, spent.headers, json.dumps(spent.body), WALL)
+    assert found == QuotaExhausted(WALL + 7198.5, "openai daily tokens limit reached", "tokens")
+    assert not limiter.decide_call(request(chars=4, output=1), 7199.0, WALL).admitted
+    assert limiter.decide_call(request(chars=4, output=1), 7200.0, WALL).admitted
+
+
+def test_quota_kind_is_checked() -> None:
+    with pytest.raises(ValueError, match="quota_kind"):
+        LlmApi(rpm=1, tpm=1, quota_kind="weekly")  # type: ignore[arg-type]
