@@ -12,10 +12,12 @@ shapes into the pool's units, ``"tokens"`` (input and output together),
     usage.anthropic(await response.json())
 
     counter = usage.StreamUsage("openai")   # a streamed answer (server-sent events)
-    async for chunk in response.content.iter_any():
-        counter.feed(chunk)
-    counter.end()
+    async for chunk in counter.chunks(response):   # each chunk fed to it as it comes
+        ...
     counter.usage                           # as usage.openai, once the stream said it
+
+``pool.stream(..., settle=counter)`` settles the stream's lease from ``counter`` when
+its block ends.
 
 What the readers promise, for any server data (they never raise on it):
 
@@ -44,7 +46,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final, Literal, Protocol
 
 __all__ = [
@@ -110,6 +112,15 @@ async def anthropic_response(response: _Response) -> dict[str, float]:
 
 class _Response(Protocol):
     async def json(self, *, content_type: str | None = ...) -> Any: ...
+
+
+class _Content(Protocol):
+    def iter_any(self) -> AsyncIterator[bytes]: ...
+
+
+class _Streamed(Protocol):
+    @property
+    def content(self) -> _Content: ...
 
 
 async def _body(response: _Response) -> Mapping[str, Any]:
@@ -226,9 +237,18 @@ class StreamUsage:
         else:
             self._keep(chunk[start:])
 
+    async def chunks(self, response: _Streamed) -> AsyncIterator[bytes]:
+        """The body of ``response`` (an ``aiohttp.ClientResponse``) as it arrives, each
+        chunk fed to this reader first; :meth:`end` when the body is over. For
+        ``pool.stream(..., settle=reader)``: ``async for chunk in reader.chunks(resp)``."""
+        async for chunk in response.content.iter_any():
+            self.feed(chunk)
+            yield chunk
+        self.end()
+
     def end(self) -> None:
         """The body is over: read what is left (a last line, an event not closed by a
-        blank line)."""
+        blank line). Calling it again changes nothing."""
         if self._pending and not self._dropping:
             self._line(b"".join(self._pending))
         self._pending, self._pending_size, self._dropping = [], 0, False

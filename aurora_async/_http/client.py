@@ -53,7 +53,7 @@ from .failures import LEASE_FAILURES, READ_FAILURES, TRANSPORT
 from .outcomes import Judge, may_carry_rate_limits
 from .port import PoolPort
 from .redirects import send_following
-from .settling import settle_from
+from .settling import settle_from, settle_stream, stream_meter
 from .timeouts import bounded
 from .urls import has_credentials, in_session, left_origin, merged, resolved
 
@@ -191,13 +191,8 @@ class HttpClient:
         lease is held until the block ends (the response is released then). An
         exception in your block does not change what the response said of the token."""
         raise_for_status = self._wants_raise(kwargs)
+        meter = stream_meter(kwargs)
         options = request_options(self.options, kwargs, "pool.stream")
-        if options.settle is not None:
-            raise TypeError(
-                "settle= reads a whole answer, so it is for pool.request; in pool.stream, "
-                "read the usage as the stream goes (usage.StreamUsage) and call "
-                "lease.settle() yourself"
-            )
         self._active += 1  # until the block ends: aclose waits for open streams too
         try:
             resp, lease, notes = await self._attempts(
@@ -211,6 +206,8 @@ class HttpClient:
                 yield resp
             finally:
                 resp.release()
+                if meter is not None:
+                    settle_stream(meter, lease)
                 self._port.release(lease)
         finally:
             self._finished()

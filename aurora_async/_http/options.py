@@ -53,6 +53,8 @@ class HttpOptions:
         read) giving the request's true cost per resource, to settle its lease with
         (see :data:`SettleFunction`; usually per request:
         ``pool.post(..., cost={"tokens": 2200}, settle=usage.openai_response)``).
+        ``pool.stream`` does not apply it (the caller reads the body): pass it
+        ``settle=usage.StreamUsage(...)`` and feed that as the body is read.
     """
 
     base_url: str | None = None

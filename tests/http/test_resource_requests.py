@@ -105,7 +105,7 @@ async def test_settle_functions_may_be_sync_and_must_return_a_mapping() -> None:
         assert pool.stats().tokens[0].usage == {"tokens": 505.0}
         with pytest.raises(TypeError, match="must return a mapping of resource to units"):
             await pool.post(url, json=body, cost={"tokens": 5}, settle=lambda r: 12)
-        with pytest.raises(TypeError, match="settle= reads a whole answer"):
+        with pytest.raises(TypeError, match=r"pool.stream's settle= takes a usage.StreamUsage"):
             async with pool.stream("POST", url, json=body, settle=usage.openai_response):
                 pass
         with pytest.raises(TypeError, match="settle must be a function"):
@@ -148,3 +148,74 @@ async def test_a_pool_wide_settle_applies_to_plain_requests_too() -> None:
     ):
         await pool.get("/anything")  # no keyword arguments: still settled
         assert pool.stats().tokens[0].usage == {"tokens": 7.0}
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("include_usage", [True, False])
+async def test_a_stream_settles_from_the_usage_it_reported_when_its_block_ends(
+    clock: Callable[[], Callable[[], float]], include_usage: bool
+) -> None:
+    """Reserve 500 tokens of a 1,000-a-minute key, stream, settle from the usage chunk
+    (10 in + 20 out): the refund is back when the block ends, so the next 900-token
+    lease goes at once. A stream that reported no usage keeps its reservation: the
+    next lease waits for 400 tokens to drain (24 s)."""
+    key = "sk-secret-llm-000000009"
+    limits = [Limit(600, per=60), Limit(1000, per=60, unit="tokens")]
+    async with (
+        MockAPI([key], profile=LlmApi(rpm=600, tpm=1000, max_tokens=100)) as api,
+        TokenPool([Token(key, limits=limits)], base_url=api.url) as pool,
+    ):
+        now = clock()
+        body = {
+            "model": "m",
+            "messages": [{"role": "user", "content": "x" * 40}],
+            "stream": True,
+            "stream_options": {"include_usage": include_usage},
+        }
+        meter = usage.StreamUsage("openai")
+        seen = b""
+        async with pool.stream(
+            "POST",
+            "/v1/chat/completions",
+            json=body,
+            headers={"X-Mock-Output-Tokens": "20"},
+            cost={"tokens": 500},
+            settle=meter,
+        ) as resp:
+            assert resp.status == 200
+            async for chunk in meter.chunks(resp):
+                seen += chunk
+            assert pool.stats().tokens[0].usage == {"tokens": 500.0}  # not settled yet
+        assert seen.endswith(b"data: [DONE]\n\n")
+        assert meter.done
+        if include_usage:
+            settled = {"tokens": 30.0, "input_tokens": 10.0, "output_tokens": 20.0}
+            assert pool.stats().tokens[0].usage == settled
+        else:
+            assert meter.usage is None
+            assert pool.stats().tokens[0].usage == {"tokens": 500.0}
+        async with pool.lease(cost={"tokens": 900}):
+            assert now() == (0.0 if include_usage else pytest.approx(24.0, abs=1e-6))
+        assert api.totals.rate_limited == 0
+
+
+@pytest.mark.looptime
+async def test_a_stream_cut_short_by_an_error_settles_from_what_it_saw() -> None:
+    """The block raised before the body was read: no usage was seen, so the
+    reservation stands; the error is the caller's, the lease still ends."""
+    key = "sk-secret-llm-000000010"
+    limits = [Limit(600, per=60), Limit(1000, per=60, unit="tokens")]
+    async with (
+        MockAPI([key], profile=LlmApi(rpm=600, tpm=1000, max_tokens=100)) as api,
+        TokenPool([Token(key, limits=limits)], base_url=api.url) as pool,
+    ):
+        body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}
+        meter = usage.StreamUsage("openai")
+        with pytest.raises(RuntimeError, match="caller's own"):
+            async with pool.stream(
+                "POST", "/v1/chat/completions", json=body, cost={"tokens": 300}, settle=meter
+            ):
+                raise RuntimeError("the caller's own")
+        stats = pool.stats().tokens[0]
+        assert (stats.in_flight, stats.usage) == (0, {"tokens": 300.0})
+        assert api.totals.rate_limited == 0
