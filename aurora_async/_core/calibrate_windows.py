@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from .calibrate_grid import standard_window
 from .limits import Limit
 
-__all__ = ["Belief", "guess_window", "header_level", "place_quota", "quota_bucket"]
+__all__ = [
+    "RESET_ROUNDING",
+    "Belief",
+    "guess_window",
+    "header_level",
+    "place_quota",
+    "quota_bucket",
+]
 
 
 #: Learned limits are few (a grid of rates): tokens share one object per value.
@@ -92,6 +99,10 @@ class Belief:
         return declared.burst_given and self.burst < self.burst_cap
 
 
+#: How far past a window's end a stated reset may run: a Unix time in whole seconds.
+RESET_ROUNDING = 1.0
+
+
 def quota_bucket(quota: float, per: float, floor: float) -> tuple[float, float]:
     """(rate a second, burst) of a leaky bucket that never takes more than ``quota`` units
     in any ``per`` seconds, fixed or sliding window alike: a bucket of ``b`` draining
@@ -125,10 +136,13 @@ def guess_window(
     """The window a server means by a quota it states without one (``X-RateLimit-*``):
     the window that already has this quota or declares it, else the first standard
     window at least as long as the longest reset seen for it (``resets`` keeps them;
-    a window can only be longer than its resets, and guessing long is safe)."""
+    a window can only be longer than its resets, and guessing long is safe), less
+    :data:`RESET_ROUNDING`: a reset stated as a Unix time in whole seconds (GitHub's
+    ``X-RateLimit-Reset``) runs up to a second past the window's true end, and a
+    60-second window read as 60.4 seconds must not be taken for a 120-second one."""
     for belief in windows:
         if belief.quota == quota:
-            if reset_after is None or reset_after <= belief.per + 1e-9:
+            if reset_after is None or reset_after <= belief.per + RESET_ROUNDING:
                 return belief.per
         elif belief.declared is not None and belief.declared.rate == quota:
             return belief.per
@@ -136,7 +150,7 @@ def guess_window(
         return None
     longest = max(resets.get(quota, 0.0), reset_after)
     resets[quota] = longest
-    return standard_window(longest)
+    return standard_window(max(longest - RESET_ROUNDING, longest / 2))
 
 
 def place_quota(

@@ -453,6 +453,28 @@ def test_a_quota_without_a_window_takes_the_standard_window_of_its_longest_reset
     assert cal.from_headers(3.0, limit=7, remaining=1, reset_after=None, window=None) is None
 
 
+@pytest.mark.parametrize(
+    ("resets", "window"),
+    [
+        ([60.4], 60),  # GitHub's whole-second reset, up to a second past the window's end
+        ([59.2, 60.99], 60),
+        ([61.5], 120),  # more than a second past: a longer window
+        ([1.4], 1),
+        ([0.3], 1),
+        ([3600.7], 3600),
+    ],
+)
+def test_a_reset_in_whole_seconds_is_not_taken_for_a_longer_window(
+    resets: list[float], window: float
+) -> None:
+    cal = Calibrator([Limit(10)], trusted=False, now=0.0)
+    first = cal.from_headers(0.0, limit=30, remaining=29, reset_after=resets[0], window=None)
+    assert first is not None
+    for n, reset in enumerate(resets[1:], start=1):
+        cal.from_headers(float(n), limit=30, remaining=29 - n, reset_after=reset, window=None)
+    assert [limit.per for limit in cal.effective] == [window]
+
+
 def test_a_quota_caps_a_trusted_window_of_its_length_and_adds_others() -> None:
     declared = Limit(10, burst=5)
     cal = Calibrator([declared], trusted=True, now=0.0)

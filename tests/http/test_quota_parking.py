@@ -123,3 +123,23 @@ async def test_a_spent_quota_naming_no_reset_parks_until_the_declared_calendar_r
             left = pool.stats().tokens[0].cooldown_left
         assert api.stats(A).rate_limited == 1
         assert left == pytest.approx(DEFAULT_PARK if parked is None else parked, abs=1e-3)
+
+
+@pytest.mark.looptime
+async def test_default_calibration_reads_githubs_whole_second_reset_as_its_window(
+    clock: Callable[[], Callable[[], float]],
+) -> None:
+    """Nothing declared: GitHub's ``x-ratelimit-limit: 3`` with a reset in whole epoch
+    seconds (60.x s away) is a 60 s window, not a 120 s one: the pool keeps a bucket
+    that never overruns 3 in any 60 s (2 a minute with the 1-unit burst it needs), so 5
+    calls take two minutes, not four, and none is refused."""
+    profile = GitHubApi(core=3, core_window=60.0)
+    async with MockAPI([A], profile=profile) as api:
+        pool = TokenPool([A], base_url=api.url)
+        async with pool:
+            now = clock()
+            for n in range(5):
+                assert (await pool.get(f"/repos/o/r/{n}")).status == 200
+            assert 119 < now() < 122
+            assert pool.stats().tokens[0].limits == ("2/60s (burst 1)",)
+        assert api.totals.rate_limited == 0
