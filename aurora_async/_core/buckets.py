@@ -304,6 +304,17 @@ def window_for(limit: Limit, now: float, wall_offset: float) -> AnyWindow:
     return Window(limit, now)
 
 
+def window_like(template: AnyWindow, scope: str, now: float) -> AnyWindow:
+    """A new, empty window of ``template``'s limit, counting the leases of ``scope``
+    (a window of ``Limit(..., scope=EACH_SCOPE)`` made for one scope)."""
+    if isinstance(template, CalendarWindow):
+        window: AnyWindow = CalendarWindow(template.limit, now, template._wall_offset)
+    else:
+        window = Window(template.limit, now)
+    window.scope = scope
+    return window
+
+
 def fill(window: AnyWindow, now: float) -> None:
     """Fill a leaky bucket to the brim at ``now`` (it fires at its steady rate from then
     on); a calendar quota is left as it is: filling it would spend the day."""

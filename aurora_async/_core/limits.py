@@ -45,6 +45,11 @@ def check_unit(unit: object, where: str = "Limit unit") -> str:
     return unit
 
 
+#: ``Limit(..., scope=EACH_SCOPE)``: a window each scope gets its own of, made from this
+#: one the first time a lease names that scope (and forgotten once drained, when a token
+#: has many): per-model or per-endpoint limits that need no list of the scopes.
+EACH_SCOPE = "*"
+
 _SCOPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}")
 
 
@@ -149,7 +154,9 @@ class Limit:
         object.__setattr__(self, "burst_given", burst is not None)
         object.__setattr__(self, "unit", unit if unit is REQUESTS else check_unit(unit))
         object.__setattr__(self, "calendar", None)
-        object.__setattr__(self, "scope", None if scope is None else check_scope(scope))
+        if scope is not None and scope != EACH_SCOPE:
+            scope = check_scope(scope)
+        object.__setattr__(self, "scope", scope)
 
     @classmethod
     def daily(

@@ -21,7 +21,7 @@ arithmetic and of the bookkeeping against the reference on random histories.
 
 from __future__ import annotations
 
-from .costs import Costs, cheaper, part_of
+from .costs import Costs, cheaper, scope_of
 from .lanes import Entry, Lane, top_of
 from .queue import WaiterQueue, check_timeout
 from .slot import EPS, INF, UNCAPPED, Slot, TokenState, Waiter, put_state, state_of
@@ -107,10 +107,8 @@ class Scheduler(TokenSet, WaiterQueue):
         waiter is cancelled in the same loop turn), their state before the grant comes
         back exactly, down to how long each bucket had been empty; otherwise only the part
         of the cost that cannot have drained since comes back (``Window.give_back``)."""
-        if waiter is not None and waiter.epoch == slot.epoch:
-            put_state(slot, waiter.undo)
-        else:
-            for w in slot.windows:
+        if not (waiter is not None and waiter.epoch == slot.epoch and put_state(slot, waiter.undo)):
+            for w in slot.lease_windows(scope_of(cost)):
                 w.give_back(slot.part(w, cost), granted_at, now)
         slot.epoch += 1
         if not self.uncount_grant(slot, cost):
@@ -125,9 +123,8 @@ class Scheduler(TokenSet, WaiterQueue):
         burst: debt, which keeps the token from firing until it has drained. Returns
         whether capacity came back (waiters may now be served)."""
         freed = False
-        for w in slot.windows:
-            unit = w.unit
-            delta = part_of(actual, unit) - part_of(reserved, unit)
+        for w in slot.lease_windows(scope_of(reserved), now):
+            delta = slot.part(w, actual) - slot.part(w, reserved)
             if delta:
                 w.adjust(delta, now)
                 freed = freed or delta < 0.0

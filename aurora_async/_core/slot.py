@@ -17,11 +17,11 @@ from __future__ import annotations
 import enum
 import math
 
-from .buckets import AnyWindow, window_for
+from .buckets import AnyWindow, window_for, window_like
 from .costs import Costs, KeyCost, part_of, scope_of
 from .expiry import jwt_expiry
 from .lanes import Lane
-from .limits import REQUESTS, Limit
+from .limits import EACH_SCOPE, REQUESTS, Limit
 from .tokens import Token
 
 #: Times within this many seconds count as equal: asyncio fires a timer when it is due
@@ -31,6 +31,9 @@ EPS = 1e-9
 INF = math.inf
 #: The in-flight cap of a token without one.
 UNCAPPED = 1 << 62
+#: Scopes a token keeps windows of its ``EACH_SCOPE`` limits for before it forgets those
+#: drained (more are kept while none has drained: the scopes in use within one window).
+SCOPES_KEPT = 64
 
 
 class TokenState(enum.StrEnum):
@@ -69,6 +72,7 @@ class Slot:
         "reason",
         "removed",
         "scope_cool",
+        "scoped",
         "seq",
         "token",
         "units",
@@ -126,6 +130,8 @@ class Slot:
         the calendar, becomes a :class:`MixedSlot`, and a plain one again when it has
         none. ``wall_offset``: Unix time less loop time (for calendar quotas)."""
         self.windows = windows = tuple(window_for(limit, now, wall_offset) for limit in limits)
+        #: Windows made from ``EACH_SCOPE`` limits, by the scope they count.
+        self.scoped: dict[str, tuple[AnyWindow, ...]] | None = None
         bursts = [w.burst for w in windows if w.unit == REQUESTS]
         self.max_cost = min(bursts) if bursts else INF
         plain = not any(limit.calendar or limit.scope for limit in limits)
@@ -139,6 +145,15 @@ class Slot:
     def part(self, window: AnyWindow, cost: float) -> float:
         """What a lease of ``cost`` takes from ``window``."""
         return float(cost)
+
+    def lease_windows(self, scope: str | None, now: float | None = None) -> tuple[AnyWindow, ...]:
+        """The windows a lease in ``scope`` may count in (its parts decide how much): the
+        token's, and those made for ``scope`` from its ``EACH_SCOPE`` limits."""
+        return self.windows
+
+    def all_windows(self) -> tuple[AnyWindow, ...]:
+        """Every window of the slot, those made for scopes included."""
+        return self.windows
 
     def count_usage(self, cost: float, sign: float = 1.0) -> None:
         """Add (or with ``sign=-1``, take back) ``cost``'s other resources to the usage."""
@@ -260,23 +275,68 @@ class MixedSlot(Slot):
                 until = self.scope_cool.get(scope, -INF)
                 if until > t:
                     t = until
+        own = False  # whether the token declares windows of this very scope
+        templates: list[AnyWindow] | None = None
         for w in self.windows:
             if w.scope is not None and w.scope != scope:
+                if w.scope == EACH_SCOPE and scope is not None:
+                    templates = [w] if templates is None else [*templates, w]
                 continue  # another scope's window: not this lease's business
+            own = own or w.scope is not None
             unit = w.unit
             units = requests if unit == REQUESTS else (parts.get(unit, 0.0) if parts else 0.0)
             r = w.ready_at(units)  # inf if it exceeds the burst
             if r > t:
                 t = r
+        if templates is not None and not own:
+            made = self.scoped.get(scope) if self.scoped and scope is not None else None
+            for w in made or templates:  # not made yet: as empty as a new window
+                unit = w.unit
+                units = requests if unit == REQUESTS else (parts.get(unit, 0.0) if parts else 0.0)
+                r = w.ready_at(units) if made else (-INF if units <= w.burst else INF)
+                if r > t:
+                    t = r
         return t
 
     def take(self, cost: float, now: float) -> float:
         self.epoch += 1
-        for w in self.windows:
+        for w in self.lease_windows(scope_of(cost), now):
             units = self.part(w, cost)
             if units:
                 w.take(units, now)
         return self.ready(self.key_cost)
+
+    def lease_windows(self, scope: str | None, now: float | None = None) -> tuple[AnyWindow, ...]:
+        """The windows a lease in ``scope`` may count in: the token's, and the scope's
+        own made from its ``EACH_SCOPE`` limits (made now, at ``now``, if the token
+        declares none of that scope and has none made yet; without ``now``, none is
+        made)."""
+        windows = self.windows
+        if scope is None:
+            return windows
+        made = self.scoped.get(scope) if self.scoped else None
+        if made is not None:
+            return windows + made
+        if now is None or any(w.scope == scope for w in windows):
+            return windows
+        templates = [w for w in windows if w.scope == EACH_SCOPE]
+        if not templates:
+            return windows
+        made = tuple(window_like(w, scope, now) for w in templates)
+        scoped = self.scoped
+        if scoped is None:
+            scoped = self.scoped = {}
+        elif len(scoped) >= SCOPES_KEPT:  # forget the drained: as good as new ones
+            for name in [n for n, ws in scoped.items() if all(w.level_at(now) <= 0.0 for w in ws)]:
+                del scoped[name]
+        scoped[scope] = made
+        return windows + made
+
+    def all_windows(self) -> tuple[AnyWindow, ...]:
+        scoped = self.scoped
+        if not scoped:
+            return self.windows
+        return self.windows + tuple(w for made in scoped.values() for w in made)
 
     def headroom(self, now: float) -> float:
         """Requests it could take at ``now`` in no scope (``inf`` if no window counts
@@ -322,15 +382,20 @@ class Waiter:
 def state_of(slot: Slot) -> tuple[float, ...]:
     """Every window's (level, last check), flat: what a refund may restore."""
     state: list[float] = []
-    for w in slot.windows:
+    for w in slot.all_windows():
         state += (w._level, w._last_check)
     return tuple(state)
 
 
-def put_state(slot: Slot, undo: tuple[float, ...]) -> None:
-    """Put back what :func:`state_of` saw."""
-    for i, w in enumerate(slot.windows):
+def put_state(slot: Slot, undo: tuple[float, ...]) -> bool:
+    """Put back what :func:`state_of` saw; ``False`` (nothing put back) if the slot has
+    had windows made for a scope since."""
+    windows = slot.all_windows()
+    if 2 * len(windows) != len(undo):
+        return False
+    for i, w in enumerate(windows):
         w._level, w._last_check = undo[2 * i], undo[2 * i + 1]
+    return True
 
 
 def drained(slot: Slot, now: float) -> bool:
@@ -339,7 +404,7 @@ def drained(slot: Slot, now: float) -> bool:
     return (
         not slot.disabled
         and slot.cool_until <= now
-        and all(w.level_at(now) == 0.0 for w in slot.windows)
+        and all(w.level_at(now) == 0.0 for w in slot.all_windows())
     )
 
 
@@ -350,7 +415,7 @@ def drains_at(slot: Slot) -> float:
     if slot.disabled:
         return INF
     t = slot.cool_until
-    for w in slot.windows:
+    for w in slot.all_windows():
         at = w.ready_at(w.burst)  # when the whole burst fits again: the bucket is empty
         if at > t:
             t = at

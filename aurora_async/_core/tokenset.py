@@ -81,7 +81,7 @@ class TokenSet(TokenIndex):
         """Move every time the scheduler holds by ``offset`` seconds (the pool was built
         before its event loop ran, on a clock starting at 0) and re-index everything."""
         for slot in [*self.slots.values(), *self._retired.values()]:
-            for w in slot.windows:
+            for w in slot.all_windows():
                 w.shift(offset)
             if slot.cool_until > -INF:
                 slot.cool_until += offset
@@ -313,7 +313,8 @@ class TokenSet(TokenIndex):
         if until > cooling.get(scope, -INF):
             cooling[scope] = until
         if spent:
-            _fill_spent([w for w in slot.windows if w.scope == scope], 1.0, until, now)
+            own = [w for w in slot.lease_windows(scope, now) if w.scope == scope]
+            _fill_spent(own, 1.0, until, now)
         slot.epoch += 1  # a refund must not undo this
         if not slot.mixed:  # a plain slot now has a scope's state: the general path
             was = slot.indexed

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _log
 from .._core.costs import Costs, as_costs, scoped
-from .._core.limits import Limit, check_scope
+from .._core.limits import EACH_SCOPE, Limit, check_scope
 from .._core.stats import PoolStats
 from .._core.tokens import Token, as_limits
 from .._errors import PoolClosed, check_positive_int
@@ -164,6 +164,13 @@ class TokenPool:
                 "TokenPool.from_file(path, watch=True)"
             )
         if backend is not None:
+            slots = core.sched.slots.values()
+            if any(w.scope == EACH_SCOPE for slot in slots for w in slot.windows):
+                raise NotImplementedError(
+                    "Limit(..., scope='*') (a window of its own for each scope) is not shared "
+                    "through Redis yet: name the scopes (Limit(..., scope='gpt-4o'), one per "
+                    "scope) with a RedisBackend"
+                )
             core.backend = backend
             core.fast = False  # every lease goes through the backend
             backend.bind(core)

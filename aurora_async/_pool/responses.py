@@ -67,7 +67,7 @@ def account_levels(core: PoolCore, lease: Lease, readings: Sequence[ResourceRead
         if reading.limit is None or reading.remaining is None:
             continue
         used = reading.limit - reading.remaining
-        for window in slot.windows:
+        for window in slot.lease_windows(lease.scope):
             if (
                 window.unit == reading.resource
                 and window.burst == reading.limit
