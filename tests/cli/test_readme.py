@@ -17,7 +17,7 @@ from aurora_async import Limit
 from aurora_async.testing import MockAPI
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+BLOCKS: list[str] = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
 RUN = "asyncio.run(main())\n"
 
 
