@@ -17,9 +17,14 @@ start-up, imports and warm-up cancel out. Workloads:
   (printed), so 500 and 1,500 differ by 20,000 grants. The virtual clock advances by a
   varying few hundred nanoseconds at every reading, as a real one does (so the leases'
   deadlines differ, as they do in real time).
+- ``request N``: ``bench_http.py``'s unlimited-server shape: N ``pool.get`` (the body
+  read) by 64 coroutines through one session, against its aiohttp server in its own
+  process (which callgrind does not follow), after 500 to warm up; ``plain N``: the
+  same with plain aiohttp (``await resp.read()``), the baseline. Add ``-uvloop``
+  (``request-uvloop``, ``plain-uvloop``) to run the client on uvloop. Requests per run: N.
 
 The counts used in ``README.md``: ``lease`` 1,000 and 21,000, ``saturated`` 500 and
-1,500, with ``PYTHONHASHSEED=0``.
+1,500, ``request`` and ``plain`` 500 and 2,500, with ``PYTHONHASHSEED=0``.
 """
 
 from __future__ import annotations
@@ -148,8 +153,22 @@ async def floor(seconds: float, timeouts: bool) -> int:
     return granted
 
 
+def run_requests(client: str, loop: str, n: int) -> None:
+    """``n`` requests of ``bench_http.py``'s unlimited-server part by ``client``
+    (``pool`` or ``aiohttp``) on ``loop``, after 500 to warm up (both on one server)."""
+    from bench_http import CONCURRENCY, run_on, throughput, unlimited_server
+
+    with unlimited_server() as url:
+        run_on(loop, throughput(client, url, 500, CONCURRENCY))
+        run_on(loop, throughput(client, url, n, CONCURRENCY))
+
+
 def main() -> int:
     workload, n = sys.argv[1], int(sys.argv[2])
+    side, _, on = workload.partition("-")
+    if side in ("request", "plain") and on in ("", "uvloop"):
+        run_requests("pool" if side == "request" else "aiohttp", on or "asyncio", n)
+        return 0
     if workload in ("lease", "lease-timeout"):
         run_leases(n, 30.0 if workload == "lease-timeout" else None)
         return 0

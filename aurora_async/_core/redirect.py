@@ -45,6 +45,7 @@ CREDENTIAL_ARGUMENTS = frozenset({"auth", "cookies"})
 BODY_ARGUMENTS = frozenset({"data", "json"})
 
 _V = TypeVar("_V")
+_H = TypeVar("_H")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,15 +95,22 @@ def follow_ourselves(
     token_in_authorization: bool,
     replayable: bool,
     caller_cookies: bool,
-    caller_credentials: Callable[[], bool],
+    caller_headers: _H,
+    caller_credentials: Callable[[_H], bool],
     allow_redirects: bool,
 ) -> bool:
     """Whether the shell follows redirects itself rather than leave them to aiohttp,
     which would send the token elsewhere if it is not in ``Authorization``, re-send (or
     fail on) a spent body on a 307, and before 3.14 kept a caller's ``cookies=`` and
     ``Cookie`` or ``Proxy-Authorization`` headers on a redirect to another origin. Not
-    at all when the caller asked for no redirects. ``caller_credentials`` (whether the
-    caller's headers hold a cookie or proxy credentials) is asked only when the rest
-    leaves the question open."""
-    needed = not token_in_authorization or not replayable or caller_cookies or caller_credentials()
+    at all when the caller asked for no redirects. ``caller_credentials(caller_headers)``
+    (whether the caller's headers hold a cookie or proxy credentials) is asked only when
+    the rest leaves the question open: the function and the headers are passed apart, so
+    no closure is built per request."""
+    needed = (
+        not token_in_authorization
+        or not replayable
+        or caller_cookies
+        or caller_credentials(caller_headers)
+    )
     return needed and allow_redirects

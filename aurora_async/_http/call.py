@@ -95,7 +95,8 @@ class Call:
             token_in_authorization=token_in_authorization,
             replayable=replayable,
             caller_cookies="cookies" in kwargs,
-            caller_credentials=lambda: urls.has_credentials(headers_in),
+            caller_headers=headers_in,
+            caller_credentials=urls.has_credentials,
             allow_redirects=bool(kwargs.get("allow_redirects", True)),
         )
         # The caller's max_redirects, as given (aiohttp's default 10); None: aiohttp

@@ -81,6 +81,7 @@ class HttpClient:
 
     def __init__(self, core: PoolCore, options: HttpOptions) -> None:
         self._port = port = PoolPort(core)
+        self._first_lease = port.first_lease()  # port.acquire(cost, wait, None), no frame
         self.options = options
         self._session = options.session
         self._owned = options.session is None
@@ -141,6 +142,11 @@ class HttpClient:
     def _finished(self) -> None:
         """One request (or stream) under way less; the last one lets ``aclose`` go on."""
         self._active -= 1
+        if self._drained is not None:
+            self._wake_aclose()
+
+    def _wake_aclose(self) -> None:
+        """``aclose`` waits: let it go on if no request is under way any more."""
         drained = self._drained
         if not self._active and drained is not None and not drained.done():
             drained.set_result(None)
@@ -302,7 +308,7 @@ class HttpClient:
         try:
             port = self._port
             # A first attempt's lease failure is raised as it is, as in _run.
-            lease = await port.acquire(cost, lease_timeout, None)
+            lease = await self._first_lease(cost, lease_timeout).__aenter__()
             call: Call | None = None
             failure: BaseException | float = 0.0
             try:
@@ -356,8 +362,10 @@ class HttpClient:
             if unread is not None:
                 raise unread
             return resp
-        finally:
-            self._finished()
+        finally:  # self._finished(), inline: no frame of its own on every request
+            self._active -= 1
+            if self._drained is not None:
+                self._wake_aclose()
 
     def _first_call(
         self, method: str, url: str, target: URL, cost: float, lease_timeout: float | None

@@ -8,7 +8,8 @@ path a lease's own report takes).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 from .._pool.core import PoolCore
@@ -39,6 +40,12 @@ class PoolPort:
         if avoid is None:
             return Lease(self._core, cost, wait).__aenter__()
         return RetryLease(self._core, cost, wait, avoid).__aenter__()
+
+    def first_lease(self) -> Callable[[float, float | None], Lease]:
+        """A maker of first attempts' leases, ``first_lease()(cost, wait).__aenter__()``:
+        :meth:`acquire` with no token to avoid, with no frame of ours (a partial of the
+        lease's class) on every request. Ended by :meth:`release` on every path."""
+        return partial(Lease, self._core)
 
     @staticmethod
     def slot(lease: Lease) -> Slot | None:

@@ -4,7 +4,9 @@ printing what the README says it prints. Secrets never show: only masked names."
 
 from __future__ import annotations
 
+import asyncio
 import re
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from aurora_async import Limit
 from aurora_async.testing import MockAPI
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+BLOCKS: list[str] = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
 RUN = "asyncio.run(main())\n"
 
 
@@ -26,11 +28,12 @@ def block(marker: str) -> str:
     return found[0]
 
 
-def main_of(code: str, **names: object) -> Callable[[], Coroutine[Any, Any, None]]:
-    """``code`` run as a module without its last ``asyncio.run(main())``: its ``main``."""
-    assert RUN in code
+def main_of(code: str, run: str = RUN, **names: object) -> Callable[[], Coroutine[Any, Any, None]]:
+    """``code`` run as a module without its line ``run`` (``asyncio.run(main())``): its
+    ``main``."""
+    assert run in code
     namespace: dict[str, Any] = {"__name__": "readme", **names}
-    exec(compile(code.replace(RUN, ""), str(README), "exec"), namespace)
+    exec(compile(code.replace(run, ""), str(README), "exec"), namespace)
     main: Callable[[], Coroutine[Any, Any, None]] = namespace["main"]
     return main
 
@@ -91,3 +94,31 @@ async def test_the_calibration_example_prints_what_the_readme_says(
     assert theirs is not None, said
     assert 1 <= int(ours[1]) <= 10
     assert 1 <= int(theirs[1]) <= 10
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uvloop does not run on Windows")
+def test_the_uvloop_example_runs_on_uvloop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import uvloop
+
+    secrets = ["sk-uvloop-0123456789abc001", "sk-uvloop-0123456789abc002"]
+    (tmp_path / "access_tokens.txt").write_text("\n".join(secrets) + "\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AURORA_TOKENS_FILE", raising=False)
+    code = block("uvloop.run(main())")
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def run() -> None:
+        loops.append(asyncio.get_running_loop())
+        async with MockAPI({s: Limit(10) for s in secrets}) as api:
+            local = code.replace("https://api.example.com", api.url)
+            await main_of(local, run="uvloop.run(main())\n")()
+
+    uvloop.run(run())
+    assert isinstance(loops[0], uvloop.Loop)
+    out = capsys.readouterr().out
+    assert out.startswith("200 {'ok': True, 'token': 'sk-u…c00")
+    assert out.count("\n") == 1
+    for secret in secrets:
+        assert secret not in out

@@ -121,7 +121,8 @@ def test_who_follows_redirects(
         token_in_authorization=in_authorization,
         replayable=replayable,
         caller_cookies=cookies,
-        caller_credentials=lambda: credentials,
+        caller_headers=credentials,
+        caller_credentials=bool,
         allow_redirects=allow,
     )
     assert got is expected
@@ -133,15 +134,18 @@ def test_the_callers_headers_are_read_only_when_nothing_else_decides(
 ) -> None:
     in_authorization, replayable, cookies, credentials, allow = flags
     asked: list[bool] = []
+    headers = {"Cookie": "c=1"} if credentials else {}
 
-    def read_headers() -> bool:
+    def read_headers(given: dict[str, str]) -> bool:
+        assert given is headers
         asked.append(True)
-        return credentials
+        return bool(given)
 
     got = follow_ourselves(
         token_in_authorization=in_authorization,
         replayable=replayable,
         caller_cookies=cookies,
+        caller_headers=headers,
         caller_credentials=read_headers,
         allow_redirects=allow,
     )
