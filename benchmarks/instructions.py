@@ -10,13 +10,22 @@ start-up, imports and warm-up cancel out. Workloads:
 - ``lease N``: N leases (``async with pool.lease(): pass``) on a pool of 10 tokens with
   room, after 1,000 to warm up; ``lease-timeout N``: the same with ``timeout=30``;
   ``acquire N``: N bare ``AsyncLimiter.acquire()`` (the baseline). Leases per run: N.
+- ``resources N``: N leases of two resources with their settle, as ``bench_resources.py``
+  makes them (``cost={"tokens": 500}``, then ``lease.settle(tokens=400)``), on 10 tokens
+  each limited in requests and in tokens; ``resources-nosettle N``: without the settle;
+  ``resources-plain N``: the one-resource lease of the same script (10 tokens limited in requests,
+  each its own ``Limit``). Leases per run: N.
 - ``saturated MS``, ``saturated-timeout MS``: ``bench_saturated.py``'s pool (1,000 tokens
   at ``Limit(20, burst=2)``, 4,000 coroutines; with ``timeout=stop - now``) for MS
   milliseconds of virtual time (looptime), closed 25 ms after the last whole tick;
   ``floor MS``, ``floor-timeout MS``: its floors. Grants per run: ``2,000 + 20 * MS``
   (printed), so 500 and 1,500 differ by 20,000 grants. The virtual clock advances by a
   varying few hundred nanoseconds at every reading, as a real one does (so the leases'
-  deadlines differ, as they do in real time).
+  deadlines differ, as they do in real time). ``saturated-timeout-ns MS`` and
+  ``floor-timeout-ns MS``: the same on a clock read in whole nanoseconds, as
+  ``time.monotonic()`` is, so that leases share deadlines as often as they do on the real
+  clock (where ``stop - now`` read a few hundred nanoseconds apart gives a few hundred
+  distinct deadlines among 4,000 waiting leases).
 - ``request N``: ``bench_http.py``'s unlimited-server shape: N ``pool.get`` (the body
   read) by 64 coroutines through one session, against its aiohttp server in its own
   process (which callgrind does not follow), after 500 to warm up; ``plain N``: the
@@ -38,7 +47,7 @@ from collections import deque
 from _common import secrets
 from aiolimiter import AsyncLimiter
 
-from aurora_async import LeaseTimeout, Limit, PoolClosed, TokenPool
+from aurora_async import LeaseTimeout, Limit, PoolClosed, Token, TokenPool
 
 HUGE = Limit(1e12, per=1.0, burst=1e12)  # capacity never runs out during the run
 TOKENS, RATE, COROUTINES = 1000, 20.0, 4000
@@ -64,6 +73,31 @@ def run_leases(n: int, timeout: float | None) -> None:
     loop.run_until_complete(leases(pool, n, timeout))
 
 
+async def vectors(pool: TokenPool, n: int, settle: bool) -> None:
+    cost = {"tokens": 500}
+    for _ in range(n):
+        async with pool.lease(cost=cost) as lease:
+            if settle:
+                lease.settle(tokens=400)
+
+
+def run_resources(n: int, workload: str) -> None:
+    loop = asyncio.new_event_loop()
+    limits = [HUGE]
+    if workload != "resources-plain":
+        limits.append(Limit(1e12, burst=1e12, unit="tokens"))
+    pool = TokenPool([Token(s, limits=limits) for s in secrets(10)], trial_in_flight=None)
+    gc.collect()
+    gc.freeze()
+    if workload == "resources-plain":
+        loop.run_until_complete(leases(pool, 1000, None))
+        loop.run_until_complete(leases(pool, n, None))
+        return
+    settle = workload == "resources"
+    loop.run_until_complete(vectors(pool, 1000, settle))
+    loop.run_until_complete(vectors(pool, n, settle))
+
+
 def run_acquires(n: int) -> None:
     loop = asyncio.new_event_loop()
     limiter = AsyncLimiter(1e12, 1)
@@ -71,11 +105,12 @@ def run_acquires(n: int) -> None:
     loop.run_until_complete(acquires(limiter, n))
 
 
-def virtual_loop() -> asyncio.AbstractEventLoop:
-    """A looptime loop whose clock moves on by 0.1-500 ns at every reading."""
+def virtual_loop(ns: bool = False) -> asyncio.AbstractEventLoop:
+    """A looptime loop whose clock moves on by 0.1-500 ns at every reading (``ns``: read
+    in whole nanoseconds, some days from its origin, as ``time.monotonic()`` is)."""
     import looptime
 
-    loop = looptime.new_event_loop(start=0.0)
+    loop = looptime.new_event_loop(start=300_000.0 if ns else 0.0)
     base = loop.time
     state = [0, 0.0]
 
@@ -84,7 +119,12 @@ def virtual_loop() -> asyncio.AbstractEventLoop:
         state[1] += (state[0] * 7919 % 4999 + 1) * 1e-10
         return base() + state[1]
 
-    loop.time = time  # type: ignore[method-assign]
+    def time_ns() -> float:
+        state[0] += 1
+        state[1] += (state[0] * 7919 % 4999 + 1) * 1e-10
+        return round((base() + state[1]) * 1e9) / 1e9
+
+    loop.time = time_ns if ns else time  # type: ignore[method-assign]
     return loop
 
 
@@ -175,13 +215,16 @@ def main() -> int:
     if workload == "acquire":
         run_acquires(n)
         return 0
+    if workload in ("resources", "resources-nosettle", "resources-plain"):
+        run_resources(n, workload)
+        return 0
     kinds = {"saturated": saturated, "floor": floor}
     kind, _, timeout = workload.partition("-")
-    if kind not in kinds or timeout not in ("", "timeout"):
+    if kind not in kinds or timeout not in ("", "timeout", "timeout-ns"):
         raise SystemExit(f"unknown workload {workload!r}")
-    loop = virtual_loop()
+    loop = virtual_loop(ns=timeout == "timeout-ns")
     seconds = n / 1000 + 0.025  # between two ticks: the same state at the close
-    granted = loop.run_until_complete(kinds[kind](seconds, timeout == "timeout"))
+    granted = loop.run_until_complete(kinds[kind](seconds, timeout != ""))
     print(f"{workload} {n}: {granted:,} grants")
     return 0
 

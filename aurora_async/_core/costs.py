@@ -141,7 +141,11 @@ def _units(what: str, unit: object, value: object) -> float:
         check_unit(unit, f"{what}: the resource {unit!r}")
         if len(_CHECKED) < 1024:
             _CHECKED.add(unit)
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if type(value) is int or type(value) is float:  # the usual (never a bool)
+        number = float(value)
+        if number >= 0 and number < math.inf:  # finite and >= 0 (not NaN)
+            return number
+    elif isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{what}: {unit} must be a number, not {type(value).__name__}")
     number = float(value)
     if not math.isfinite(number) or number < 0:
@@ -162,7 +166,7 @@ def as_costs(value: Mapping[str, float], what: str = "cost") -> float | Costs:
     """A lease's cost from a mapping of resource to units. ``"requests"`` defaults to 1
     (a lease is one call) and must be above 0; other resources may be 0 (named, but
     nothing to take). A mapping of requests alone is a plain number."""
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):  # (a dict: no ABC check)
         raise TypeError(f"{what} must be a number or a mapping, not {type(value).__name__}")
     requests = 1.0
     parts: dict[str, float] = {}

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 from .costs import Costs, cheaper, scope_of
 from .lanes import Entry, Lane, top_of
+from .limits import REQUESTS
 from .queue import WaiterQueue, check_timeout
 from .slot import EPS, INF, UNCAPPED, Slot, TokenState, Waiter, put_state, state_of
 from .tokenset import TokenSet
 
 _UNCAPPED = UNCAPPED  # the name other modules imported before the split
+_NO_PARTS: dict[str, float] = {}  # the other resources of a plain number (read only)
 
 __all__ = [
     "EPS",
@@ -123,16 +125,28 @@ class Scheduler(TokenSet, WaiterQueue):
         burst: debt, which keeps the token from firing until it has drained. Returns
         whether capacity came back (waiters may now be served)."""
         freed = False
-        for w in slot.lease_windows(scope_of(reserved), now):
-            delta = slot.part(w, actual) - slot.part(w, reserved)
+        requests = float(actual) - float(reserved)
+        mine = actual.parts if type(actual) is Costs else _NO_PARTS
+        before = reserved.parts if type(reserved) is Costs else _NO_PARTS
+        scope = scope_of(reserved)
+        for w in slot.lease_windows(scope, now):
+            wscope = w.scope
+            if wscope is not None and wscope != scope:
+                continue  # another scope's window: this lease took nothing from it
+            unit = w.unit
+            delta = requests if unit == REQUESTS else mine.get(unit, 0.0) - before.get(unit, 0.0)
             if delta:
                 w.adjust(delta, now)
                 freed = freed or delta < 0.0
-        slot.units += float(actual) - float(reserved)
-        if isinstance(reserved, Costs):
-            slot.count_usage(reserved, -1.0)
-        if isinstance(actual, Costs):
-            slot.count_usage(actual)
+        slot.units += requests
+        if before or mine:  # count_usage(reserved, -1), then count_usage(actual)
+            usage = slot.usage
+            if usage is None:
+                usage = slot.usage = {}
+            for unit, units in before.items():
+                usage[unit] = usage.get(unit, 0.0) - units
+            for unit, units in mine.items():
+                usage[unit] = usage.get(unit, 0.0) + units
         slot.epoch += 1  # a refund must not undo this
         if slot.indexed:
             self.reindex(slot)
@@ -200,13 +214,21 @@ class Scheduler(TokenSet, WaiterQueue):
             key, seq, slot = found
             # A current entry's key is exactly when its slot can fire its key cost, so
             # for that cost (the usual one) the top answers without recomputing anything.
-            if cost == slot.key_cost and key <= now + EPS:
+            # A mixed slot's key bounds when it fires any cost (a vector): if the top
+            # fires a valid one now, it is what best() would choose (the lowest key).
+            limit = now + EPS
+            if key <= limit and (
+                cost == slot.key_cost
+                or (slot.mixed and 0.0 < cost <= slot.max_cost and slot.ready(cost) <= limit)
+            ):
                 # grant() inlined: this is the hot path of every lease with several
-                # tiers or windows.
+                # tiers or windows, or of several resources.
                 key = slot.take(cost, now)
                 slot.in_flight += 1
                 slot.leases += 1
                 slot.units += cost
+                if type(cost) is Costs:
+                    slot.count_usage(cost)
                 lane = slot.lane
                 lane.retire(seq)
                 if slot.in_flight < slot.cap:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import math
 
-from .buckets import AnyWindow, window_for, window_like
+from .buckets import AnyWindow, Window, window_for, window_like
 from .costs import Costs, KeyCost, part_of, scope_of
 from .expiry import jwt_expiry
 from .lanes import Lane
@@ -285,7 +285,13 @@ class MixedSlot(Slot):
             own = own or w.scope is not None
             unit = w.unit
             units = requests if unit == REQUESTS else (parts.get(unit, 0.0) if parts else 0.0)
-            r = w.ready_at(units)  # inf if it exceeds the burst
+            if type(w) is Window:  # Window.ready_at, inlined
+                burst = w.burst
+                if units > burst:
+                    return INF
+                r = w._last_check + (w._level + units - burst) / w.rate
+            else:
+                r = w.ready_at(units)  # inf if it exceeds the burst
             if r > t:
                 t = r
         if templates is not None and not own:
@@ -299,12 +305,44 @@ class MixedSlot(Slot):
         return t
 
     def take(self, cost: float, now: float) -> float:
+        """Each window takes its part (``part``), and the new key is
+        ``ready(key_cost)``: both in one pass (a window's key depends on it alone)."""
         self.epoch += 1
-        for w in self.lease_windows(scope_of(cost), now):
-            units = self.part(w, cost)
-            if units:
-                w.take(units, now)
-        return self.ready(self.key_cost)
+        requests = float(cost)
+        parts: dict[str, float] | None = None
+        scope: str | None = None
+        if isinstance(cost, Costs):
+            parts, scope = cost.parts, cost.scope
+        key_requests = float(self.key_cost)
+        key = self.cool_until
+        for w in self.lease_windows(scope, now):
+            wscope = w.scope
+            if wscope is not None and wscope != scope:
+                continue  # another scope's: takes nothing, and no part of the key
+            if w.unit == REQUESTS:
+                units = requests
+                fits = key_requests
+            else:
+                units = parts.get(w.unit, 0.0) if parts else 0.0
+                fits = 0.0
+            if type(w) is Window:  # Window.take and Window.ready_at, inlined
+                if units:
+                    elapsed = now - w._last_check
+                    if elapsed > 0.0:
+                        level = w._level - elapsed * w.rate
+                        w._level = (level if level > 0.0 else 0.0) + units
+                        w._last_check = now
+                    else:
+                        w._level += units
+                burst = w.burst
+                r = INF if fits > burst else w._last_check + (w._level + fits - burst) / w.rate
+            else:
+                if units:
+                    w.take(units, now)
+                r = w.ready_at(fits)
+            if wscope is None and r > key:
+                key = r  # a scoped window counts in no key: the key cost has no scope
+        return key
 
     def lease_windows(self, scope: str | None, now: float | None = None) -> tuple[AnyWindow, ...]:
         """The windows a lease in ``scope`` may count in: the token's, and the scope's

@@ -155,8 +155,11 @@ class Lease:
         again (each time with the cost so far), also after the lease ended, e.g. when a
         streamed answer finishes."""
         slot = self._held()
-        merged = dict(actual or {})
-        merged.update(parts)
+        if actual is None:
+            merged = parts  # a new dict already
+        else:
+            merged = dict(actual)
+            merged.update(parts)
         if not merged:
             raise TypeError("settle() needs the true cost of at least one resource")
         cost = settled(self._cost, merged)

@@ -12,6 +12,7 @@ fractions, so every comparison is exact.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 
 import pytest
@@ -233,3 +234,39 @@ async def test_lease_timeouts_fire_exactly_and_in_order_on_virtual_time(
     ]
     assert (entries(sched), sched._timed, sched.waiting) == ([], {}, 0)
     await pool.aclose()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_leases_expire_exactly_when_due_and_the_entries_stay_bounded(seed: int) -> None:
+    # A slow token, leases with deadlines in and out of order (some shared, some not),
+    # cancels, grants and dispatches at random: every dispatch expires exactly the
+    # waiting leases whose deadline passed, wakes for the next event (the token or the
+    # earliest waiting deadline), and the entries stay bounded and hold exactly the
+    # leases waiting with a deadline.
+    rng = random.Random(seed)
+    sched, (_a,) = make(Limit(8, per=1, burst=1))
+    waiting: list[Waiter] = []
+    now = 0.0
+    for _ in range(3_000):
+        op = rng.random()
+        if op < 0.55:
+            deadline = INF if rng.random() < 0.2 else now + rng.randrange(1, 64) / 64
+            w = Waiter(1, deadline, now)
+            sched.enqueue(w)
+            waiting.append(w)
+        elif op < 0.7 and waiting:
+            w = waiting.pop(rng.randrange(len(waiting)))
+            sched.cancel(w)
+        else:
+            now += rng.randrange(0, 16) / 256
+            done, expired, wake = sched.dispatch(now)
+            due = [w for w in waiting if w.deadline <= now and w not in done]
+            assert sorted(expired, key=id) == sorted(due, key=id)
+            waiting = [w for w in waiting if w not in done and w not in expired]
+            if waiting:
+                _, t = sched.best(1, now)
+                assert wake == min(t, min(w.deadline for w in waiting))
+            else:
+                assert wake == INF
+        check_bound(sched)
+        assert sched.waiting == len(waiting)

@@ -331,3 +331,89 @@ def test_served_in_order_overtaken_only_by_a_cheaper_vector(
         outcome = run.outcomes.get(rid)  # none: still waiting (16 tokens fit no burst of 8)
         if outcome is not None and outcome.kind == "granted":
             assert outcome.at <= first_t + 1e-9, (rid, outcome.at, first_t)
+
+
+# -- the vector fast paths, against the reference --------------------------------------
+
+MIXED = (
+    Limit(4, per=1, burst=2),
+    Limit(64, per=1, burst=96, unit=TOKENS),
+    Limit(32, per=1, burst=48, unit=TOKENS, scope="big"),
+    Limit.daily(1000, unit=TOKENS),
+)
+
+
+def _reference_take(slot: Slot, cost: float, now: float) -> float:
+    """``MixedSlot.take`` as it reads in words: each window takes its part through its
+    own method, then the key is ``ready(key_cost)`` through each window's own method."""
+    slot.epoch += 1
+    for w in slot.windows:
+        units = slot.part(w, cost)
+        if units:
+            w.take(units, now)
+    key = slot.cool_until
+    for w in slot.windows:
+        if w.scope is None:
+            units = float(slot.key_cost) if w.unit == "requests" else 0.0
+            key = max(key, w.ready_at(units))
+    return key
+
+
+def _reference_ready(slot: Slot, cost: float) -> float:
+    t = slot.cool_until
+    scope = cost.scope if isinstance(cost, Costs) else None
+    if scope is not None and slot.scope_cool:
+        t = max(t, slot.scope_cool.get(scope, -INF))
+    for w in slot.windows:
+        if w.scope is None or w.scope == scope:
+            t = max(t, w.ready_at(part_of(cost, w.unit)))
+    return t
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 8),  # ticks later
+            st.integers(1, 3),  # requests
+            st.integers(0, 64),  # tokens
+            st.sampled_from([None, "big", "small"]),  # scope
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_the_mixed_slots_inlined_take_and_ready_equal_the_reference(
+    steps: list[tuple[int, int, int, str | None]],
+) -> None:
+    sched = Scheduler(trial_in_flight=None)
+    slot = sched.add(Token("secret-value-mixed"), "m", MIXED, None, 0.0)
+    shadow = sched.add(Token("secret-value-shadow"), "s", MIXED, None, 0.0)
+    assert isinstance(slot, MixedSlot)
+    now = 0.0
+    for ticks, requests, tokens, scope in steps:
+        now += ticks * TICK
+        cost = Costs(requests, {TOKENS: tokens} if tokens else {}, scope)
+        assert slot.ready(cost) == _reference_ready(shadow, cost)
+        assert slot.take(cost, now) == _reference_take(shadow, cost, now)
+        for w, v in zip(slot.windows, shadow.windows, strict=True):
+            assert (w._level, w._last_check) == (v._level, v._last_check)
+        assert slot.epoch == shadow.epoch
+
+
+def test_a_vector_lease_with_room_takes_the_fast_path_and_books_like_a_grant() -> None:
+    # try_take grants the top token when it fires the whole vector now (what best()
+    # would choose), with the same bookkeeping as grant(); none when no token fits.
+    limits = (Limit(4, per=1, burst=2), Limit(64, per=1, burst=96, unit=TOKENS))
+    sched = Scheduler(trial_in_flight=None)
+    a, b = (sched.add(Token(f"secret-value-{n}"), n, limits, None, 0.0) for n in "ab")
+    assert sched.best(vec(1, 80), 0.0) == (a, -0.25)  # the top: ready since -0.25 s
+    assert sched.try_take(vec(1, 80), 0.0) is a
+    assert (a.in_flight, a.leases, a.units, a.usage) == (1, 1, 1.0, {TOKENS: 80.0})
+    assert (a.windows[0]._level, a.windows[1]._level) == (1.0, 80.0)
+    assert sched.best(vec(1, 80), 0.0) == (b, -0.25)  # b is the top now
+    assert sched.try_take(vec(1, 80), 0.0) is b
+    assert sched.try_take(vec(1, 20), 0.0) is None  # 16 tokens left on each
+    assert sched.try_take(vec(1, 16), 0.0) is a  # the top (a's key: 0, before b's)
+    assert (a.in_flight, a.leases, a.units, a.usage) == (2, 2, 2.0, {TOKENS: 96.0})
+    assert sched.try_take(Costs(0.0, {TOKENS: 1}), 0.0) is None  # no lease is free
