@@ -174,6 +174,7 @@ BACKEND_HOOKS = {
     "acquire",
     "released",
     "cooled",
+    "settled",
     "relimited",
     "disabled",
     "enabled",
