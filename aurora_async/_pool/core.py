@@ -7,11 +7,10 @@ whole pool (armed for the next moment something is due), and is the only place t
 changes a token's state. Leases, retries, health probes, the token monitor, reloads, the
 state file, metrics and the Redis backend act on a pool only through the public methods
 and attributes of this class; :class:`~aurora_async.TokenPool` is the public facade over
-it. Time is ``loop.time()``, so tests run on virtual time.
-
-Outcomes take one path: every verdict on a call (an HTTP response, a lease's own report,
-a health probe, a restored state file) reaches the token through :meth:`PoolCore.report`
-and, when a lease ends, :meth:`PoolCore.release`.
+it. Time is ``loop.time()``, so tests run on virtual time. Outcomes take one path:
+every verdict on a call (an HTTP response, a lease's own report, a health probe, a
+restored state file) reaches the token through :meth:`PoolCore.report` and, when a lease
+ends, :meth:`PoolCore.release`.
 """
 
 from __future__ import annotations
@@ -179,12 +178,12 @@ class PoolCore:
         self.sched = Scheduler(trial_in_flight=trial_in_flight)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._unbound_since: float | None = None  # see now()
-        # Calendar quotas reset on the wall clock: Unix time less the scheduler's clock.
-        self.sched.wall_offset = wall_clock() - self.now()
+        self.sched.wall_offset = wall_clock() - self.now()  # (calendar quotas: Unix time)
         self._names: dict[str, Slot] | None = None  # by masked name, rebuilt on change
         self.state = PoolState.UNOPENED
         #: Open (or not yet) and no backend: the lease fast path may run.
         self.fast = True
+        self.by_thread = False  #: its loop says its thread (Lease asks it: no getpid call)
         self.backend: Backend | None = None
         self.timer_at = INF  #: when the one timer fires (``INF``: not armed)
         self._timer: asyncio.TimerHandle | None = None
@@ -225,6 +224,7 @@ class PoolCore:
         loop = asyncio.get_running_loop()
         if self.loop is None:
             self.loop = loop
+            self.by_thread = hasattr(loop, "_thread_id")
             if self._unbound_since is not None:
                 # Built outside any loop: what was recorded at "time 0" (start_full
                 # buckets, cooldowns set by hand) happened just now on the loop's clock.

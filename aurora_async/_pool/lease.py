@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from asyncio import get_running_loop
 from collections.abc import Mapping
+from threading import get_ident
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -192,7 +193,8 @@ class Lease:
         if (
             self._state == _PENDING
             and core.fast
-            and loop is get_running_loop()
+            and loop is not None  # on the pool's loop, running here: asked of the loop
+            and (loop._thread_id == get_ident() if core.by_thread else loop is get_running_loop())  # type: ignore[attr-defined]
             # no timeout, or a plain positive finite one (anything else: the careful path
             # says what is wrong with it, or handles timeout=0)
             and (timeout is None or (type(timeout) in _PLAIN and 0 < timeout < _INF))

@@ -310,3 +310,34 @@ async def test_an_invalid_token_set_leaves_the_pool_as_it_was() -> None:
     with pytest.raises(ValueError, match="max_in_flight"):
         pool.replace_tokens([B, Token(C, max_in_flight=0)])
     assert [t.name for t in pool.stats().tokens] == [NAME_A]
+
+
+def test_pool_used_from_another_threads_loop_while_its_own_runs_raises() -> None:
+    """The lease's check that it runs on the pool's loop asks that loop for the thread
+    running it: a loop in another thread, while the pool's own runs, is refused."""
+    import threading
+
+    pool = TokenPool([A], limits=Limit(10))
+    ready, done = threading.Event(), threading.Event()
+
+    async def own() -> None:
+        async with pool.lease():
+            pass
+        ready.set()
+        while not done.is_set():  # the pool's loop keeps running meanwhile
+            await asyncio.sleep(0.001)
+
+    thread = threading.Thread(target=lambda: asyncio.run(own()))
+    thread.start()
+    try:
+        assert ready.wait(10)
+
+        async def use() -> None:
+            async with pool.lease():
+                pass
+
+        with pytest.raises(RuntimeError, match="bound to another event loop"):
+            asyncio.run(use())
+    finally:
+        done.set()
+        thread.join(10)
