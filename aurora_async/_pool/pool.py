@@ -51,6 +51,13 @@ if TYPE_CHECKING:
 DEFAULT_LIMIT = Limit(10, per=1.0)
 
 
+#: Mappings of resource to units already turned into the scheduler's costs (by their
+#: items, in order: a caller's loop asks the same few costs again and again). Costs are
+#: never changed once made, so one serves every lease that asks for it.
+_KNOWN_COSTS: dict[tuple[tuple[object, object], ...], float] = {}
+_COSTS_KEPT = 256
+
+
 class TokenPool:
     """A pool of access tokens, each with its own leaky-bucket limits.
 
@@ -300,7 +307,22 @@ class TokenPool:
         if cost is True or cost is False:
             raise TypeError("cost must be a number, not bool")
         core = self._core
-        if isinstance(cost, Mapping):
+        if type(cost) is dict:  # the usual mapping: its conversion kept, by its items
+            try:
+                key = tuple(cost.items())
+                known = _KNOWN_COSTS.get(key)
+            except TypeError:  # a value that is not hashable: as_costs says what is wrong
+                key, known = (), None
+            if known is None:
+                known = as_costs(cost)
+                if key:
+                    if len(_KNOWN_COSTS) >= _COSTS_KEPT:
+                        _KNOWN_COSTS.clear()
+                    _KNOWN_COSTS[key] = known
+            cost = known
+            if isinstance(cost, Costs):
+                core.sched.check_parts(cost)
+        elif isinstance(cost, Mapping):
             cost = as_costs(cost)
             if isinstance(cost, Costs):
                 core.sched.check_parts(cost)

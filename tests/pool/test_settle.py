@@ -134,3 +134,25 @@ async def test_a_mixed_token_is_not_calibrated_but_still_cools_on_a_429(
         assert stats.limits == ("100/1s", "1000 tokens/1s") == stats.declared_limits
         async with pool.lease():
             assert now() == 2.0
+
+
+@pytest.mark.looptime
+async def test_a_cost_mapping_asked_again_is_the_same_cost_and_bad_ones_still_fail() -> None:
+    pool = TokenPool(
+        [Token("sk-secret-costs-0001", limits=[Limit(100), Limit(1000, unit="tokens")])],
+        trial_in_flight=None,
+    )
+    async with pool:
+        cost = {"tokens": 10}
+        first, again = pool.lease(cost=cost), pool.lease(cost=cost)
+        assert first.cost == again.cost == Costs(1, {"tokens": 10.0})
+        cost["tokens"] = 20  # changed in place: its new items are a new cost
+        assert pool.lease(cost=cost).cost == Costs(1, {"tokens": 20.0})
+        with pytest.raises(ValueError, match="tokens"):
+            pool.lease(cost={"tokens": -1})
+        with pytest.raises(ValueError, match="tokens"):
+            pool.lease(cost={"tokens": -1})  # not remembered as good
+        with pytest.raises(TypeError):
+            pool.lease(cost={"tokens": [1]})  # not hashable: as_costs says what is wrong
+        with pytest.raises(ValueError, match="exceeds the burst"):
+            pool.lease(cost={"tokens": 5000})
