@@ -99,8 +99,11 @@ class Belief:
         return declared.burst_given and self.burst < self.burst_cap
 
 
-#: How far past a window's end a stated reset may run: a Unix time in whole seconds.
+#: How far past a window's end a stated reset may run: a Unix time in whole seconds;
+#: at most this share of the reset, so a short window's precise reset (1.2 s) still
+#: means a longer window (2 s), as it must.
 RESET_ROUNDING = 1.0
+_ROUNDING_SHARE = 0.02
 
 
 def quota_bucket(quota: float, per: float, floor: float) -> tuple[float, float]:
@@ -142,7 +145,9 @@ def guess_window(
     60-second window read as 60.4 seconds must not be taken for a 120-second one."""
     for belief in windows:
         if belief.quota == quota:
-            if reset_after is None or reset_after <= belief.per + RESET_ROUNDING:
+            if reset_after is None or reset_after <= belief.per + min(
+                RESET_ROUNDING, belief.per * _ROUNDING_SHARE
+            ):
                 return belief.per
         elif belief.declared is not None and belief.declared.rate == quota:
             return belief.per
@@ -150,7 +155,7 @@ def guess_window(
         return None
     longest = max(resets.get(quota, 0.0), reset_after)
     resets[quota] = longest
-    return standard_window(max(longest - RESET_ROUNDING, longest / 2))
+    return standard_window(longest - min(RESET_ROUNDING, longest * _ROUNDING_SHARE))
 
 
 def place_quota(

@@ -420,15 +420,18 @@ class Waiter:
 def state_of(slot: Slot) -> tuple[float, ...]:
     """Every window's (level, last check), flat: what a refund may restore."""
     state: list[float] = []
-    for w in slot.all_windows():
+    for w in slot.windows:  # (put_state does not use it for a slot with scope windows)
         state += (w._level, w._last_check)
     return tuple(state)
 
 
 def put_state(slot: Slot, undo: tuple[float, ...]) -> bool:
-    """Put back what :func:`state_of` saw; ``False`` (nothing put back) if the slot has
-    had windows made for a scope since."""
-    windows = slot.all_windows()
+    """Put back what :func:`state_of` saw; ``False`` (nothing put back: the caller gives
+    back the lease's parts instead) for a slot with windows made for scopes, which a
+    grant may have made or forgotten (the saved states would no longer line up)."""
+    if slot.scoped:
+        return False
+    windows = slot.windows
     if 2 * len(windows) != len(undo):
         return False
     for i, w in enumerate(windows):

@@ -104,9 +104,14 @@ class TokenSet(TokenIndex):
         if not slot.removed:
             _dec(self._all_costs, slot.max_cost)
         slot.epoch += 1
+        made = list(slot.scoped or ())  # scopes that had windows from a template
         slot.set_limits(limits, now, self.wall_offset)
         for w in slot.windows:
             fill(w, now)
+        for scope in made:  # theirs start full too, if a template still makes them
+            for w in slot.lease_windows(scope, now):
+                if w.scope == scope:
+                    fill(w, now)
         self._file(slot)
         if not slot.removed:
             _inc(self._all_costs, slot.max_cost)

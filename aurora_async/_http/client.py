@@ -212,9 +212,11 @@ class HttpClient:
                 yield resp
             finally:
                 resp.release()
-                if meter is not None:
-                    settle_stream(meter, lease)
-                self._port.release(lease)
+                try:
+                    if meter is not None:
+                        settle_stream(meter, lease)
+                finally:
+                    self._port.release(lease)
         finally:
             self._finished()
 

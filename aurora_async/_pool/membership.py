@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .. import _log
 from .._core.gcpause import gc_paused
-from .._core.limits import Limit
+from .._core.limits import EACH_SCOPE, Limit
 from .._core.scheduler import Slot
 from .._core.tokens import Token, as_token, mask
 from .._errors import check_positive_int
@@ -36,6 +36,8 @@ def apply_tokens(core: PoolCore, tokens: Iterable[str | Token]) -> None:
     """
     with gc_paused(len(core.sched.slots) + (len(tokens) if isinstance(tokens, Sized) else 0)):
         wanted = _wanted(tokens)
+        if core.backend is not None:
+            refuse_templates(t.limits or core.limits for t in wanted.values())
         sched = core.sched
         core.names_changed()
         joiner = _Joiner(core, {s.name for s in sched.slots.values()}, index=True)
@@ -244,6 +246,16 @@ async def _yield(core: PoolCore) -> bool:
     expected = sched.membership
     await asyncio.sleep(0)
     return sched.membership == expected
+
+
+def refuse_templates(declared: Iterable[Iterable[Limit]]) -> None:
+    """Raise if some limit is a scope template, which Redis does not share yet."""
+    if any(limit.scope == EACH_SCOPE for limits in declared for limit in limits):
+        raise NotImplementedError(
+            "Limit(..., scope='*') (a window of its own for each scope) is not shared "
+            "through Redis yet: name the scopes (Limit(..., scope='gpt-4o'), one per "
+            "scope) with a RedisBackend"
+        )
 
 
 def _wanted(tokens: Iterable[str | Token]) -> dict[str, Token]:

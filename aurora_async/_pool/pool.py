@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _log
 from .._core.costs import Costs, as_costs, scoped
-from .._core.limits import EACH_SCOPE, Limit, check_scope
+from .._core.limits import Limit, check_scope
 from .._core.stats import PoolStats
 from .._core.tokens import Token, as_limits
 from .._errors import PoolClosed, check_positive_int
@@ -32,7 +32,7 @@ from .._io.watch import check_poll_interval
 from .core import Backend, PoolCore, PoolState
 from .health import HealthChecker, Probe, TokenMonitor
 from .lease import Lease, new_lease
-from .membership import apply_tokens
+from .membership import apply_tokens, refuse_templates
 from .reload import Reloader, ReloadResult
 from .snapshot import snapshot
 
@@ -56,6 +56,7 @@ DEFAULT_LIMIT = Limit(10, per=1.0)
 #: never changed once made, so one serves every lease that asks for it.
 _KNOWN_COSTS: dict[tuple[tuple[object, object], ...], float] = {}
 _COSTS_KEPT = 256
+_NUMBERS = {int, float}
 
 
 class TokenPool:
@@ -171,13 +172,7 @@ class TokenPool:
                 "TokenPool.from_file(path, watch=True)"
             )
         if backend is not None:
-            slots = core.sched.slots.values()
-            if any(w.scope == EACH_SCOPE for slot in slots for w in slot.windows):
-                raise NotImplementedError(
-                    "Limit(..., scope='*') (a window of its own for each scope) is not shared "
-                    "through Redis yet: name the scopes (Limit(..., scope='gpt-4o'), one per "
-                    "scope) with a RedisBackend"
-                )
+            refuse_templates(s.token.limits or core.limits for s in core.sched.slots.values())
             core.backend = backend
             core.fast = False  # every lease goes through the backend
             backend.bind(core)
@@ -308,11 +303,9 @@ class TokenPool:
             raise TypeError("cost must be a number, not bool")
         core = self._core
         if type(cost) is dict:  # the usual mapping: its conversion kept, by its items
-            try:
-                key = tuple(cost.items())
-                known = _KNOWN_COSTS.get(key)
-            except TypeError:  # a value that is not hashable: as_costs says what is wrong
-                key, known = (), None
+            # (numbers of exactly int or float only: True or Decimal(1) equal 1 as keys)
+            key = tuple(cost.items()) if set(map(type, cost.values())) <= _NUMBERS else ()
+            known = _KNOWN_COSTS.get(key) if key else None
             if known is None:
                 known = as_costs(cost)
                 if key:

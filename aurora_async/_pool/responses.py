@@ -93,7 +93,7 @@ def calendar_reset(core: PoolCore, lease: Lease, resource: str | None) -> float 
     wall = core.now() + core.sched.wall_offset
     resets = [
         w.calendar.next_reset(wall)
-        for w in slot.windows
+        for w in slot.lease_windows(scope)  # (those made for the scope from a template too)
         if isinstance(w, CalendarWindow)
         and (resource is None or w.unit == resource)
         and (w.scope is None or w.scope == scope)

@@ -459,7 +459,8 @@ def test_a_quota_without_a_window_takes_the_standard_window_of_its_longest_reset
         ([60.4], 60),  # GitHub's whole-second reset, up to a second past the window's end
         ([59.2, 60.99], 60),
         ([61.5], 120),  # more than a second past: a longer window
-        ([1.4], 1),
+        ([1.4], 2),  # the rounding allowed is at most 2% of the reset: a short one is exact
+        ([1.01], 1),
         ([0.3], 1),
         ([3600.7], 3600),
     ],

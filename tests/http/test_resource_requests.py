@@ -219,3 +219,26 @@ async def test_a_stream_cut_short_by_an_error_settles_from_what_it_saw() -> None
         stats = pool.stats().tokens[0]
         assert (stats.in_flight, stats.usage) == (0, {"tokens": 300.0})
         assert api.totals.rate_limited == 0
+
+
+@pytest.mark.looptime
+async def test_a_stream_whose_settle_fails_still_ends_its_lease() -> None:
+    key = "sk-secret-llm-000000011"
+    limits = [Limit(600, per=60), Limit(1000, per=60, unit="tokens")]
+    async with (
+        MockAPI([key], profile=LlmApi(rpm=600, tpm=1000, max_tokens=100)) as api,
+        TokenPool([Token(key, limits=limits)], base_url=api.url) as pool,
+    ):
+        body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}
+
+        class Broken(usage.StreamUsage):
+            def end(self) -> None:
+                raise RuntimeError("the meter broke")
+
+        meter = Broken("openai")
+        with pytest.raises(RuntimeError, match="the meter broke"):
+            async with pool.stream(
+                "POST", "/v1/chat/completions", json=body, cost={"tokens": 300}, settle=meter
+            ):
+                pass
+        assert pool.stats().tokens[0].in_flight == 0

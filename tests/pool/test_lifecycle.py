@@ -318,14 +318,16 @@ def test_pool_used_from_another_threads_loop_while_its_own_runs_raises() -> None
     import threading
 
     pool = TokenPool([A], limits=Limit(10))
-    ready, done = threading.Event(), threading.Event()
+    ready = threading.Event()
+    held: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
     async def own() -> None:
         async with pool.lease():
             pass
+        stop = asyncio.Event()
+        held.append((asyncio.get_running_loop(), stop))
         ready.set()
-        while not done.is_set():  # the pool's loop keeps running meanwhile
-            await asyncio.sleep(0.001)
+        await stop.wait()  # the pool's loop keeps running until the test is done
 
     thread = threading.Thread(target=lambda: asyncio.run(own()))
     thread.start()
@@ -339,5 +341,7 @@ def test_pool_used_from_another_threads_loop_while_its_own_runs_raises() -> None
         with pytest.raises(RuntimeError, match="bound to another event loop"):
             asyncio.run(use())
     finally:
-        done.set()
+        if held:
+            loop, stop = held[0]
+            loop.call_soon_threadsafe(stop.set)
         thread.join(10)

@@ -164,3 +164,59 @@ def test_a_lease_may_not_name_the_template() -> None:
     with pytest.raises(ValueError, match="scope must name an endpoint group"):
         pool.lease(scope="*")
     assert repr(Limit(2, per=60, scope="*")) == "Limit(rate=2.0, per=60.0, burst=2.0, scope='*')"
+
+
+@pytest.mark.looptime
+async def test_a_refund_after_a_grant_that_made_and_forgot_scopes_lines_up() -> None:
+    """A grant for a new scope, on a token holding SCOPES_KEPT scopes, forgets a drained
+    one and makes its own (the same number of windows): its refund must give back that
+    grant's parts, not lay saved states over shifted windows (which let a full scope
+    fire again)."""
+    limits = [Limit(10_000, per=60, burst=10_000), Limit(2, per=60, scope="*")]
+    pool = TokenPool([Token(KEY, limits=limits, max_in_flight=1)], trial_in_flight=None)
+    async with pool:
+        slot = next(iter(core_of(pool).sched.slots.values()))
+        (await pool.acquire(scope="s0")).release()  # drained by 31 s
+        await asyncio.sleep(31)
+        for n in range(1, SCOPES_KEPT):  # each used to the brim at 31 s
+            for _ in range(2):
+                (await pool.acquire(scope=f"s{n}", timeout=0)).release()
+        held = await pool.acquire()  # the one call in flight
+        waiting = asyncio.create_task(pool.acquire(scope="new"))
+        await asyncio.sleep(0)
+        held.release()  # granted: "new" made, "s0" forgotten ...
+        waiting.cancel()  # ... and cancelled before it resumes
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert "s0" not in (slot.scoped or {})
+        with pytest.raises(TimeoutError):
+            await pool.acquire(scope="s1", timeout=0)  # still full: 2 of 2
+        (await pool.acquire(scope="new", timeout=0)).release()  # its part came back
+        (await pool.acquire(scope="new", timeout=0)).release()
+
+
+@pytest.mark.looptime
+async def test_new_limits_start_a_scopes_windows_full_too() -> None:
+    """A reload that changes the token's limits starts every window full, those made for
+    its scopes included: a used-up scope does not fire again at once."""
+    pool = pool_of(EACH)
+    async with pool:
+        for _ in range(2):
+            (await pool.acquire(scope="a", timeout=0)).release()
+        pool.replace_tokens([Token(KEY, limits=[Limit(200, per=60), *EACH[1:]])])
+        with pytest.raises(TimeoutError):
+            await pool.acquire(scope="a", timeout=1)
+
+
+def test_a_reload_that_brings_a_template_is_refused_on_redis() -> None:
+    from aurora_async import RedisBackend
+
+    pool = TokenPool(
+        [Token(KEY, limits=[Limit(100, per=60)])],
+        backend=RedisBackend("redis://127.0.0.1:1", namespace="templates"),
+    )
+    with pytest.raises(NotImplementedError, match=r"scope='\*'.*not shared through Redis"):
+        pool.replace_tokens([Token(KEY, limits=EACH)])
+    with pytest.raises(NotImplementedError, match=r"scope='\*'"):
+        pool.replace_tokens([KEY, Token("sk-secret-template-000002", limits=EACH)])
+    assert len(pool.stats().tokens) == 1  # as it was

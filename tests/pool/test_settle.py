@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
 
@@ -156,3 +157,7 @@ async def test_a_cost_mapping_asked_again_is_the_same_cost_and_bad_ones_still_fa
             pool.lease(cost={"tokens": [1]})  # not hashable: as_costs says what is wrong
         with pytest.raises(ValueError, match="exceeds the burst"):
             pool.lease(cost={"tokens": 5000})
+        pool.lease(cost={"tokens": 1})
+        for odd in (True, Decimal(1)):  # equal to 1 as a key, but not a count of units
+            with pytest.raises(TypeError):
+                pool.lease(cost={"tokens": odd})
