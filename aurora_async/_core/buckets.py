@@ -125,10 +125,11 @@ class Window(AsyncLimiter):
         self._level = level
         self._last_check = at
 
-    def adjust(self, delta: float, now: float) -> None:
+    def adjust(self, delta: float, now: float, granted_at: float | None = None) -> None:
         """A lease's true cost differed from what it took by ``delta`` units: add them at
         ``now`` (``Lease.settle``). Less comes back at once, never below an empty bucket;
-        more may fill the bucket past its burst: debt, which nothing fits until drained."""
+        more may fill the bucket past its burst: debt, which nothing fits until drained.
+        (``granted_at``: when the lease took it; a leaky bucket needs no more.)"""
         at = now if now > self._last_check else self._last_check
         level = self.level_at(at) + delta
         self._level = level if level > 0.0 else 0.0
@@ -249,9 +250,13 @@ class CalendarWindow:
         if now > self._last_check:
             self._last_check = now
 
-    def adjust(self, delta: float, now: float) -> None:
-        """A settle: ``delta`` more (or fewer) units used in the current period."""
+    def adjust(self, delta: float, now: float, granted_at: float | None = None) -> None:
+        """A settle: ``delta`` more (or fewer) units used in the current period. A refund
+        of a lease granted (at ``granted_at``) in an earlier period gives nothing back:
+        this period never counted its reservation."""
         self._roll(now)
+        if delta < 0.0 and granted_at is not None and granted_at < self._start:
+            return
         level = self._level + delta
         self._level = level if level > 0.0 else 0.0
         if now > self._last_check:

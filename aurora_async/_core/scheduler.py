@@ -118,11 +118,19 @@ class Scheduler(TokenSet, WaiterQueue):
         self.reindex(slot)
         return True
 
-    def settle(self, slot: Slot, reserved: float, actual: float, now: float) -> bool:
-        """A lease of ``slot`` that took ``reserved`` turned out to cost ``actual``: every
-        window takes the difference of its part at ``now``. Less than reserved comes back
-        at once (never below an empty bucket); more is charged on top, even past the
-        burst: debt, which keeps the token from firing until it has drained. Returns
+    def settle(
+        self,
+        slot: Slot,
+        reserved: float,
+        actual: float,
+        now: float,
+        granted_at: float | None = None,
+    ) -> bool:
+        """A lease of ``slot`` that took ``reserved`` (at ``granted_at``) turned out to
+        cost ``actual``: every window takes the difference of its part at ``now``. Less
+        than reserved comes back at once (never below an empty bucket; never to a quota
+        period after the grant's); more is charged on top, even past the burst: debt,
+        which keeps the token from firing until it has drained. Returns
         whether capacity came back (waiters may now be served)."""
         freed = False
         requests = float(actual) - float(reserved)
@@ -136,7 +144,7 @@ class Scheduler(TokenSet, WaiterQueue):
             unit = w.unit
             delta = requests if unit == REQUESTS else mine.get(unit, 0.0) - before.get(unit, 0.0)
             if delta:
-                w.adjust(delta, now)
+                w.adjust(delta, now, granted_at)
                 freed = freed or delta < 0.0
         slot.units += requests
         if before or mine:  # count_usage(reserved, -1), then count_usage(actual)

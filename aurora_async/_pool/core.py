@@ -561,9 +561,9 @@ class PoolCore:
                 self.backend.enabled(slot)
             self.tokens_changed()
 
-    def settle(self, slot: Slot, reserved: float, actual: float) -> None:
+    def settle(self, slot: Slot, reserved: float, actual: float, granted_at: float) -> None:
         """``Scheduler.settle`` now; then the backend's (the slot mirrors it) or a dispatch."""
-        self.sched.settle(slot, reserved, actual, self.now())
+        self.sched.settle(slot, reserved, actual, self.now(), granted_at)
         if self.backend is not None:
             self.backend.settled(slot, reserved, actual)
         elif self.sched.waiting:

@@ -164,7 +164,7 @@ class Lease:
         if not merged:
             raise TypeError("settle() needs the true cost of at least one resource")
         cost = settled(self._cost, merged)
-        self._core.settle(slot, self._cost, cost)
+        self._core.settle(slot, self._cost, cost, self._granted_at)
         self._cost = cost
 
     def client_error(self) -> None:

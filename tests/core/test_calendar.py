@@ -158,3 +158,29 @@ async def test_a_pool_parks_a_spent_daily_quota_until_its_reset_and_serves_other
         stats = pool.stats().token(a.name)
         assert stats.limits == ("1/10s", "3/day, resets 00:00 UTC")
         assert stats.headroom == 0.0  # the 1/10s window was just used
+
+
+@pytest.mark.looptime
+async def test_a_settle_after_the_reset_refunds_nothing_to_the_new_day(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reserved 800 of a 1,000-token day at 23:59:30, settled for 100 after midnight,
+    when the new day has used 600: the new day never counted those 800, so it gets none
+    of the 700 back (400 left, not 1,000); a debt is still charged to it."""
+    monkeypatch.setattr(pool_core, "wall_clock", lambda: unix("2026-12-06T23:59:30Z"))
+    key = Token("quota-secret-cccc", limits=[Limit(100), Limit.daily(1000, unit="tokens")])
+    pool = TokenPool([key], trial_in_flight=None)
+    async with pool:
+        lease = await pool.acquire(cost={"tokens": 800})
+        await asyncio.sleep(60)  # the answer comes after midnight ...
+        (await pool.acquire(cost={"tokens": 600}, timeout=0)).release()  # the new day's
+        lease.settle(tokens=100)
+        lease.release()
+        with pytest.raises(TimeoutError):
+            await pool.acquire(cost={"tokens": 401}, timeout=0)
+        late = await pool.acquire(cost={"tokens": 400}, timeout=0)
+        late.settle(tokens=410)  # a debt in the same day still counts
+        late.release()
+        core = pool_core.core_of(pool)
+        window = next(iter(core.sched.slots.values())).windows[1]
+        assert window.level_at(core.now()) == 1010.0
