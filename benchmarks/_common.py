@@ -20,12 +20,14 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -217,3 +219,14 @@ def finish(report: Report) -> int:
 
 def as_dict(obj: Any) -> dict[str, Any]:
     return asdict(obj)
+
+
+def on_virtual_time(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on a loop of looptime's virtual clock, from 0 (minutes in seconds)."""
+    import looptime
+
+    loop = looptime.new_event_loop(start=0.0)
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()

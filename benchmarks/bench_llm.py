@@ -41,14 +41,11 @@ import asyncio
 import logging
 import random
 import sys
-from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import aiohttp
-import looptime
 import structlog
-from _common import Figure, Report, finish, quick, secrets
+from _common import Figure, Report, finish, on_virtual_time, quick, secrets
 
 from aurora_async import Limit, Token, TokenPool, usage
 from aurora_async.testing import LlmApi, MockAPI
@@ -64,8 +61,6 @@ PROMPT = [{"role": "user", "content": "x" * INPUT_CHARS}]
 INPUT = LlmApi.input_tokens(PROMPT)
 ESTIMATE = INPUT + OUTPUT_ESTIMATE
 LIMITS = [Limit(RPM, per=60), Limit(TPM, per=60, unit="tokens")]
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -153,14 +148,6 @@ async def run_strategy(name: str, seconds: float, seed: int = 7) -> Outcome:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         return Outcome(name, seconds, totals.tokens, totals.requests, totals.rate_limited)
-
-
-def on_virtual_time(coro: Coroutine[Any, Any, T]) -> T:
-    loop = looptime.new_event_loop(start=0.0)
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
 
 
 def run(seconds: float) -> Report:

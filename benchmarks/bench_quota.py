@@ -28,14 +28,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import aiohttp
-import looptime
 import structlog
-from _common import Figure, Report, finish, quick, secrets
+from _common import Figure, Report, finish, on_virtual_time, quick, secrets
 
 from aurora_async import Limit, Token, TokenPool
 from aurora_async.testing import LlmApi, MockAPI
@@ -48,7 +45,6 @@ PROMPT = [{"role": "user", "content": "x" * 800}]  # 200 input tokens
 OUTPUT = "800"  # and 800 out
 LIMITS = [Limit(RPM, per=60), Limit(TPM, per=60, unit="tokens")]
 
-T = TypeVar("T")
 
 STRATEGIES = {
     # name -> (the server's refusal, the spent key declares a daily quota, via pool.request)
@@ -113,14 +109,6 @@ async def run_strategy(name: str, seconds: float) -> Outcome:
             sum(s.ok for s in others),
             sum(s.rate_limited for s in others),
         )
-
-
-def on_virtual_time(coro: Coroutine[Any, Any, T]) -> T:
-    loop = looptime.new_event_loop(start=0.0)
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
 
 
 def run(seconds: float) -> Report:

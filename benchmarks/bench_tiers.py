@@ -28,11 +28,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sys
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
-import looptime
-from _common import Figure, Points, Report, Throughput, bucket_for, finish, quick, secrets
+from _common import (
+    Figure,
+    Points,
+    Report,
+    Throughput,
+    bucket_for,
+    finish,
+    on_virtual_time,
+    quick,
+    secrets,
+)
 
 from aurora_async import Limit, Token, TokenPool
 
@@ -42,8 +49,6 @@ HOLD = 0.05  # seconds each lease is held: the request's round trip
 WARMUP = 5.0  # seconds: the opening burst is over by then
 POOL = "pool (soonest-fire)"
 ROUND_ROBIN = "strict round robin"
-
-T = TypeVar("T")
 
 
 def tokens() -> list[Token]:
@@ -95,14 +100,6 @@ async def round_robin_rate(seconds: float, warmup: float = WARMUP) -> tuple[floa
             await asyncio.sleep(HOLD)
 
     return await measure(one, seconds, warmup)
-
-
-def on_virtual_time(coro: Coroutine[Any, Any, T]) -> T:
-    loop = looptime.new_event_loop(start=0.0)
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
 
 
 def run(seconds: float, warmup: float = WARMUP) -> Report:

@@ -63,6 +63,21 @@ def counts(tokens: tuple[TokenStats, ...]) -> Counter[TokenState]:
     return Counter(t.state for t in tokens)
 
 
+@pytest.fixture
+def made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the records ``stats()`` makes, in order (a spy on ``record``)."""
+    names: list[str] = []
+    original = snapshot_module.record
+
+    def spy(*args: object, **kwargs: object) -> TokenStats:
+        result = original(*args, **kwargs)  # type: ignore[arg-type]
+        names.append(result.name)
+        return result
+
+    monkeypatch.setattr(snapshot_module, "record", spy)
+    return names
+
+
 async def busy_pool() -> tuple[TokenPool, list[str]]:
     """A pool with tokens in every state: leased, in flight, cooling, disabled, removed
     (with a lease in flight), calibrating, with their own limits."""
@@ -115,16 +130,7 @@ async def test_a_record_holds_the_counters_of_the_call_not_of_the_read() -> None
         assert pool.stats().tokens[0].leases == 1
 
 
-async def test_stats_makes_no_record_until_one_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    made: list[str] = []
-    original = snapshot_module.record
-
-    def spy(*args: object, **kwargs: object) -> TokenStats:
-        result = original(*args, **kwargs)  # type: ignore[arg-type]
-        made.append(result.name)
-        return result
-
-    monkeypatch.setattr(snapshot_module, "record", spy)
+async def test_stats_makes_no_record_until_one_is_read(made: list[str]) -> None:
     pool = TokenPool([f"sk-many-{i:05d}-0123456789" for i in range(5000)])
     stats = pool.stats()
     assert isinstance(stats, PoolStats)
@@ -134,16 +140,7 @@ async def test_stats_makes_no_record_until_one_is_read(monkeypatch: pytest.Monke
     assert len(made) == 1
 
 
-async def test_token_by_name_makes_only_its_record(monkeypatch: pytest.MonkeyPatch) -> None:
-    made: list[str] = []
-    original = snapshot_module.record
-
-    def spy(*args: object, **kwargs: object) -> TokenStats:
-        result = original(*args, **kwargs)  # type: ignore[arg-type]
-        made.append(result.name)
-        return result
-
-    monkeypatch.setattr(snapshot_module, "record", spy)
+async def test_token_by_name_makes_only_its_record(made: list[str]) -> None:
     pool = TokenPool([f"sk-many-{i:05d}-0123456789" for i in range(3000)])
     names = [slot.name for slot in core_of(pool).sched.slots.values()]
     stats = pool.stats()
