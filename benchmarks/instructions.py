@@ -14,7 +14,8 @@ start-up, imports and warm-up cancel out. Workloads:
   makes them (``cost={"tokens": 500}``, then ``lease.settle(tokens=400)``), on 10 tokens
   each limited in requests and in tokens; ``resources-nosettle N``: without the settle;
   ``resources-plain N``: the one-resource lease of the same script (10 tokens limited in requests,
-  each its own ``Limit``). Leases per run: N.
+  each its own ``Limit``); ``resources-costs N``: the two-resource lease of a ``Costs``
+  made once (``Costs(1, {"tokens": 500})``), without the settle. Leases per run: N.
 - ``saturated MS``, ``saturated-timeout MS``: ``bench_saturated.py``'s pool (1,000 tokens
   at ``Limit(20, burst=2)``, 4,000 coroutines; with ``timeout=stop - now``) for MS
   milliseconds of virtual time (looptime), closed 25 ms after the last whole tick;
@@ -47,7 +48,7 @@ from collections import deque
 from _common import secrets
 from aiolimiter import AsyncLimiter
 
-from aurora_async import LeaseTimeout, Limit, PoolClosed, Token, TokenPool
+from aurora_async import Costs, LeaseTimeout, Limit, PoolClosed, Token, TokenPool
 
 HUGE = Limit(1e12, per=1.0, burst=1e12)  # capacity never runs out during the run
 TOKENS, RATE, COROUTINES = 1000, 20.0, 4000
@@ -73,8 +74,8 @@ def run_leases(n: int, timeout: float | None) -> None:
     loop.run_until_complete(leases(pool, n, timeout))
 
 
-async def vectors(pool: TokenPool, n: int, settle: bool) -> None:
-    cost = {"tokens": 500}
+async def vectors(pool: TokenPool, n: int, settle: bool, made: bool = False) -> None:
+    cost: dict[str, float] | Costs = Costs(1, {"tokens": 500}) if made else {"tokens": 500}
     for _ in range(n):
         async with pool.lease(cost=cost) as lease:
             if settle:
@@ -93,9 +94,9 @@ def run_resources(n: int, workload: str) -> None:
         loop.run_until_complete(leases(pool, 1000, None))
         loop.run_until_complete(leases(pool, n, None))
         return
-    settle = workload == "resources"
-    loop.run_until_complete(vectors(pool, 1000, settle))
-    loop.run_until_complete(vectors(pool, n, settle))
+    settle, made = workload == "resources", workload == "resources-costs"
+    loop.run_until_complete(vectors(pool, 1000, settle, made))
+    loop.run_until_complete(vectors(pool, n, settle, made))
 
 
 def run_acquires(n: int) -> None:
@@ -215,7 +216,7 @@ def main() -> int:
     if workload == "acquire":
         run_acquires(n)
         return 0
-    if workload in ("resources", "resources-nosettle", "resources-plain"):
+    if workload in ("resources", "resources-nosettle", "resources-plain", "resources-costs"):
         run_resources(n, workload)
         return 0
     kinds = {"saturated": saturated, "floor": floor}

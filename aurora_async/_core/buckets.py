@@ -325,3 +325,24 @@ def fill(window: AnyWindow, now: float) -> None:
     on); a calendar quota is left as it is: filling it would spend the day."""
     if isinstance(window, Window):
         window.take(window.burst, now)
+
+
+#: Vector shapes by value, so that equal shapes are one object (a cost's plan is checked
+#: by identity); a handful in any program, bounded all the same.
+_SHAPES: dict[tuple[str, ...], tuple[str, ...]] = {}
+_SHAPES_KEPT = 1024
+
+
+def shape_of(windows: Sequence[AnyWindow]) -> tuple[str, ...] | None:
+    """The vector shape of a token with ``windows`` (``aurora_async._core.vector``): the
+    resource each counts, or ``None`` if some window is not a plain bucket of no scope
+    (a lease of several resources on it takes the general path)."""
+    if not windows or any(type(w) is not Window or w.scope is not None for w in windows):
+        return None
+    units = tuple(w.unit for w in windows)
+    found = _SHAPES.get(units)
+    if found is None:
+        found = units
+        if len(_SHAPES) < _SHAPES_KEPT:
+            _SHAPES[units] = units
+    return found

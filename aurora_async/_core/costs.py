@@ -18,17 +18,23 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from .limits import REQUESTS, check_unit
+from .limits import REQUESTS, check_scope, check_unit
 
 
 class Costs(float):
     """A lease's cost in several resources: ``float(costs)`` request units, and
     :attr:`parts` for every other resource it names (each above 0)."""
 
-    __slots__ = ("_hash", "parts", "scope")
+    __slots__ = ("_hash", "checked", "parts", "plan", "scope")
 
     parts: dict[str, float]
     scope: str | None  #: the scope it is leased in: only that scope's windows count it
+    #: The scheduler's own cache (``aurora_async._core.vector``): the units this cost
+    #: takes from each window of the last token shape it was leased on.
+    plan: tuple[tuple[str, ...], tuple[float, ...] | None] | None
+    #: Also the scheduler's: how many tiers of tokens there were when this cost was
+    #: checked against their limits (``TokenSet.check_parts``; -1: never).
+    checked: int
     _hash: int | None
 
     def __new__(cls, requests: float, parts: dict[str, float], scope: str | None = None) -> Costs:
@@ -36,6 +42,8 @@ class Costs(float):
         self.parts = parts
         self.scope = scope
         self._hash = None  # on first use: most costs are never hashed (never queued)
+        self.plan = None
+        self.checked = -1
         return self
 
     def part(self, unit: str) -> float:
@@ -182,13 +190,32 @@ def as_costs(value: Mapping[str, float], what: str = "cost") -> float | Costs:
     return Costs(requests, parts) if parts else requests
 
 
+def check_costs(cost: Costs, what: str = "cost") -> None:
+    """Raise, as :func:`as_costs` would, for a :class:`Costs` made by hand whose
+    requests or parts are out of range, or whose scope names none."""
+    as_costs(cost.as_dict(), what)
+    if cost.scope is not None:
+        check_scope(cost.scope, f"{what}: scope")
+
+
 def settled(reserved: float, actual: Mapping[str, float], what: str = "settle") -> float:
     """``reserved`` with the resources named in ``actual`` replaced by their true units
     (each a finite number >= 0): what a lease cost once its answer is known."""
-    whole = reserved.as_dict() if isinstance(reserved, Costs) else {REQUESTS: float(reserved)}
+    requests = float(reserved)
+    if type(reserved) is Costs:
+        parts, scope = dict(reserved.parts), reserved.scope
+    else:
+        parts, scope = {}, scope_of(reserved)
     for unit, units in actual.items():
-        whole[unit] = _units(what, unit, units)
-    requests = whole.pop(REQUESTS)
-    parts = {unit: units for unit, units in whole.items() if units}
-    scope = scope_of(reserved)
+        kind = type(units)
+        if (kind is int or kind is float) and 0 <= units < math.inf and unit in _CHECKED:
+            number = float(units)  # the usual: a count, of a resource seen before
+        else:
+            number = _units(what, unit, units)
+        if unit == REQUESTS:
+            requests = number
+        elif number:
+            parts[unit] = number
+        else:
+            parts.pop(unit, None)
     return Costs(requests, parts, scope) if parts or scope is not None else requests

@@ -27,6 +27,8 @@ from .limits import REQUESTS
 from .queue import WaiterQueue, check_timeout
 from .slot import EPS, INF, UNCAPPED, Slot, TokenState, Waiter, put_state, state_of
 from .tokenset import TokenSet
+from .vector import settle as settle_vector
+from .vector import take as take_vector
 
 _UNCAPPED = UNCAPPED  # the name other modules imported before the split
 _NO_PARTS: dict[str, float] = {}  # the other resources of a plain number (read only)
@@ -136,8 +138,11 @@ class Scheduler(TokenSet, WaiterQueue):
         requests = float(actual) - float(reserved)
         mine = actual.parts if type(actual) is Costs else _NO_PARTS
         before = reserved.parts if type(reserved) is Costs else _NO_PARTS
-        scope = scope_of(reserved)
-        for w in slot.lease_windows(scope, now):
+        scope = reserved.scope if type(reserved) is Costs else scope_of(reserved)
+        key: float | None = None
+        if slot.vector is not None and scope is None:  # plain buckets: one pass
+            key, freed = settle_vector(slot, reserved, actual, now)
+        for w in () if key is not None else slot.lease_windows(scope, now):
             wscope = w.scope
             if wscope is not None and wscope != scope:
                 continue  # another scope's window: this lease took nothing from it
@@ -151,13 +156,26 @@ class Scheduler(TokenSet, WaiterQueue):
             usage = slot.usage
             if usage is None:
                 usage = slot.usage = {}
-            for unit, units in before.items():
-                usage[unit] = usage.get(unit, 0.0) - units
             for unit, units in mine.items():
-                usage[unit] = usage.get(unit, 0.0) + units
+                usage[unit] = usage.get(unit, 0.0) + units - before.get(unit, 0.0)
+            for unit, units in before.items():
+                if unit not in mine:
+                    usage[unit] = usage.get(unit, 0.0) - units
         slot.epoch += 1  # a refund must not undo this
         if slot.indexed:
-            self.reindex(slot)
+            fifo = slot.lane.fifo
+            if (
+                key is not None
+                and fifo
+                and fifo[-1][1] == slot.seq
+                and (len(fifo) == 1 or key >= fifo[-2][0])
+            ):
+                # The usual: it was the last leased. Its entry moves in place (as
+                # reindex would file it, but leaving no stale entry behind).
+                seq = slot.seq = self._next_seq()
+                fifo[-1] = (key, seq, slot)
+            else:
+                self.reindex(slot, key)
         return freed
 
     def release(self, slot: Slot) -> bool:
@@ -181,13 +199,9 @@ class Scheduler(TokenSet, WaiterQueue):
                 top = fifo[0]
                 slot = top[2]
                 windows = slot.windows
-                if (
-                    slot.seq == top[1]
-                    and cost == slot.key_cost
-                    and top[0] <= now + EPS
-                    and len(windows) == 1
-                    and slot.in_flight + 1 < slot.cap
-                ):
+                if slot.seq != top[1] or top[0] > now + EPS:
+                    pass  # not current, or not due: Lane.top and the general path below
+                elif len(windows) == 1 and cost == slot.key_cost and slot.in_flight + 1 < slot.cap:
                     # The commonest lease of all, inlined end to end (Lane.top, Slot.take,
                     # count_grant, Lane.retire and Lane.push): one lane, its front fires now.
                     w = windows[0]
@@ -215,38 +229,57 @@ class Scheduler(TokenSet, WaiterQueue):
                     else:
                         lane.push((key, seq, slot))
                     return slot
+                elif type(cost) is Costs and slot.vector is not None:
+                    new = take_vector(slot, cost, now)  # several resources, plain buckets
+                    if new is not None:
+                        fifo.popleft()  # the slot keeps its number, as above
+                        if slot.in_flight >= slot.cap:
+                            slot.seq = -1
+                            slot.indexed = False
+                        elif not fifo or new >= fifo[-1][0]:
+                            fifo.append((new, top[1], slot))
+                        else:
+                            lane.push((new, top[1], slot))
+                        return slot
             found = lane.top()
         else:
             found = top_of(lanes)
-        if found is not None:
-            key, seq, slot = found
-            # A current entry's key is exactly when its slot can fire its key cost, so
-            # for that cost (the usual one) the top answers without recomputing anything.
-            # A mixed slot's key bounds when it fires any cost (a vector): if the top
-            # fires a valid one now, it is what best() would choose (the lowest key).
-            limit = now + EPS
-            if key <= limit and (
-                cost == slot.key_cost
-                or (slot.mixed and 0.0 < cost <= slot.max_cost and slot.ready(cost) <= limit)
-            ):
-                # grant() inlined: this is the hot path of every lease with several
-                # tiers or windows, or of several resources.
-                key = slot.take(cost, now)
-                slot.in_flight += 1
-                slot.leases += 1
-                slot.units += cost
-                if type(cost) is Costs:
-                    slot.count_usage(cost)
-                lane = slot.lane
-                lane.retire(seq)
-                if slot.in_flight < slot.cap:
-                    seq = slot.seq = self._next_seq()
-                    lane.push((key, seq, slot))
-                else:
-                    slot.seq = -1
-                    slot.indexed = False
-                return slot
+        if found is not None and found[0] <= now + EPS and self._take_top(found, cost, now):
+            return found[2]
         return self._take_best(cost, now, None)
+
+    def _take_top(self, top: Entry[Slot], cost: float, now: float) -> bool:
+        """Lease the top of the index, due at ``now``, if it fires ``cost`` now (``grant``
+        inlined: the hot path of every lease with several tiers or windows, or of several
+        resources). A current entry's key is exactly when its slot can fire its key cost,
+        so for that cost (the usual one) the top answers without recomputing anything. A
+        mixed slot's key bounds when it fires any cost (a vector): if the top fires a
+        valid one now, it is what best() would choose (the lowest key)."""
+        _, seq, slot = top
+        if type(cost) is Costs and slot.vector is not None:
+            key = take_vector(slot, cost, now)
+            if key is None:
+                return False
+        elif cost == slot.key_cost or (
+            slot.mixed and 0.0 < cost <= slot.max_cost and slot.ready(cost) <= now + EPS
+        ):
+            key = slot.take(cost, now)
+            slot.in_flight += 1  # count_grant, inlined
+            slot.leases += 1
+            slot.units += cost
+            if type(cost) is Costs:
+                slot.count_usage(cost)
+        else:
+            return False
+        lane = slot.lane
+        lane.retire(seq)
+        if slot.in_flight < slot.cap:
+            seq = slot.seq = self._next_seq()
+            lane.push((key, seq, slot))
+        else:
+            slot.seq = -1
+            slot.indexed = False
+        return True
 
     def take_other(self, cost: float, now: float, avoid: Slot) -> Slot | None:
         """Like :meth:`try_take`, but a token other than ``avoid`` if one can fire

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import math
 
-from .buckets import AnyWindow, Window, window_for, window_like
+from .buckets import AnyWindow, Window, shape_of, window_for, window_like
 from .costs import Costs, KeyCost, part_of, scope_of
 from .expiry import jwt_expiry
 from .lanes import Lane
@@ -57,6 +57,7 @@ class Slot:
         "epoch",
         "errors",
         "expires_at",
+        "fits",
         "full_cap",
         "in_flight",
         "indexed",
@@ -77,6 +78,7 @@ class Slot:
         "token",
         "units",
         "usage",
+        "vector",
         "windows",
     )
 
@@ -141,6 +143,12 @@ class Slot:
         else:
             self.__class__ = MixedSlot
             self.key_cost = KeyCost(min(1.0, self.max_cost))
+        #: The resource each window counts, if every window is a plain bucket of no
+        #: scope (``None``: not so); and the units the key cost puts in each. A lease
+        #: of several resources on such a token takes ``vector.take``.
+        self.vector = shape = shape_of(windows)
+        key = float(self.key_cost)
+        self.fits = tuple(key if unit == REQUESTS else 0.0 for unit in shape or ())
 
     def part(self, window: AnyWindow, cost: float) -> float:
         """What a lease of ``cost`` takes from ``window``."""

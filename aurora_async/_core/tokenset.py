@@ -416,7 +416,10 @@ class TokenSet(TokenIndex):
     def check_parts(self, cost: Costs) -> None:
         """Raise at once for a lease whose part in some resource exceeds the burst of
         every token's window of that resource (no lease of it could ever fit). A part in
-        a resource no token counts is allowed: it takes nothing."""
+        a resource no token counts is allowed: it takes nothing. A cost that passes is
+        marked (``Costs.checked``) and not checked again until a tier is made."""
+        if cost.checked == self.tiers:
+            return
         largest = self._largest
         if largest.get("") != len(self._lanes):  # a new tier since: count again
             largest.clear()
@@ -433,6 +436,7 @@ class TokenSet(TokenIndex):
                     f"limit (largest: {most:g}); no lease of that cost can ever be "
                     "granted. Lower the cost or raise that Limit's burst."
                 )
+        cost.checked = self.tiers
 
 
 def _fill_spent(windows: Sequence[AnyWindow], key_cost: float, until: float, now: float) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import _log
-from .._core.costs import Costs, as_costs, scoped
+from .._core.costs import Costs, as_costs, check_costs, scoped
 from .._core.limits import Limit, check_scope
 from .._core.stats import PoolStats
 from .._core.tokens import Token, as_limits
@@ -292,8 +292,21 @@ class TokenPool:
         lease in the token's windows of that scope (``Limit(..., scope=...)``) besides
         its windows of no scope, and a 429 on it cools the token for that scope only.
         """
-        if scope is None and (type(cost) is int or type(cost) is float):  # the usual
-            return new_lease(self._core, cost, timeout)
+        if scope is None:
+            kind = type(cost)
+            if kind is int or kind is float:  # the usual
+                return new_lease(self._core, cost, timeout)  # type: ignore[arg-type]
+            if kind is Costs:  # made once, leased often
+                if cost.checked == self._core.sched.tiers:  # type: ignore[union-attr]
+                    return new_lease(self._core, cost, timeout)  # type: ignore[arg-type]
+            elif kind is dict:  # a mapping seen before, of plain numbers (see _cost)
+                known = _KNOWN_COSTS.get(tuple(cost.items()))  # type: ignore[union-attr]
+                if (
+                    type(known) is Costs
+                    and known.checked == self._core.sched.tiers
+                    and _NUMBERS.issuperset(map(type, cost.values()))  # type: ignore[union-attr]
+                ):
+                    return new_lease(self._core, known, timeout)
         return new_lease(self._core, self._cost(cost, scope), timeout)
 
     def _cost(self, cost: Cost, scope: str | None) -> float:
@@ -304,7 +317,7 @@ class TokenPool:
         core = self._core
         if type(cost) is dict:  # the usual mapping: its conversion kept, by its items
             # (numbers of exactly int or float only: True or Decimal(1) equal 1 as keys)
-            key = tuple(cost.items()) if set(map(type, cost.values())) <= _NUMBERS else ()
+            key = tuple(cost.items()) if _NUMBERS.issuperset(map(type, cost.values())) else ()
             known = _KNOWN_COSTS.get(key) if key else None
             if known is None:
                 known = as_costs(cost)
@@ -313,12 +326,13 @@ class TokenPool:
                         _KNOWN_COSTS.clear()
                     _KNOWN_COSTS[key] = known
             cost = known
-            if isinstance(cost, Costs):
-                core.sched.check_parts(cost)
+        elif isinstance(cost, Costs):
+            if cost.checked < 0:  # made by hand: its numbers too
+                check_costs(cost)
         elif isinstance(cost, Mapping):
             cost = as_costs(cost)
-            if isinstance(cost, Costs):
-                core.sched.check_parts(cost)
+        if isinstance(cost, Costs):
+            core.sched.check_parts(cost)
         if scope is not None:
             check_scope(scope)
             cost = scoped(cost, scope)
