@@ -34,6 +34,10 @@ UNCAPPED = 1 << 62
 #: Scopes a token keeps windows of its ``EACH_SCOPE`` limits for before it forgets those
 #: drained (more are kept while none has drained: the scopes in use within one window).
 SCOPES_KEPT = 64
+#: The most scopes a token holds windows of its ``EACH_SCOPE`` limits for at once (its
+#: memory stays bounded however many scopes are asked): a lease in another scope waits
+#: until one of them has drained, and is then made in its place.
+SCOPES_MAX = 256
 
 
 class TokenState(enum.StrEnum):
@@ -304,6 +308,10 @@ class MixedSlot(Slot):
                 t = r
         if templates is not None and not own:
             made = self.scoped.get(scope) if self.scoped and scope is not None else None
+            if made is None and self.scoped and len(self.scoped) >= SCOPES_MAX:
+                room = self.first_drain()  # full of scopes: one must drain first
+                if room > t:
+                    t = room
             for w in made or templates:  # not made yet: as empty as a new window
                 unit = w.unit
                 units = requests if unit == REQUESTS else (parts.get(unit, 0.0) if parts else 0.0)
@@ -375,8 +383,21 @@ class MixedSlot(Slot):
         elif len(scoped) >= SCOPES_KEPT:  # forget the drained: as good as new ones
             for name in [n for n, ws in scoped.items() if all(w.level_at(now) <= 0.0 for w in ws)]:
                 del scoped[name]
+            if len(scoped) >= SCOPES_MAX:
+                # A grant waited (ready) for the first to drain: it has, within the float
+                # crumbs drains_at may leave, and goes. Else (a 429's cooldown filling a
+                # new scope's windows) none is made: the cooldown alone holds the scope.
+                first = min(scoped, key=lambda n: _drain_time(scoped[n]))
+                if _drain_time(scoped[first]) > now + EPS:
+                    return windows
+                del scoped[first]
         scoped[scope] = made
         return windows + made
+
+    def first_drain(self) -> float:
+        """When the first of the scopes made from ``EACH_SCOPE`` limits drains (and
+        may be forgotten): the earliest time a token full of scopes takes a new one."""
+        return min((_drain_time(ws) for ws in (self.scoped or {}).values()), default=-INF)
 
     def all_windows(self) -> tuple[AnyWindow, ...]:
         scoped = self.scoped
@@ -393,6 +414,11 @@ class MixedSlot(Slot):
             if w.unit == REQUESTS and w.scope is None
         ]
         return min(rooms) if rooms else INF
+
+
+def _drain_time(windows: tuple[AnyWindow, ...]) -> float:
+    """When every one of ``windows`` is empty, if nothing more is put in them."""
+    return max(w.ready_at(w.burst) for w in windows)
 
 
 _NO_LANE: Lane[Slot] = Lane()  # a slot's lane until the scheduler files it

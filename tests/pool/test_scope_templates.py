@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from aurora_async import Limit, Token, TokenPool
-from aurora_async._core.slot import SCOPES_KEPT
+from aurora_async._core.slot import SCOPES_KEPT, SCOPES_MAX
 from aurora_async._pool.core import core_of
 
 KEY = "sk-secret-template-000001"
@@ -147,6 +147,38 @@ async def test_scopes_made_from_the_template_are_forgotten_once_drained() -> Non
         async with pool.lease(scope="after"):
             pass
         assert sorted(slot.scoped or {}) == ["after"]
+
+
+@pytest.mark.looptime
+async def test_a_token_holds_at_most_scopes_max_scopes_and_a_new_one_waits_for_a_drain(
+    clock: Callable[[], Callable[[], float]],
+) -> None:
+    """However many scopes are asked, a token keeps windows for SCOPES_MAX at once: one
+    more waits until the first of them has drained (never over any scope's limit: a
+    forgotten scope was empty), and takes its place."""
+    pool = pool_of([Limit(10_000, per=60, burst=10_000), Limit(2, per=60, scope="*")])
+    async with pool:
+        now = clock()
+        slot = next(iter(core_of(pool).sched.slots.values()))
+        (await pool.acquire(scope="s0")).release()  # 1 of 2: drains at 30 s
+        await asyncio.sleep(1)
+        for n in range(1, SCOPES_MAX):  # the rest at 1 s: they drain at 31 s
+            (await pool.acquire(scope=f"s{n}", timeout=0)).release()
+        assert len(slot.scoped or {}) == SCOPES_MAX
+        with pytest.raises(TimeoutError):
+            await pool.acquire(scope="new", timeout=0)  # no room for one more now
+        others = asyncio.create_task(pool.acquire(scope="s7"))  # a known scope: at once
+        assert (await others).waited == 0.0
+        (await others).release()
+        lease = await pool.acquire(scope="new")
+        assert now() == 30.0  # s0 drained, was forgotten, and "new" took its place
+        lease.release()
+        assert "s0" not in (slot.scoped or {})
+        assert len(slot.scoped or {}) == SCOPES_MAX
+        lease = await pool.acquire(scope="newer")
+        assert now() == 31.0  # then the others drained at 31 s and were forgotten, but
+        lease.release()  # s7, used twice (drains at 61 s)
+        assert sorted(slot.scoped or {}) == ["new", "newer", "s7"]
 
 
 def test_the_template_is_refused_on_redis_with_what_to_do() -> None:
