@@ -110,8 +110,9 @@ class Backend(Protocol):
         """A lease of ``slot`` ended with ``outcome``; the pool has updated the slot's
         counters."""
 
-    def settled(self, slot: Slot, reserved: float, actual: float) -> None:
-        """A lease reserved ``reserved`` and cost ``actual``: share the refund or debt."""
+    def settled(self, slot: Slot, reserved: float, actual: float, granted_at: float) -> None:
+        """A lease reserved ``reserved`` (at the loop time ``granted_at``) and cost
+        ``actual``: share the refund or debt."""
 
     def cooled(
         self, slot: Slot, seconds: float, spent: bool = False, scope: str | None = None
@@ -565,7 +566,7 @@ class PoolCore:
         """``Scheduler.settle`` now; then the backend's (the slot mirrors it) or a dispatch."""
         self.sched.settle(slot, reserved, actual, self.now(), granted_at)
         if self.backend is not None:
-            self.backend.settled(slot, reserved, actual)
+            self.backend.settled(slot, reserved, actual, granted_at)
         elif self.sched.waiting:
             self.dispatch()  # a refund may let a waiter in; a debt may move the timer
 

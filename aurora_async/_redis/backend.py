@@ -303,13 +303,15 @@ class RedisBackend:
         if queue.blocked:
             queue.wake(slot, max(1, queue.budget(tid, slot)))
 
-    def settled(self, slot: Slot, reserved: float, actual: float) -> None:
-        """A lease of ``slot`` that reserved ``reserved`` cost ``actual`` (the pool has
-        settled its own windows): the difference goes where leases are decided now. In
-        Redis (a write, in the background, in order), while Redis decides; on the local
-        limiter while this worker serves on it, where only a debt counts (a refund may
-        be of a lease Redis granted: it stays spent, the safe side), and a debt is also
-        written to Redis when it is back."""
+    def settled(self, slot: Slot, reserved: float, actual: float, granted_at: float) -> None:
+        """A lease of ``slot`` that reserved ``reserved`` (at the loop time
+        ``granted_at``) cost ``actual`` (the pool has settled its own windows): the
+        difference goes where leases are decided now. In Redis (a write, in the
+        background, in order), while Redis decides, where a calendar window gives a
+        refund back only to the period the lease was granted in; on the local limiter
+        while this worker serves on it, where only a debt counts (a refund may be of a
+        lease Redis granted: it stays spent, the safe side), and a debt is also written
+        to Redis when it is back."""
         tid = self._members.tid(slot)
         if tid is None:
             return
@@ -320,7 +322,8 @@ class RedisBackend:
             return
         scope = scope_of(reserved)
         self._failover.settle(tid, slot, deltas, scope, self._ctx.now())
-        self._writes.add(Op("settle", tid, args=(scope or "", deltas)))
+        granted = math.floor(self._ctx.port.wall(granted_at) * 1_000_000)  # wall µs
+        self._writes.add(Op("settle", tid, args=(scope or "", deltas, granted)))
 
     def cooled(
         self, slot: Slot, seconds: float, spent: bool = False, scope: str | None = None

@@ -11,17 +11,20 @@ from .lua import PRELUDE
 # that counted the lease takes the difference of its part now. Less comes back at once
 # (never below an empty bucket); more is debt: the window's theoretical arrival time
 # goes past a full bucket's, and nothing fits until it has drained. A calendar window
-# moves to the caller's period first, and counts the difference there.
+# moves to the caller's period first, and counts the difference there, except a refund of
+# a lease granted in an earlier period (that period's count is gone; this one never
+# counted the reservation: CalendarWindow.adjust's rule).
 # KEYS: ready, the token's state; ARGV: one JSON array [id, ttl ms, scope ('' none),
-#   [unit, difference, ...], then the calendars, as the reserve call's]
+#   [unit, difference, ...], the grant's wall clock (us), then the calendars, as the
+#   reserve call's]
 # Returns 1 if something changed (0: no such token, or nothing to settle).
 SETTLE = (
     PRELUDE
     + r"""
 local now = now_us()
 local p = cjson.decode(ARGV[1])
-local id, ttl, scope, d = p[1], p[2], p[3], p[4]
-set_calendars(now, p[5], p[6])
+local id, ttl, scope, d, granted = p[1], p[2], p[3], p[4], p[5]
+set_calendars(now, p[6], p[7])
 local st = load(KEYS[2])
 if st == nil then return 0 end
 local deltas = {}
@@ -32,9 +35,13 @@ for k = 1, st.n do
   if delta ~= nil and delta ~= 0 then
     if st.c ~= nil and st.c[k] ~= '' then
       if WALL ~= nil then roll(st, k, WALL) end
-      local used = st.t[k] + delta
-      if used < 0 then used = 0 end
-      st.t[k] = used
+      if delta < 0 and st.cp[k] >= 0 and granted < st.cp[k] then
+        delta = 0  -- granted in an earlier period: nothing of it to give back
+      else
+        local used = st.t[k] + delta
+        if used < 0 then used = 0 end
+        st.t[k] = used
+      end
     else
       local base = st.t[k]
       if now > base then base = now end
@@ -42,7 +49,7 @@ for k = 1, st.n do
       if t < now then t = now end
       st.t[k] = t
     end
-    changed = 1
+    if delta ~= 0 then changed = 1 end
   end
 end
 if changed == 1 then

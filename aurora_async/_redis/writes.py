@@ -143,11 +143,11 @@ class Writes:
         """Write a lease's true cost (``SETTLE``): the differences, now."""
         ctx = self._ctx
         k = ctx.keys
-        scope, deltas = op.args
+        scope, deltas, granted = op.args
         pairs = ",".join(f'"{unit}",{units!r}' for unit, units in deltas.items())
         calendars = self._members.calendars
         cal = calendars.arg(ctx.port.wall(ctx.now())) if calendars else ""
-        arg = f'["{op.tid}",{ctx.ttl_ms},"{scope}",[{pairs}]{cal}]'
+        arg = f'["{op.tid}",{ctx.ttl_ms},"{scope}",[{pairs}],{granted}{cal}]'
         await ctx.redis.call(SCRIPTS["settle"], [k.ready, k.token(op.tid)], [arg])
 
     async def _limits(self, op: Op) -> None:

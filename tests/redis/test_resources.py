@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aurora_async import BackendUnavailable, LeaseTimeout, Limit, Token, TokenPool
+from aurora_async import BackendUnavailable, Costs, LeaseTimeout, Limit, Token, TokenPool
 from aurora_async._pool import core
 from aurora_async._pool.core import core_of
 from aurora_async._redis import RedisBackend
@@ -193,6 +193,33 @@ async def test_a_settle_counts_in_the_days_quota(
         await landed(one)
         with pytest.raises(LeaseTimeout, match=r"in (99\.\d{3}|100\.000)s"):
             await two.lease(timeout=0).__aenter__()  # in debt until the reset
+
+
+@pytest.mark.parametrize("yesterday", [True, False])
+async def test_a_refund_goes_back_only_to_the_period_the_lease_was_granted_in(
+    make_pool: Callable[..., TokenPool], monkeypatch: pytest.MonkeyPatch, yesterday: bool
+) -> None:
+    # A lease granted 50 s after midnight reserves 800 of the day's 1,000 tokens and
+    # settles at 100. Granted today, its 700 come back. Said to be granted 100 s earlier
+    # (yesterday: a lease reserved before midnight and settled after it), nothing comes
+    # back: yesterday's count is gone, and today's never held its reservation.
+    monkeypatch.setattr(core, "wall_clock", lambda: MIDNIGHT + 50)
+    limits = [Limit(10, per=1), Limit.daily(1000, unit="tokens")]
+    one, two = make_pool([Token(A, limits=limits)]), make_pool([Token(A, limits=limits)])
+    async with one, two:
+        async with one.lease(cost={"tokens": 800}, timeout=0) as lease:
+            granted_at = core_of(one).now() - (100.0 if yesterday else 0.0)
+            reserved = lease.cost
+        await landed(one)
+        slot = core_of(one).sched.slots[A]
+        backend_of(one).settled(slot, reserved, Costs(1, {"tokens": 100}), granted_at)
+        await landed(one)
+        if yesterday:
+            with pytest.raises(LeaseTimeout):  # 800 + 300 > 1,000
+                await two.lease(cost={"tokens": 300}, timeout=0).__aenter__()
+        else:
+            async with two.lease(cost={"tokens": 300}, timeout=0):
+                pass  # 100 + 300
 
 
 async def test_while_redis_is_away_calendar_quotas_refuse_what_they_would_count(
