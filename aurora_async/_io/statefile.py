@@ -30,6 +30,10 @@ File format (version 1)::
                                "cooldown": 42.5, "backoff": 4.0,
                                "windows": [{"rate": 1000.0, "per": 86400.0,
                                             "burst": 1000.0, "level": 512.0}]}}}
+
+A window made for one scope from a ``Limit(..., scope="*")`` template is written with its
+template's limit and ``"for": "<scope>"``; on load the token makes that scope's windows
+from its templates again (if it still has them) and raises them to the saved levels.
 """
 
 from __future__ import annotations
@@ -53,8 +57,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .. import _log
-from .._core.buckets import CalendarWindow
-from .._core.limits import REQUESTS, Limit
+from .._core.buckets import AnyWindow, CalendarWindow
+from .._core.limits import REQUESTS, Limit, check_scope
 from .._core.policy import Verdict
 from .._pool.core import Evidence, core_of
 from .regular import NotRegular, TooLarge, read_regular, special_kind
@@ -81,7 +85,8 @@ class _Entry:
     disabled: str | None
     cooldown: float
     backoff: float
-    windows: tuple[tuple[Limit, float], ...]  # (limit, level at saved_at)
+    #: (limit, level at saved_at, the scope a template's window was made for, or None)
+    windows: tuple[tuple[Limit, float, str | None], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,24 +305,34 @@ def _describe(slot: Slot, now: float) -> dict[str, Any]:
         level = window.level_at(now)
         if level > 0:
             windows.append({**_limit_fields(window.limit), "level": level})
+    for scope, made in (slot.scoped or {}).items():  # made from Limit(scope="*") templates
+        for window in made:
+            level = window.level_at(now)
+            if level > 0:
+                windows.append({**_limit_fields(window.limit), "for": scope, "level": level})
     if windows:
         entry["windows"] = windows
     return entry
 
 
 def _restore_windows(
-    slot: Slot, saved: tuple[tuple[Limit, float], ...], elapsed: float, now: float
+    slot: Slot, saved: tuple[tuple[Limit, float, str | None], ...], elapsed: float, now: float
 ) -> bool:
     """Raise each window to its saved level, leaked by ``elapsed``; windows are matched
-    by their limit (a limit that changed since starts as it is). Returns whether any
-    window changed."""
+    by their limit (a limit that changed since starts as it is), and a scope's windows
+    made from a template are made again for it. Returns whether any window changed."""
     changed = False
-    free = list(slot.windows)
-    for limit, level in saved:
-        window = next((w for w in free if w.limit == limit), None)
+    free: dict[str | None, list[AnyWindow]] = {None: list(slot.windows)}
+    for limit, level, made_for in saved:
+        if made_for is not None and made_for not in free:
+            # The scope's windows, made from the token's templates (none if it has none
+            # now, names the scope itself, or holds as many scopes as it may).
+            made = slot.lease_windows(made_for, now)[len(slot.windows) :]
+            free[made_for] = [w for w in made if w.scope == made_for]
+        window = next((w for w in free[made_for] if w.limit == limit), None)
         if window is None:
             continue
-        free.remove(window)
+        free[made_for].remove(window)
         if isinstance(window, CalendarWindow):  # used this period: kept till the reset
             changed = window.carry(level, now - elapsed) or changed
             continue
@@ -419,7 +434,13 @@ def _entry(raw: object, where: str) -> _Entry:
             limit = _limit_of(window)
         except (TypeError, ValueError) as exc:
             raise _Corrupt(f"{here}: {exc}") from None
-        windows.append((limit, _number(window, "level", here)))
+        made_for = window.get("for")
+        if made_for is not None:
+            try:
+                check_scope(made_for, f'{here}: "for"')
+            except (TypeError, ValueError) as exc:
+                raise _Corrupt(str(exc)) from None
+        windows.append((limit, _number(window, "level", here), made_for))
     return _Entry(disabled, cooldown, backoff, tuple(windows))
 
 

@@ -400,6 +400,14 @@ WINDOW = [*ENTRY, "windows"]
         (corrupt(WINDOW, [{"rate": 0, "per": 1, "level": 0}]), "Limit rate must be a positive"),
         (corrupt(WINDOW, [{"per": 1, "level": 0}]), "Limit rate must be a number"),
         (corrupt(WINDOW, [{"rate": 1, "per": 1}]), 'window 1: "level" must be a number'),
+        (
+            corrupt(WINDOW, [{"rate": 1, "per": 1, "scope": "*", "for": 5, "level": 0}]),
+            'window 1: "for" must be a str naming a scope',
+        ),
+        (
+            corrupt(WINDOW, [{"rate": 1, "per": 1, "scope": "*", "for": "a b", "level": 0}]),
+            'window 1: "for" must name an endpoint group or a model',
+        ),
     ],
 )
 async def test_a_corrupt_file_is_reported_and_ignored(
@@ -508,4 +516,50 @@ async def test_a_restart_keeps_todays_calendar_quota_and_forgets_yesterdays(
         assert state.load_into(third) == 1
         for _ in range(3):
             async with third.lease(timeout=0):
+                pass
+
+
+async def test_a_restart_keeps_the_windows_made_for_each_scope_from_a_template(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Limit(..., scope="*")``: the windows made for "a" (2 of 2 used) and "b" (1 of
+    2) are saved under their template's limit with the scope they count, and made again
+    for those scopes on load; a scope never used starts empty."""
+    from aurora_async._pool import core as pool_core
+
+    limits = [Limit(100, per=60), Limit(2, per=60, scope="*"), Limit.daily(5, scope="*")]
+    wall = Wall()
+    monkeypatch.setattr(pool_core, "wall_clock", wall)
+    state = StateFile(tmp_path / "state.json", clock=wall)
+    loop = asyncio.get_running_loop()
+    async with TokenPool([A], limits=limits) as first:
+        for scope in ("a", "a", "b"):
+            async with first.lease(scope=scope, timeout=0):
+                pass
+        assert state.save_from(first) == 1
+    saved = json.loads((tmp_path / "state.json").read_text())["tokens"]
+    made = [
+        (w["for"], w["scope"], w["per"], w["level"])
+        for w in next(iter(saved.values()))["windows"]
+        if "for" in w
+    ]
+    assert made == [
+        ("a", "*", 60.0, 2.0),
+        ("a", "*", 86400.0, 2.0),
+        ("b", "*", 60.0, 1.0),
+        ("b", "*", 86400.0, 1.0),
+    ]
+
+    wall.now = T0 + 15  # 15 s later: each scope's minute window leaked half a call
+    async with TokenPool([A], limits=limits) as second:
+        assert state.load_into(second) == 1
+        start = loop.time()
+        async with second.lease(scope="b", timeout=0):  # 0.5 + 1 of 2
+            pass
+        with pytest.raises(LeaseTimeout):  # "a": 1.5 of 2, no room for a whole call
+            await second.lease(scope="a", timeout=0).__aenter__()
+        async with second.lease(scope="a"):
+            assert loop.time() - start == 15.0  # 1 of 2 after 30 s in all
+        for _ in range(2):
+            async with second.lease(scope="c", timeout=0):  # never used: a full burst
                 pass
