@@ -130,14 +130,32 @@ class Slot:
         self.by_hand = False  # disabled by pool.disable(): probes leave it alone
         self.expires_at = jwt_expiry(token.value)  # Unix time, for JWTs; else None
 
-    def set_limits(self, limits: tuple[Limit, ...], now: float, wall_offset: float) -> None:
+    def set_limits(
+        self,
+        limits: tuple[Limit, ...],
+        now: float,
+        wall_offset: float,
+        keep: tuple[AnyWindow, ...] = (),
+    ) -> None:
         """New windows for ``limits``, empty at ``now`` (the scheduler re-indexes the
-        slot). A slot with a window of another resource than requests, or a quota on
-        the calendar, becomes a :class:`MixedSlot`, and a plain one again when it has
-        none. ``wall_offset``: Unix time less loop time (for calendar quotas)."""
-        self.windows = windows = tuple(window_for(limit, now, wall_offset) for limit in limits)
-        #: Windows made from ``EACH_SCOPE`` limits, by the scope they count.
-        self.scoped: dict[str, tuple[AnyWindow, ...]] | None = None
+        slot), but for those of ``keep`` whose limit is one of ``limits``: they stay as
+        they are (with the windows made for scopes). A slot with a window of another
+        resource than requests, or a quota on the calendar, becomes a
+        :class:`MixedSlot`, and a plain one again when it has none. ``wall_offset``:
+        Unix time less loop time (for calendar quotas)."""
+        spare = list(keep)
+        windows_: list[AnyWindow] = []
+        for limit in limits:
+            same = next((w for w in spare if w.limit == limit), None)
+            if same is None:
+                windows_.append(window_for(limit, now, wall_offset))
+            else:
+                spare.remove(same)
+                windows_.append(same)
+        self.windows = windows = tuple(windows_)
+        if not keep:
+            #: Windows made from ``EACH_SCOPE`` limits, by the scope they count.
+            self.scoped: dict[str, tuple[AnyWindow, ...]] | None = None
         bursts = [w.burst for w in windows if w.unit == REQUESTS]
         self.max_cost = min(bursts) if bursts else INF
         plain = not any(limit.calendar or limit.scope for limit in limits)

@@ -118,6 +118,23 @@ class TokenSet(TokenIndex):
         if usable:
             self._became_usable(slot)
 
+    def restate(self, slot: Slot, limits: tuple[Limit, ...], now: float) -> None:
+        """Give ``slot`` new limits of which only some differ (the server stated their
+        size): the windows whose limit stays keep their state (and those made for
+        scopes), a new one starts empty (the caller puts the server's count in it)."""
+        usable = slot.usable
+        if usable:
+            self._became_unusable(slot)
+        if not slot.removed:
+            _dec(self._all_costs, slot.max_cost)
+        slot.epoch += 1
+        slot.set_limits(limits, now, self.wall_offset, keep=slot.windows)
+        self._file(slot)
+        if not slot.removed:
+            _inc(self._all_costs, slot.max_cost)
+        if usable:
+            self._became_usable(slot)
+
     def remove(self, slot: Slot) -> None:
         """Take no new leases on ``slot``; it stays visible until its calls finish."""
         if slot.removed:

@@ -16,15 +16,17 @@ are :func:`~aurora_async._core.calibrate.starting_limits` of its declared ones.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from .. import _log
 from .._core.calibrate import TICK, Calibrator, starting_limits
-from .._core.calibrate_types import CalibrationSnapshot, Change, LimitSource
+from .._core.calibrate_types import LIMIT_FROM_HEADER, CalibrationSnapshot, Change, LimitSource
 from .._core.headers import RateLimitInfo
 from .._core.limits import REQUESTS, Limit
 from .._core.scheduler import Scheduler, Slot
+from .._core.stated import stated_limits
+from .._core.vendor_headers import ResourceReading
 
 #: A token's declared limits and whether they are the user's (a ceiling) or a guess.
 Declared = Callable[[Slot], tuple[tuple[Limit, ...], bool]]
@@ -164,6 +166,29 @@ class Calibration:
         if change is not None:
             self._apply(slot, change, now)
 
+    def stated(self, slot: Slot, readings: Sequence[ResourceReading]) -> None:
+        """What the API's own headers (OpenAI, Anthropic) say of the size of ``slot``'s
+        per-minute windows, for a token whose windows count several resources (the
+        calibrator takes plain ones): each is restated to the server's size, never above
+        the declared one (``stated.stated_limits``); the others keep their state. In one
+        process only: a shared pool enforces such a token's declared limits as given."""
+        if not self.enabled or not slot.mixed or slot.removed or self._shared() is not None:
+            return
+        declared, _ = self._declared(slot)
+        was = tuple(w.limit for w in slot.windows)
+        limits = stated_limits(declared, was, readings)
+        if limits is None:
+            return
+        self._sched.restate(slot, limits, self._now())
+        _log.info(
+            LIMIT_FROM_HEADER,
+            token=slot.name,
+            limits=[str(limit) for limit in limits],
+            was=[str(limit) for limit in was],
+            source=LimitSource.HEADER.value,
+            reason="stated",
+        )
+
     def adopt(self, slot: Slot, limits: tuple[Limit, ...]) -> None:
         """``slot``'s effective limits as another process of a shared pool decided them:
         its calibrator believes them from now on (the caller relimits the slot)."""
@@ -180,6 +205,8 @@ class Calibration:
         declared, trusted = self._declared(slot)
         effective = tuple(w.limit for w in slot.windows)
         source = LimitSource.DECLARED if trusted else LimitSource.DEFAULT
+        if slot.mixed and effective != declared:  # sized by headers (Calibration.stated)
+            source = LimitSource.HEADER
         return CalibrationSnapshot(declared, effective, source, False, 0)
 
     # -- the tick --------------------------------------------------------------------

@@ -111,8 +111,7 @@ class Backend(Protocol):
         counters."""
 
     def settled(self, slot: Slot, reserved: float, actual: float, granted_at: float) -> None:
-        """A lease reserved ``reserved`` (at the loop time ``granted_at``) and cost
-        ``actual``: share the refund or debt."""
+        """A lease granted at ``granted_at`` reserved ``reserved``, cost ``actual``: share it."""
 
     def cooled(
         self, slot: Slot, seconds: float, spent: bool = False, scope: str | None = None

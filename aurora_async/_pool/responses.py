@@ -56,11 +56,12 @@ def account_levels(core: PoolCore, lease: Lease, readings: Sequence[ResourceRead
     window of the lease's token counting that resource with that very limit as its burst
     (and the reading's scope, if the API names one and the window has one) counts at
     least ``limit - remaining`` as used. Only ever raised: the pool's own count already
-    holds what it granted since the server answered, and a window whose size differs
-    from the server's is left to calibration."""
+    holds what it granted since the server answered. First, the token's per-minute
+    windows take the size the server states (``Calibration.stated``), where they may."""
     slot = lease_slot(lease)
     if slot is None:
         return
+    core.calibration.stated(slot, readings)  # per-minute windows sized as the server says
     now = core.now()
     touched = False
     for reading in readings:

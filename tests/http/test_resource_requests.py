@@ -242,3 +242,40 @@ async def test_a_stream_whose_settle_fails_still_ends_its_lease() -> None:
             ):
                 pass
         assert pool.stats().tokens[0].in_flight == 0
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("calibrate", [True, False])
+async def test_a_tokens_limit_declared_too_high_comes_down_to_the_servers_at_its_first_answer(
+    clock: Callable[[], Callable[[], float]], calibrate: bool
+) -> None:
+    """Declared 2,000 tokens a minute, the key has 1,000: the first answer's headers
+    (``x-ratelimit-limit-tokens: 1000``) restate the window, so the fifth call of 250
+    waits 15 s for room instead of being refused. With ``calibrate=False`` the declared
+    size is enforced as given, and the server refuses."""
+    key = "sk-secret-llm-000000003"
+    limits = [Limit(600, per=60), Limit(2000, per=60, unit="tokens")]
+    async with (
+        MockAPI([key], profile=LlmApi(rpm=600, tpm=1000, max_tokens=300)) as api,
+        TokenPool([Token(key, limits=limits)], base_url=api.url, calibrate=calibrate) as pool,
+    ):
+        now = clock()
+        body = {"model": "m", "messages": [{"role": "user", "content": "x" * 40}]}  # 10 in
+        headers = {"X-Mock-Output-Tokens": "240"}  # 250 in all
+        for n in range(5):
+            resp = await pool.post(
+                "/v1/chat/completions", json=body, headers=headers, cost={"tokens": 250}
+            )
+            assert resp.status == 200
+            if calibrate:
+                assert now() == (15.0 if n == 4 else 0.0)
+        tokens = pool.stats().tokens[0]
+        if calibrate:
+            assert api.totals.rate_limited == 0
+            assert (tokens.limits, tokens.declared_limits, tokens.limit_source) == (
+                ("600/60s", "1000 tokens/60s"),
+                ("600/60s", "2000 tokens/60s"),
+                "header",
+            )
+        else:
+            assert api.totals.rate_limited >= 1

@@ -1,0 +1,65 @@
+"""``stated_limits``: the per-minute windows a server's headers size (OpenAI, Anthropic),
+restated to the server's size and never above the declared one."""
+
+from __future__ import annotations
+
+from aurora_async import Limit
+from aurora_async._core.stated import stated_limits
+from aurora_async._core.vendor_headers import Family, ResourceReading
+
+RPM = Limit(500, per=60)
+TPM = Limit(200_000, per=60, unit="tokens")
+DECLARED = (RPM, TPM)
+
+
+def says(
+    resource: str, limit: float, family: Family = "openai", scope: str | None = None
+) -> ResourceReading:
+    return ResourceReading(resource, limit, limit / 2, 30.0, scope, family)
+
+
+def test_a_window_declared_too_large_comes_down_to_the_servers_size() -> None:
+    assert stated_limits(DECLARED, DECLARED, [says("tokens", 100_000)]) == (
+        RPM,
+        Limit(100_000, per=60, unit="tokens"),
+    )
+    assert stated_limits(DECLARED, DECLARED, [says("requests", 60, "anthropic")]) == (
+        Limit(60, per=60),
+        TPM,
+    )
+
+
+def test_the_declared_size_is_a_ceiling_and_a_later_statement_raises_back_to_it() -> None:
+    assert stated_limits(DECLARED, DECLARED, [says("tokens", 400_000)]) is None  # above
+    assert stated_limits(DECLARED, DECLARED, [says("tokens", 200_000)]) is None  # the same
+    lowered = (RPM, Limit(100_000, per=60, unit="tokens"))
+    assert stated_limits(DECLARED, lowered, [says("tokens", 400_000)]) == DECLARED
+    assert stated_limits(DECLARED, lowered, [says("tokens", 150_000)]) == (
+        RPM,
+        Limit(150_000, per=60, unit="tokens"),
+    )
+
+
+def test_a_declared_burst_below_the_rate_stays_below_it() -> None:
+    declared = (Limit(200_000, per=60, burst=50_000, unit="tokens"),)
+    assert stated_limits(declared, declared, [says("tokens", 100_000)]) == (
+        Limit(100_000, per=60, burst=50_000, unit="tokens"),
+    )
+
+
+def test_what_is_not_restated() -> None:
+    # GitHub's buckets (hourly, named by scope); a reading in a scope; a stated 0; a
+    # resource no per-minute window counts; two per-minute windows of it (which one?);
+    # a window per hour; a window in a scope; a calendar quota.
+    nothing = [
+        (DECLARED, says("tokens", 100_000, "github")),
+        (DECLARED, says("tokens", 100_000, scope="search")),
+        (DECLARED, says("tokens", 0)),
+        (DECLARED, says("input_tokens", 100_000, "anthropic")),
+        ((RPM, TPM, Limit(300_000, per=60, burst=10, unit="tokens")), says("tokens", 1000)),
+        ((RPM, Limit(200_000, per=3600, unit="tokens")), says("tokens", 1000)),
+        ((RPM, Limit(200_000, per=60, unit="tokens", scope="m")), says("tokens", 1000)),
+        ((RPM, Limit.daily(200_000, unit="tokens")), says("tokens", 1000)),
+    ]
+    for declared, reading in nothing:
+        assert stated_limits(declared, declared, [reading]) is None, reading
