@@ -25,6 +25,11 @@ per=60, unit="tokens")]``. They differ in how they count tokens:
 - ``count after the answer``: lease a request only and charge the tokens the answer says
   when it arrives (``settle`` from 0): what a router that counts usage after success does.
 
+And the recommended way with the tokens limit declared 2x too high (``Limit(80_000,
+per=60, unit="tokens")``, the key has 40,000): ``TPM declared 2x, headers believed`` (the
+default: the first answer's ``x-ratelimit-limit-tokens`` restates the window) and ``TPM
+declared 2x, calibrate=False`` (enforced as declared).
+
 A 429 cools the token for the server's ``Retry-After`` and the coroutine moves on to its
 next request (it is counted, not retried). Figures: tokens per minute the server admitted,
 as a share of what the 8 buckets allow over the run (their size at the start plus the
@@ -60,7 +65,6 @@ SPREAD = 10.0  # the true output varies this many times around the estimate
 PROMPT = [{"role": "user", "content": "x" * INPUT_CHARS}]
 INPUT = LlmApi.input_tokens(PROMPT)
 ESTIMATE = INPUT + OUTPUT_ESTIMATE
-LIMITS = [Limit(RPM, per=60), Limit(TPM, per=60, unit="tokens")]
 
 
 @dataclass
@@ -82,18 +86,22 @@ class Outcome:
 
 MAIN = "reserve max_tokens + settle, pool.request"
 #: name -> (tokens reserved, settled from usage, through pool.request (else a lease and
-#: plain aiohttp: no rate-limit header is read, as in the designs users report)).
+#: plain aiohttp: no rate-limit header is read, as in the designs users report), the
+#: tokens per minute declared, calibrate).
 STRATEGIES = {
-    MAIN: (INPUT + MAX_TOKENS, True, True),
-    "reserve estimate + settle, pool.request": (ESTIMATE, True, True),
-    "reserve estimate + settle, lease": (ESTIMATE, True, False),
-    "reserve, no settle": (ESTIMATE, False, False),
-    "count after the answer": (0, True, False),
+    MAIN: (INPUT + MAX_TOKENS, True, True, TPM, True),
+    "reserve estimate + settle, pool.request": (ESTIMATE, True, True, TPM, True),
+    "reserve estimate + settle, lease": (ESTIMATE, True, False, TPM, True),
+    "reserve, no settle": (ESTIMATE, False, False, TPM, True),
+    "count after the answer": (0, True, False, TPM, True),
+    "TPM declared 2x, headers believed": (INPUT + MAX_TOKENS, True, True, 2 * TPM, True),
+    "TPM declared 2x, calibrate=False": (INPUT + MAX_TOKENS, True, True, 2 * TPM, False),
 }
 
 
 async def run_strategy(name: str, seconds: float, seed: int = 7) -> Outcome:
-    reserve, settles, via_request = STRATEGIES[name]
+    reserve, settles, via_request, declared, calibrate = STRATEGIES[name]
+    limits = [Limit(RPM, per=60), Limit(declared, per=60, unit="tokens")]
     keys = secrets(KEYS, "sk-llm")
     profile = LlmApi(rpm=RPM, tpm=TPM, max_tokens=MAX_TOKENS)
     draw = random.Random(seed)
@@ -101,8 +109,9 @@ async def run_strategy(name: str, seconds: float, seed: int = 7) -> Outcome:
         MockAPI(keys, profile=profile, latency=LATENCY) as api,
         aiohttp.ClientSession() as session,
         TokenPool(
-            [Token(key, limits=LIMITS) for key in keys],
+            [Token(key, limits=limits) for key in keys],
             trial_in_flight=None,
+            calibrate=calibrate,
             low_water=0,
             session=session,
         ) as pool,

@@ -119,16 +119,22 @@ class TokenSet(TokenIndex):
             self._became_usable(slot)
 
     def restate(self, slot: Slot, limits: tuple[Limit, ...], now: float) -> None:
-        """Give ``slot`` new limits of which only some differ (the server stated their
-        size): the windows whose limit stays keep their state (and those made for
-        scopes), a new one starts empty (the caller puts the server's count in it)."""
+        """Give ``slot`` new limits of which only some differ, in place (the server
+        stated their size): the windows whose limit stays keep their state (and those
+        made for scopes); a new one takes over what the one it replaces held (leases in
+        flight settle against it), and the caller raises it to the server's count."""
         usable = slot.usable
         if usable:
             self._became_unusable(slot)
         if not slot.removed:
             _dec(self._all_costs, slot.max_cost)
         slot.epoch += 1
-        slot.set_limits(limits, now, self.wall_offset, keep=slot.windows)
+        was = slot.windows
+        slot.set_limits(limits, now, self.wall_offset, keep=was)
+        if len(was) == len(slot.windows):
+            for old, new in zip(was, slot.windows, strict=True):
+                if new is not old and new.unit == old.unit:
+                    new.put(old.level_at(now), now)  # may exceed the new burst: debt
         self._file(slot)
         if not slot.removed:
             _inc(self._all_costs, slot.max_cost)

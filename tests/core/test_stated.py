@@ -63,3 +63,27 @@ def test_what_is_not_restated() -> None:
     ]
     for declared, reading in nothing:
         assert stated_limits(declared, declared, [reading]) is None, reading
+
+
+def test_a_restated_window_takes_over_what_the_old_one_held() -> None:
+    # 1,500 tokens reserved in a window declared 2,000 a minute; the server says 1,000:
+    # the new window holds the 1,500 (in debt), so the lease's settle at 500 leaves 500
+    # used, and 500 more fit, not 1,000. The requests window keeps its state as it was.
+    from aurora_async import Costs, Token
+    from aurora_async._core.scheduler import Scheduler
+
+    sched = Scheduler(trial_in_flight=None)
+    declared = (Limit(600, per=60), Limit(2000, per=60, unit="tokens"))
+    slot = sched.add(Token("sk-secret-value-0001"), "a", declared, None, 0.0)
+    reserved = Costs(1, {"tokens": 1500})
+    assert sched.try_take(reserved, 0.0) is slot
+    requests_window = slot.windows[0]
+    restated = stated_limits(declared, declared, [says("tokens", 1000)])
+    assert restated is not None
+    sched.restate(slot, restated, 0.0)
+    assert slot.windows[0] is requests_window
+    assert (slot.windows[1].burst, slot.windows[1].level_at(0.0)) == (1000.0, 1500.0)
+    sched.settle(slot, reserved, Costs(1, {"tokens": 500}), 0.0, 0.0)
+    sched.release(slot)
+    assert sched.try_take(Costs(1, {"tokens": 600}), 0.0) is None
+    assert sched.try_take(Costs(1, {"tokens": 500}), 0.0) is slot
