@@ -32,9 +32,10 @@ class Costs(float):
     #: The scheduler's own cache (``aurora_async._core.vector``): the units this cost
     #: takes from each window of the last token shape it was leased on.
     plan: tuple[tuple[str, ...], tuple[float, ...] | None] | None
-    #: Also the scheduler's: how many tiers of tokens there were when this cost was
-    #: checked against their limits (``TokenSet.check_parts``; -1: never).
-    checked: int
+    #: Also the scheduler's: the mark (``TokenIndex.tiers_mark``) of the scheduler and
+    #: tiers this cost was last checked against (``TokenSet.check_parts``; None: never,
+    #: not even its numbers, for a cost made by hand).
+    checked: object
     _hash: int | None
 
     def __new__(cls, requests: float, parts: dict[str, float], scope: str | None = None) -> Costs:
@@ -43,7 +44,7 @@ class Costs(float):
         self.scope = scope
         self._hash = None  # on first use: most costs are never hashed (never queued)
         self.plan = None
-        self.checked = -1
+        self.checked = None
         return self
 
     def part(self, unit: str) -> float:

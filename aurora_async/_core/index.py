@@ -29,9 +29,10 @@ class TokenIndex:
         self._lane_list: list[Lane[Slot]] = []
         self._next_seq = count().__next__
         self._min_rate = INF
-        #: Tiers made so far (lanes are never unmade): a cost checked against the
-        #: limits of this many tiers needs no new check (``Costs.checked``).
-        self.tiers = 0
+        #: A new object each time a tier is made (lanes are never unmade): a cost checked
+        #: against this scheduler's limits while it was the same needs no new check
+        #: (``Costs.checked``; an object, not a count: costs are shared between pools).
+        self.tiers_mark = object()
 
     def _file(self, slot: Slot) -> None:
         """Put ``slot`` in the lane of its tier (tokens with the same windows)."""
@@ -48,7 +49,7 @@ class TokenIndex:
                 max_cost=slot.max_cost,
             )
             self._lanes[tier] = lane
-            self.tiers = len(self._lanes)
+            self.tiers_mark = object()
             self._lane_list.append(lane)
         slot.lane.cooled.discard(slot)
         slot.lane = lane

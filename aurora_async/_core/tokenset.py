@@ -441,7 +441,7 @@ class TokenSet(TokenIndex):
         every token's window of that resource (no lease of it could ever fit). A part in
         a resource no token counts is allowed: it takes nothing. A cost that passes is
         marked (``Costs.checked``) and not checked again until a tier is made."""
-        if cost.checked == self.tiers:
+        if cost.checked is self.tiers_mark:
             return
         largest = self._largest
         if largest.get("") != len(self._lanes):  # a new tier since: count again
@@ -459,7 +459,7 @@ class TokenSet(TokenIndex):
                     f"limit (largest: {most:g}); no lease of that cost can ever be "
                     "granted. Lower the cost or raise that Limit's burst."
                 )
-        cost.checked = self.tiers
+        cost.checked = self.tiers_mark
 
 
 def _fill_spent(windows: Sequence[AnyWindow], key_cost: float, until: float, now: float) -> bool:

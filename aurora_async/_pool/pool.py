@@ -297,13 +297,13 @@ class TokenPool:
             if kind is int or kind is float:  # the usual
                 return new_lease(self._core, cost, timeout)  # type: ignore[arg-type]
             if kind is Costs:  # made once, leased often
-                if cost.checked == self._core.sched.tiers:  # type: ignore[union-attr]
+                if cost.checked is self._core.sched.tiers_mark:  # type: ignore[union-attr]
                     return new_lease(self._core, cost, timeout)  # type: ignore[arg-type]
             elif kind is dict:  # a mapping seen before, of plain numbers (see _cost)
                 known = _KNOWN_COSTS.get(tuple(cost.items()))  # type: ignore[union-attr]
                 if (
                     type(known) is Costs
-                    and known.checked == self._core.sched.tiers
+                    and known.checked is self._core.sched.tiers_mark
                     and _NUMBERS.issuperset(map(type, cost.values()))  # type: ignore[union-attr]
                 ):
                     return new_lease(self._core, known, timeout)
@@ -327,7 +327,7 @@ class TokenPool:
                     _KNOWN_COSTS[key] = known
             cost = known
         elif isinstance(cost, Costs):
-            if cost.checked < 0:  # made by hand: its numbers too
+            if cost.checked is None:  # made by hand: its numbers too
                 check_costs(cost)
         elif isinstance(cost, Mapping):
             cost = as_costs(cost)

@@ -268,17 +268,31 @@ def test_a_costs_made_once_is_checked_again_when_a_tier_is_made() -> None:
     # until tokens of new limits join (a check may now pass or fail otherwise).
     small = (Limit(4), Limit(64, unit=TOKENS))
     pool = TokenPool([Token("secret-value-a", limits=small)])
+    sched = core_of(pool).sched
     fits = Costs(1, {TOKENS: 64})
     pool.lease(cost=fits)
-    assert fits.checked == 1
+    assert fits.checked is sched.tiers_mark
     big = Costs(1, {TOKENS: 100})
     with pytest.raises(ValueError, match="exceeds the burst"):
         pool.lease(cost=big)
-    assert big.checked == -1
-    core_of(pool).sched.add(
-        Token("secret-value-b"), "b", (Limit(4), Limit(128, unit=TOKENS)), None, 0.0
-    )
+    assert big.checked is None
+    sched.add(Token("secret-value-b"), "b", (Limit(4), Limit(128, unit=TOKENS)), None, 0.0)
+    assert fits.checked is not sched.tiers_mark  # a new tier: checked again at its lease
     pool.lease(cost=big)  # a tier that holds it now
-    assert (big.checked, fits.checked) == (2, 1)
+    assert big.checked is sched.tiers_mark
     pool.lease(cost=fits)
-    assert fits.checked == 2
+    assert fits.checked is sched.tiers_mark
+
+
+def test_a_cost_checked_by_one_pool_is_checked_again_by_another() -> None:
+    # Costs (and the conversion of a mapping) are shared between pools: what fits one
+    # pool's limits may not fit another's, whatever their number of tiers.
+    roomy = TokenPool([Token("secret-value-a", limits=(Limit(4), Limit(1000, unit=TOKENS)))])
+    tight = TokenPool([Token("secret-value-b", limits=(Limit(4), Limit(100, unit=TOKENS)))])
+    cost = Costs(1, {TOKENS: 500})
+    roomy.lease(cost=cost)
+    with pytest.raises(ValueError, match="exceeds the burst"):
+        tight.lease(cost=cost)
+    roomy.lease(cost={TOKENS: 500})
+    with pytest.raises(ValueError, match="exceeds the burst"):
+        tight.lease(cost={TOKENS: 500})
