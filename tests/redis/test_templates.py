@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -20,6 +22,7 @@ from aurora_async._core.slot import SCOPES_MAX
 from aurora_async._pool.core import core_of
 from aurora_async._redis import RedisBackend
 from aurora_async._redis.degrade import LocalLimiter
+from aurora_async._redis.lua import PRELUDE
 
 from .support import RedisProcess, conforms, until
 
@@ -268,3 +271,46 @@ def test_degraded_a_template_is_one_local_window_for_every_scope_not_declared() 
     assert local.ready("t", windows, Costs(1, {}, "x")) <= 0.0
     local.adjust("t", windows, {"requests": 1.0}, "a", 0.0)  # a settle's debt in a scope
     assert local.ready("t", windows, Costs(1, {}, "c")) == 60.0
+
+
+#: The Lua of templates on a state made by hand: 256 scopes, the first to drain (s0,
+#: 1 unit of 2) in 30 s, the others (2 of 2) in 60 s.
+BOUNDS = (
+    PRELUDE
+    + r"""
+local now = now_us()
+local st = {key = KEYS[1], n = 2, kc = 1, cool = 0, b = {100, 2}, e = {10000, 30000000},
+  t = {0, 0}, u = {'requests', 'requests'}, s = {'', '*'}, c = {'', ''}, cp = {0, 0},
+  cr = {0, 0}, lv = 0, learned = 0, dg = '', ls = ''}
+load_scopes(st, nil)
+for i = 0, SCOPES_MAX - 1 do
+  local base = make(st, 's' .. i, now, now)
+  st.t[base + 1] = now + (i == 0 and 30 or 60) * 1000000
+end
+local out = {st.nm, ready(st, 1, nil, 'new') - now}
+-- Made at its reservation's time, in s0's place: s0's window goes into the template.
+make(st, 'new', now, now + 30000000)
+out[#out + 1] = st.made['s0'] == nil and st.nm or -1
+out[#out + 1] = st.t[2] - now
+save(st, now, 60000)
+local again = load(KEYS[1])  -- the same scopes, at the same levels
+out[#out + 1] = again.nm
+out[#out + 1] = again.t[again.made['s7'] + 1] - now
+out[#out + 1] = again.t[again.made['new'] + 1] - now
+-- With room for a scope again, s0 is made from the template: as full as it was.
+forget(again, 'new')
+out[#out + 1] = ready(again, 2, nil, 's0') - now
+return out
+"""
+)
+
+
+async def test_a_scope_forgotten_before_it_drained_comes_back_as_full(raw: Any) -> None:
+    """At SCOPES_MAX a new scope's reservation waits for the first drain and takes that
+    scope's place; what the forgotten scope held goes into the template, from which its
+    windows are made again (never emptier than they were); the scopes are saved."""
+    key = f"test-templates-{uuid.uuid4().hex[:8]}"
+    got = await raw.eval(BOUNDS, 1, key)
+    await raw.delete(key)
+    assert got[:5] == [SCOPES_MAX, 30_000_000, SCOPES_MAX, 30_000_000, SCOPES_MAX]
+    assert got[5:] == [60_000_000, 30_000_000, 30_000_000]
