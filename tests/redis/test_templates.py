@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -22,7 +22,9 @@ from aurora_async._core.slot import SCOPES_MAX
 from aurora_async._pool.core import core_of
 from aurora_async._redis import RedisBackend
 from aurora_async._redis.degrade import LocalLimiter
+from aurora_async._redis.keys import Keys
 from aurora_async._redis.lua import PRELUDE
+from aurora_async._redis.scripts import RESUME
 
 from .support import RedisProcess, conforms, until
 
@@ -44,7 +46,9 @@ async def landed(pool: TokenPool) -> None:
     await backend_of(pool)._writes.drain(5.0)
 
 
-async def refused(pool: TokenPool, scope: str | None = None, cost: float = 1) -> str:
+async def refused(
+    pool: TokenPool, scope: str | None = None, cost: float | Mapping[str, float] = 1
+) -> str:
     """The reason a lease in ``scope`` must wait (it fails at once with ``timeout=0``)."""
     with pytest.raises(LeaseTimeout) as caught:
         await pool.lease(scope=scope, cost=cost, timeout=0).__aenter__()
@@ -143,10 +147,12 @@ async def test_a_settle_in_a_templates_scope_moves_only_that_scopes_window(
         async with one.lease(scope="o1", cost={"tokens": 900}) as lease:
             lease.settle(tokens=100)  # and short: 800 come back to o1
         await landed(one)
-        assert "in 0.05" in await refused(two, "gpt-4o", cost={"tokens": 1})  # type: ignore[arg-type]
+        assert "in 0.05" in await refused(two, "gpt-4o", cost={"tokens": 1})
         async with two.lease(scope="o1", cost={"tokens": 900}, timeout=0):
             pass
-        assert "in" in await refused(two, "o1", cost={"tokens": 1})  # type: ignore[arg-type]
+        assert "in 0.05" in await refused(two, "o1", cost={"tokens": 1})  # 1,000 of 1,000
+        async with two.lease(scope="o3", cost={"tokens": 1000}, timeout=0):
+            pass  # a third scope: its own window, untouched
 
 
 async def test_a_cancelled_waiter_gives_back_its_scopes_part(
@@ -314,3 +320,23 @@ async def test_a_scope_forgotten_before_it_drained_comes_back_as_full(raw: Any) 
     await raw.delete(key)
     assert got[:5] == [SCOPES_MAX, 30_000_000, SCOPES_MAX, 30_000_000, SCOPES_MAX]
     assert got[5:] == [60_000_000, 30_000_000, 30_000_000]
+
+
+async def test_back_from_an_outage_a_templates_scopes_hold_full_too(
+    make_pool: Callable[..., TokenPool], namespace: str, raw: Any
+) -> None:
+    """``RESUME`` (a worker back from serving locally) makes every window full until the
+    hold ends: the windows made for scopes, and the templates, from which a scope not
+    made yet would start."""
+    one, two = make_pool(tokens(EACH)), make_pool(tokens(EACH))
+    async with one, two:
+        async with one.lease(scope="a", timeout=0):
+            pass
+        k = Keys(namespace)
+        tid = backend_of(one).token_id(A)
+        hold = 10_000_000  # 10 s (forced: as a later chunk of a worker's tokens)
+        assert await raw.eval(RESUME, 1, k.ready, k.token_prefix, 60_000, hold, 1, 1, tid) == 1
+        # Full as of 10 s from now: one more unit in 10 s + 30 s, in "a" as in "b".
+        assert "in 39.9" in await refused(two, "a")
+        assert "in 39.9" in await refused(two, "b")
+        assert "in 10.00" in await refused(two)  # (100 a second: 10 ms after the hold)
