@@ -23,8 +23,12 @@ State of one token (``{aurora:ns}:t:<id>``: one ``GET`` and one ``SET`` a lease)
     fields a window (its unit, scope or "", calendar key or "", and for a calendar
     window its period's start and reset in wall-clock µs; its ``tk`` is then the units
     used in that period), or ``false``; and, only while some scope of the token cools,
-    ``[scope, until, ...]``. A lease counts in window ``k`` its part (requests, or the
-    units of ``k``'s resource; nothing in another scope's window): ``lua.part``.
+    ``[scope, until, ...]`` (``false`` if none cools but scopes follow); then, only for a
+    token with templates (``Limit(..., scope="*")``) that has made windows for scopes,
+    ``[scope, t, cp, cr (per template), scope, ...]``: those windows (``lua_scopes.py``;
+    the templates' own ``t`` is the level new scopes' windows start at). A lease
+    counts in window ``k`` its part (requests, or the units of ``k``'s resource; nothing
+    in another scope's window, nor in a template): ``lua.part``.
 
 The index (sorted set ``{aurora:ns}:ready``)
     Every enabled token by the time it can fire its key cost (in no scope, nothing of
