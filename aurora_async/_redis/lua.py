@@ -151,14 +151,18 @@ local function ready(st, req, parts, scope)
     local until_ = st.sc[scope]
     if until_ ~= nil and until_ > r then r = until_ end
   end
-  for _, k in ipairs(lease_ks(st, scope)) do
+  local n, base = st.n, st.tk ~= nil and st.made[scope]
+  if base then n = n + #st.tk end  -- the scope's windows made from templates follow
+  for i = 1, n do
+    local k = i
+    if i > st.n then k = base + i - st.n end
     local units = part(st, k, req, parts, scope)
     if units ~= nil then
       local x = window_ready(st, k, units)
       if x > r then r = x end
     end
   end
-  if templated(st, scope) and not st.made[scope] then
+  if not base and templated(st, scope) then
     -- Windows not made yet: as their templates (the floor they would be made at); and a
     -- token full of scopes makes them once the first of those drains.
     if st.nm >= SCOPES_MAX then
