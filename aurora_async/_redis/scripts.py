@@ -91,7 +91,7 @@ if op == 'cool' then
       -- when the token holds SCOPES_MAX scopes none of which has drained: the
       -- cooldown alone holds the scope, as in one process). Not the token's cooldown.
       w = nil
-      if scope ~= '' then
+      if scope ~= '' and st.tk ~= nil then
         base = base or make(st, scope, now, now)
         for q, j in ipairs(st.tk) do
           if j == k and base ~= nil then w = base + q end

@@ -14,12 +14,14 @@ import itertools
 import re
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from aurora_async import Costs, LeaseTimeout, Limit, Token, TokenPool
 from aurora_async._core.slot import SCOPES_MAX
+from aurora_async._pool import core
 from aurora_async._pool.core import core_of
 from aurora_async._redis import RedisBackend
 from aurora_async._redis.degrade import LocalLimiter
@@ -343,3 +345,25 @@ async def test_back_from_an_outage_a_templates_scopes_hold_full_too(
         assert "in 39.9" in await refused(two, "b")
         # (100 a second: 10 ms after the hold)
         assert re.search(r"in (9\.9\d\d|10\.0\d\d)s", await refused(two))
+
+
+async def test_a_daily_template_gives_each_scope_its_own_quota_for_every_worker(
+    make_pool: Callable[..., TokenPool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The workers' wall clocks read 100 s before midnight UTC.
+    midnight = datetime(2026, 6, 2, tzinfo=UTC).timestamp()
+    monkeypatch.setattr(core, "wall_clock", lambda: midnight - 100)
+    limits = [Limit(10, per=1), Limit.daily(2, scope="*")]
+    one, two = make_pool(tokens(limits)), make_pool(tokens(limits))
+    async with one, two:
+        for pool in (one, two):
+            async with pool.lease(scope="a", timeout=0):
+                pass
+        # The day's 2 in "a" are spent for both workers, until midnight ...
+        assert re.search(r"in (99\.\d{3}|100\.000)s", await refused(one, "a"))
+        for pool in (two, one):  # ... and "b" has its own 2
+            async with pool.lease(scope="b", timeout=0):
+                pass
+        assert re.search(r"in (99\.\d{3}|100\.000)s", await refused(two, "b"))
+        async with one.lease(timeout=0):  # no scope: the quota counts nothing
+            pass
