@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .. import _log
 from .._core.gcpause import gc_paused
-from .._core.limits import EACH_SCOPE, Limit
+from .._core.limits import Limit
 from .._core.scheduler import Slot
 from .._core.tokens import Token, as_token, mask
 from .._errors import check_positive_int
@@ -249,13 +249,11 @@ async def _yield(core: PoolCore) -> bool:
 
 
 def refuse_templates(declared: Iterable[Iterable[Limit]]) -> None:
-    """Raise if some limit is a scope template, which Redis does not share yet."""
-    if any(limit.scope == EACH_SCOPE for limits in declared for limit in limits):
-        raise NotImplementedError(
-            "Limit(..., scope='*') (a window of its own for each scope) is not shared "
-            "through Redis yet: name the scopes (Limit(..., scope='gpt-4o'), one per "
-            "scope) with a RedisBackend"
-        )
+    """Raise if some limit cannot be shared through Redis. None is refused now: scope
+    templates (``Limit(..., scope="*")``) are shared too, their scopes' windows
+    made in each token's shared state (``aurora_async/_redis/lua_scopes.py``). Kept as
+    the one place such a refusal goes, called wherever a backend meets new limits."""
+    del declared
 
 
 def _wanted(tokens: Iterable[str | Token]) -> dict[str, Token]:

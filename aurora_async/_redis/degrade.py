@@ -16,6 +16,12 @@ bucket is empty, and is then charged in full: over any interval ``t`` one worker
 at most ``max(burst', cost) + rate' * t`` units of a window. With ``n`` workers and
 ``share <= 1 / n`` (and ``share * burst`` at least every lease's cost), the namespace
 stays within ``burst + rate * t``.
+
+A template (``Limit(..., scope="*")``) is one local window for all the scopes made from
+it in Redis: it counts the leases of every scope the token does not declare, together
+(each scope on its own would fit its own window; all of them in one is the safe side,
+and needs no scopes made while Redis is away). A scope's 429 that says its quota is
+spent fills it, so it holds every such scope until then.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from .._core.costs import part_of, scope_of
-from .._core.limits import REQUESTS, Limit
+from .._core.limits import EACH_SCOPE, REQUESTS, Limit
 
 INF = float("inf")
 
@@ -46,7 +52,7 @@ class LocalWindow:
     Full as the others, it could refill only at a reset, and the units it granted then
     would be missing from the shared count when Redis is back."""
 
-    __slots__ = ("burst", "quota", "rate", "scope", "tat", "unit")
+    __slots__ = ("burst", "declared", "quota", "rate", "scope", "tat", "unit")
 
     def __init__(
         self,
@@ -57,8 +63,12 @@ class LocalWindow:
         unit: str = REQUESTS,
         scope: str | None = None,
         quota: bool = False,
+        declared: frozenset[str] = frozenset(),
     ) -> None:
         self.quota = quota
+        #: for a template's window: the scopes the token declares windows of (their
+        #: leases do not count in templates)
+        self.declared = declared
         self.burst = max(burst * share, min(burst, 1.0))
         self.rate = rate * share
         self.tat = full_at + self.burst / self.rate
@@ -67,9 +77,17 @@ class LocalWindow:
 
     def part(self, cost: float) -> float | None:
         """What a lease of ``cost`` takes here (``None``: another scope's lease)."""
-        if self.scope is not None and self.scope != scope_of(cost):
+        if not self.counts(scope_of(cost)):
             return None
         return part_of(cost, self.unit)
+
+    def counts(self, scope: str | None) -> bool:
+        """Whether this window counts the leases of ``scope``: a template's local window
+        counts those of every scope the token does not declare (all of them in one)."""
+        scope_ = self.scope
+        if scope_ == EACH_SCOPE:
+            return scope is not None and scope not in self.declared
+        return scope_ is None or scope_ == scope
 
     def ready(self, cost: float) -> float:
         """When ``cost`` fits (with the empty-bucket rule for costs above burst')."""
@@ -110,6 +128,8 @@ class LocalLimiter:
     def windows(self, tid: str, limits: Iterable[_Window]) -> tuple[LocalWindow, ...]:
         found = self._buckets.get(tid)
         if found is None:
+            limits = tuple(limits)
+            declared = frozenset(w.scope for w in limits if w.scope not in (None, EACH_SCOPE))
             found = self._buckets[tid] = tuple(
                 LocalWindow(
                     w.burst,
@@ -119,6 +139,7 @@ class LocalLimiter:
                     w.unit,
                     w.scope,
                     quota=w.limit.calendar is not None,
+                    declared=declared,
                 )
                 for w in limits
             )
@@ -155,7 +176,7 @@ class LocalLimiter:
         bucket), more is debt (``Lease.settle``)."""
         for w in self.windows(tid, limits):
             delta = deltas.get(w.unit, 0.0)
-            if delta and not w.quota and (w.scope is None or w.scope == scope):
+            if delta and not w.quota and w.counts(scope):
                 w.tat = max(now, max(w.tat, now) + delta / w.rate)
 
     def fill(

@@ -6,7 +6,10 @@ in ``scripts_limits.py``.
 
 from __future__ import annotations
 
-PRELUDE = r"""
+from .lua_scopes import SCOPES
+
+PRELUDE = (
+    r"""
 local INF = math.huge
 
 local function now_us()
@@ -74,6 +77,9 @@ local function roll(st, k, x)
   return true
 end
 
+"""
+    + SCOPES
+    + r"""
 -- A token's shared state, or nil when it has none. After the windows: the limits'
 -- version, whether they were learned, the digest of the declared limits they come
 -- from, and the learned limits' text (absent in a state written by an older version);
@@ -109,6 +115,7 @@ local function load(key)
     st.sc = {}
     for i = 1, #sc, 2 do st.sc[sc[i]] = sc[i + 1] end
   end
+  if d then load_scopes(st, f[j + 6]) end
   return st
 end
 
@@ -144,9 +151,27 @@ local function ready(st, req, parts, scope)
     local until_ = st.sc[scope]
     if until_ ~= nil and until_ > r then r = until_ end
   end
-  for k = 1, st.n do
+  local n, base = st.n, st.tk ~= nil and st.made[scope]
+  if base then n = n + #st.tk end  -- the scope's windows made from templates follow
+  for i = 1, n do
+    local k = i
+    if i > st.n then k = base + i - st.n end
     local units = part(st, k, req, parts, scope)
     if units ~= nil then
+      local x = window_ready(st, k, units)
+      if x > r then r = x end
+    end
+  end
+  if not base and templated(st, scope) then
+    -- Windows not made yet: as their templates (the floor they would be made at); and a
+    -- token full of scopes makes them once the first of those drains.
+    if st.nm >= SCOPES_MAX then
+      local x = first_drain(st)
+      if x > r then r = x end
+    end
+    for _, k in ipairs(st.tk) do
+      local units = req
+      if st.u[k] ~= 'requests' then units = parts ~= nil and parts[st.u[k]] or 0 end
       local x = window_ready(st, k, units)
       if x > r then r = x end
     end
@@ -196,6 +221,8 @@ local function save(st, now, ttl)
   f[#f + 1] = st.learned or 0
   f[#f + 1] = st.dg or ''
   f[#f + 1] = st.ls or ''
+  local md
+  md, last = saved_scopes(st, last)
   if st.u ~= nil or st.sc ~= nil then
     local d = false
     if st.u ~= nil then
@@ -219,6 +246,10 @@ local function save(st, now, ttl)
         end
       end
       if #sc > 0 then f[#f + 1] = sc end
+    end
+    if md ~= nil then
+      f[9 + 3 * st.n] = f[9 + 3 * st.n] or false  -- (no scope cooling)
+      f[10 + 3 * st.n] = md
     end
   end
   local ms = math.ceil((last - now) / 1000) + 1000
@@ -269,6 +300,7 @@ local function carry(st, now, nb, ne)
 end
 
 """
+)
 
 COMPARE = r"""
 -- How many other live workers there are, and how many of them hold a different token set.

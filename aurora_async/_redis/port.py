@@ -17,8 +17,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from .._core.buckets import CalendarWindow, spent_levels
-from .._core.limits import Limit
+from .._core.buckets import AnyWindow, CalendarWindow, spent_levels
+from .._core.limits import EACH_SCOPE, Limit
 from .._core.scheduler import UNCAPPED, Slot
 from .._errors import NoTokensAvailable, no_tokens_error
 from .._pool.core import PoolCore
@@ -135,24 +135,36 @@ class PoolPort:
         """The windows a cooldown of ``seconds`` fills when the API said the quota is
         spent: the one rule, ``spent_levels`` (which ``Scheduler.cool`` and the Lua
         ``token_op`` script follow too); for a ``scope``'s cooldown, over that scope's
-        windows, for one call (as ``TokenSet.cool_scope``)."""
+        windows, for one call (as ``TokenSet.cool_scope``): those it declares, else its
+        templates (``Limit(..., scope="*")``), which stand for the windows made from
+        them for the scope."""
         if scope is None:
             windows = list(slot.windows)
             levels = spent_levels([w.limit for w in windows], slot.key_cost, seconds)
             return [level is not None for level in levels]
         mine = [w for w in slot.windows if w.scope == scope]
+        if not mine:  # the scope's windows are made from templates: flag those
+            mine = [w for w in slot.windows if w.scope == EACH_SCOPE]
         levels = spent_levels([w.limit for w in mine], 1.0, seconds) if mine else ()
         spent = {id(w) for w, level in zip(mine, levels, strict=True) if level is not None}
         return [id(w) in spent for w in slot.windows]
 
     @staticmethod
-    def mirror(slot: Slot, undo: Sequence[str], server_now: int, now: float) -> None:
-        """Show the shared buckets of ``slot``, as a reservation left them (``undo``:
-        "before after" per window: server times, or a calendar window's units used), in
-        its own windows, which the pool reads for ``stats()`` headroom and to tell
-        whether a response's "nothing left" says more than the limiter already knows.
-        Writes each window's level."""
-        for w, after in zip(slot.windows, undo[1::2], strict=False):
+    def mirror(
+        slot: Slot, undo: Sequence[str], server_now: int, now: float, scope: str | None = None
+    ) -> None:
+        """Show the shared buckets of ``slot``, as a reservation in ``scope`` left them
+        (``undo``: "before after" per window it counts in: server times, or a calendar
+        window's units used; the token's windows, then those made for the scope from
+        its templates), in its own windows, which the pool reads for ``stats()``
+        headroom and to tell whether a response's "nothing left" says more than the
+        limiter already knows. Writes each window's level; the scope's windows made from
+        templates are made here too, as a grant makes them (``MixedSlot.lease_windows``:
+        none when the slot holds ``SCOPES_MAX`` scopes, none drained)."""
+        windows: Sequence[AnyWindow] = slot.windows
+        if scope is not None and len(undo) > 2 * len(windows):
+            windows = slot.lease_windows(scope, now)
+        for w, after in zip(windows, undo[1::2], strict=False):
             if isinstance(w, CalendarWindow):
                 w.put(float(after), now)
             else:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import _log
+from .._core.costs import scope_of
 from .._errors import BackendUnavailable
 from .calls import Unavailable
 from .context import Context
@@ -226,7 +227,7 @@ class Pump:
                 t.undo = undo
                 t.at = at
                 t.local = False
-                self._ctx.port.mirror(slot, undo, int(at) - delay, now)
+                self._ctx.port.mirror(slot, undo, int(at) - delay, now, scope_of(t.cost))
                 queue.reserved(t, slot, tid, delay / US, now)
             elif gone:
                 continue

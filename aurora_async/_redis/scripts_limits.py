@@ -44,6 +44,14 @@ end
 if same then return {1, tostring(st.lv), ''} end
 if not based and not lower then return {0, tostring(st.lv), shared_of(st)} end
 local now = now_us()
+if st.tk ~= nil then
+  -- Scopes made from templates go back into them (each keeps the fuller), which carry
+  -- moves to the new limits: the scopes are made again from them.
+  for _, scope in ipairs(st.ms) do
+    if st.made[scope] then forget(st, scope) end
+  end
+  st.tk = nil
+end
 st.t = carry(st, now, nb, ne)
 st.n, st.b, st.e = n, nb, ne
 local kc = 1

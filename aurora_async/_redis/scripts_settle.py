@@ -13,7 +13,10 @@ from .lua import PRELUDE
 # goes past a full bucket's, and nothing fits until it has drained. A calendar window
 # moves to the caller's period first, and counts the difference there, except a refund of
 # a lease granted in an earlier period (that period's count is gone; this one never
-# counted the reservation: CalendarWindow.adjust's rule).
+# counted the reservation: CalendarWindow.adjust's rule). A lease in a scope that counts
+# in windows made from templates (``lua_scopes.py``) settles in that scope's windows,
+# made again if they were forgotten (unless the token holds SCOPES_MAX scopes none of
+# which has drained: then, as in one process, the scope's windows take nothing).
 # KEYS: ready, the token's state; ARGV: one JSON array [id, ttl ms, scope ('' none),
 #   [unit, difference, ...], the grant's wall clock (us), then the calendars, as the
 #   reserve call's]
@@ -30,7 +33,8 @@ if st == nil then return 0 end
 local deltas = {}
 for i = 1, #d, 2 do deltas[d[i]] = d[i + 1] end
 local changed = 0
-for k = 1, st.n do
+make(st, scope, now, now)  -- a scope's windows from the templates, as a grant makes them
+for _, k in ipairs(lease_ks(st, scope)) do
   local delta = part(st, k, deltas['requests'] or 0, deltas, scope)
   if delta ~= nil and delta ~= 0 then
     if st.c ~= nil and st.c[k] ~= '' then

@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from .._core.costs import Costs
+from .._core.costs import Costs, scope_of
 from .records import text
 from .waiters import Ticket
 
@@ -25,7 +25,8 @@ class GiveBack(NamedTuple):
     """A Redis reservation to give back (its waiter left before it came due)."""
 
     tid: str
-    undo: Sequence[str]  #: "before after" server times per window
+    #: "before after" server times per window it counts in (its scope's made ones last)
+    undo: Sequence[str]
     at: str  #: the reservation's server time (µs), for the audit log
     cost: float
 
@@ -52,7 +53,10 @@ def reserve_arg(
     the give-backs, the in-flight budgets (``caps``: ``"id",n,...``), each lease's
     cost and longest wait (µs, or -1) as of ``now``, then ``calendars`` (``Calendars.arg``:
     the wall clock and the resets, if this worker has calendar windows)."""
-    given = ",".join(f'["{g.tid}",{g.at},{float(g.cost)!r},[{",".join(g.undo)}]]' for g in gives)
+    given = ",".join(
+        f'["{g.tid}",{g.at},{float(g.cost)!r},[{",".join(g.undo)}],"{scope_of(g.cost) or ""}"]'
+        for g in gives
+    )
     leases = ",".join(
         f"{cost_arg(t.cost)},-1"
         if t.deadline == INF

@@ -181,14 +181,15 @@ async def test_a_token_holds_at_most_scopes_max_scopes_and_a_new_one_waits_for_a
         assert sorted(slot.scoped or {}) == ["new", "newer", "s7"]
 
 
-def test_the_template_is_refused_on_redis_with_what_to_do() -> None:
+def test_the_template_is_taken_on_redis() -> None:
+    """Shared through Redis (``tests/redis/test_templates.py``), no longer refused."""
     from aurora_async import RedisBackend
 
-    with pytest.raises(NotImplementedError, match=r"scope='\*'.*not shared through Redis"):
-        TokenPool(
-            [Token(KEY, limits=EACH)],
-            backend=RedisBackend("redis://127.0.0.1:1", namespace="templates"),
-        )
+    pool = TokenPool(
+        [Token(KEY, limits=EACH)],
+        backend=RedisBackend("redis://127.0.0.1:1", namespace="templates"),
+    )
+    assert pool.stats().tokens[0].limits == ("100/60s", "2/60s [*]")
 
 
 def test_a_lease_may_not_name_the_template() -> None:
@@ -240,15 +241,12 @@ async def test_new_limits_start_a_scopes_windows_full_too() -> None:
             await pool.acquire(scope="a", timeout=1)
 
 
-def test_a_reload_that_brings_a_template_is_refused_on_redis() -> None:
+def test_a_reload_that_brings_a_template_is_taken_on_redis() -> None:
     from aurora_async import RedisBackend
 
     pool = TokenPool(
         [Token(KEY, limits=[Limit(100, per=60)])],
         backend=RedisBackend("redis://127.0.0.1:1", namespace="templates"),
     )
-    with pytest.raises(NotImplementedError, match=r"scope='\*'.*not shared through Redis"):
-        pool.replace_tokens([Token(KEY, limits=EACH)])
-    with pytest.raises(NotImplementedError, match=r"scope='\*'"):
-        pool.replace_tokens([KEY, Token("sk-secret-template-000002", limits=EACH)])
-    assert len(pool.stats().tokens) == 1  # as it was
+    pool.replace_tokens([KEY, Token("sk-secret-template-000002", limits=EACH)])
+    assert pool.stats().tokens[1].limits == ("100/60s", "2/60s [*]")
