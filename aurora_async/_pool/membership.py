@@ -36,8 +36,6 @@ def apply_tokens(core: PoolCore, tokens: Iterable[str | Token]) -> None:
     """
     with gc_paused(len(core.sched.slots) + (len(tokens) if isinstance(tokens, Sized) else 0)):
         wanted = _wanted(tokens)
-        if core.backend is not None:
-            refuse_templates(t.limits or core.limits for t in wanted.values())
         sched = core.sched
         core.names_changed()
         joiner = _Joiner(core, {s.name for s in sched.slots.values()}, index=True)
@@ -246,14 +244,6 @@ async def _yield(core: PoolCore) -> bool:
     expected = sched.membership
     await asyncio.sleep(0)
     return sched.membership == expected
-
-
-def refuse_templates(declared: Iterable[Iterable[Limit]]) -> None:
-    """Raise if some limit cannot be shared through Redis. None is refused now: scope
-    templates (``Limit(..., scope="*")``) are shared too, their scopes' windows
-    made in each token's shared state (``aurora_async/_redis/lua_scopes.py``). Kept as
-    the one place such a refusal goes, called wherever a backend meets new limits."""
-    del declared
 
 
 def _wanted(tokens: Iterable[str | Token]) -> dict[str, Token]:

@@ -32,7 +32,7 @@ from .._io.watch import check_poll_interval
 from .core import Backend, PoolCore, PoolState
 from .health import HealthChecker, Probe, TokenMonitor
 from .lease import Lease, new_lease
-from .membership import apply_tokens, refuse_templates
+from .membership import apply_tokens
 from .reload import Reloader, ReloadResult
 from .snapshot import snapshot
 
@@ -172,7 +172,6 @@ class TokenPool:
                 "TokenPool.from_file(path, watch=True)"
             )
         if backend is not None:
-            refuse_templates(s.token.limits or core.limits for s in core.sched.slots.values())
             core.backend = backend
             core.fast = False  # every lease goes through the backend
             backend.bind(core)
