@@ -69,7 +69,7 @@ async def test_an_unknown_keyword_is_refused_before_any_lease(
 async def test_a_keyword_far_from_any_says_what_is_taken() -> None:
     async with TokenPool([A], limits=ROOMY) as pool:
         with pytest.raises(TypeError) as caught:
-            pool.get("http://127.0.0.1:1/", zzz=1)
+            _ = pool.get("http://127.0.0.1:1/", zzz=1)  # raises at the call, not at the await
         assert str(caught.value) == (
             "pool.request() got an unexpected keyword argument 'zzz' (it takes aiohttp's "
             "request arguments and the per-request options deadline, max_attempts, "
@@ -88,7 +88,7 @@ async def test_max_attempts_per_request() -> None:
         assert (await pool.get(url, retry_backoff=(0, 0))).status == 503  # the pool's 4
         assert len(seen) == 7
         with pytest.raises(ValueError, match="max_attempts must be an int >= 1, got 0"):
-            pool.get(url, max_attempts=0)
+            _ = pool.get(url, max_attempts=0)  # raises at the call, not at the await
         assert len(seen) == 7
 
 
