@@ -17,9 +17,10 @@ drained (at ``SCOPES_MAX``, for a reservation due once it has drained).
 
 In a loaded state, the windows made for scopes follow the token's own ``n`` in the
 window arrays, ``m`` (the templates) per scope: ``st.tk`` the templates' indexes,
-``st.made[scope]`` the index before that scope's first window, ``st.ms`` the scopes in
-the order they were made (a forgotten one stays listed, with no ``made`` entry, until
-the state is saved), ``st.nm`` how many are made, ``st.nw`` the windows in the arrays.
+``st.made[scope]`` the index before that scope's first window (``false``: forgotten in
+this call), ``st.ms`` the scopes in the order they were first made (each once; a
+forgotten one stays listed until the state is saved, and is not listed again if made
+again), ``st.nm`` how many are made, ``st.nw`` the windows in the arrays.
 Saved after the scopes cooling: ``[scope, t, cp, cr (per template), scope, ...]``.
 """
 
@@ -42,8 +43,8 @@ local function add_scope(st, scope)
     st.u[k], st.s[k], st.c[k], st.cp[k], st.cr[k] = st.u[j], scope, st.c[j], st.cp[j], st.cr[j]
   end
   st.nw = base + #st.tk
+  if st.made[scope] == nil then st.ms[#st.ms + 1] = scope end  -- (false: listed, forgotten)
   st.made[scope] = base
-  st.ms[#st.ms + 1] = scope
   st.nm = st.nm + 1
   return base
 end
@@ -106,7 +107,7 @@ local function forget(st, scope)
       st.t[j] = st.t[k]
     end
   end
-  st.made[scope] = nil
+  st.made[scope] = false  -- still listed in st.ms: made again, it is not listed twice
   st.nm = st.nm - 1
 end
 

@@ -300,7 +300,7 @@ end
 local out = {st.nm, ready(st, 1, nil, 'new') - now}
 -- Made at its reservation's time, in s0's place: s0's window goes into the template.
 make(st, 'new', now, now + 30000000)
-out[#out + 1] = st.made['s0'] == nil and st.nm or -1
+out[#out + 1] = not st.made['s0'] and st.nm or -1
 out[#out + 1] = st.t[2] - now
 save(st, now, 60000)
 local again = load(KEYS[1])  -- the same scopes, at the same levels
@@ -310,6 +310,18 @@ out[#out + 1] = again.t[again.made['new'] + 1] - now
 -- With room for a scope again, s0 is made from the template: as full as it was.
 forget(again, 'new')
 out[#out + 1] = ready(again, 2, nil, 's0') - now
+-- Forgotten and made again in one call, s7 is one scope, saved once.
+make(again, 's0', now, now)
+forget(again, 's7')
+make(again, 's7', now, now)
+save(again, now, 60000)
+local third = load(KEYS[1])
+local listed = 0
+for _, name in ipairs(third.ms) do
+  if name == 's7' then listed = listed + 1 end
+end
+out[#out + 1] = third.nm
+out[#out + 1] = listed
 return out
 """
 )
@@ -323,7 +335,8 @@ async def test_a_scope_forgotten_before_it_drained_comes_back_as_full(raw: Any) 
     got = await raw.eval(BOUNDS, 1, key)
     await raw.delete(key)
     assert got[:5] == [SCOPES_MAX, 30_000_000, SCOPES_MAX, 30_000_000, SCOPES_MAX]
-    assert got[5:] == [60_000_000, 30_000_000, 30_000_000]
+    assert got[5:8] == [60_000_000, 30_000_000, 30_000_000]
+    assert got[8:] == [SCOPES_MAX, 1]  # a scope forgotten and made again is one scope
 
 
 async def test_back_from_an_outage_a_templates_scopes_hold_full_too(
