@@ -193,7 +193,13 @@ def as_costs(value: Mapping[str, float], what: str = "cost") -> float | Costs:
 
 def check_costs(cost: Costs, what: str = "cost") -> None:
     """Raise, as :func:`as_costs` would, for a :class:`Costs` made by hand whose
-    requests or parts are out of range, or whose scope names none."""
+    requests or parts are out of range, whose parts name requests (they are the number
+    itself), or whose scope names none."""
+    if REQUESTS in cost.parts:
+        raise ValueError(
+            f"{what}: requests are the Costs' number itself, not one of its parts: "
+            "Costs(requests, {...other resources})"
+        )
     as_costs(cost.as_dict(), what)
     if cost.scope is not None:
         check_scope(cost.scope, f"{what}: scope")

@@ -18,7 +18,7 @@ for levels (``responses.account_levels``), not sizes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from .limits import Limit
 from .vendor_headers import ResourceReading
@@ -38,12 +38,17 @@ def _per_minute(limit: Limit, resource: str) -> bool:
 
 
 def stated_limits(
-    declared: Sequence[Limit], effective: Sequence[Limit], readings: Sequence[ResourceReading]
+    declared: Sequence[Limit],
+    effective: Sequence[Limit],
+    readings: Sequence[ResourceReading],
+    floors: Mapping[str, float] | None = None,
 ) -> tuple[Limit, ...] | None:
     """``effective`` with each per-minute window a reading sizes restated to
     ``min(stated, declared)`` (rate and burst each); ``None`` if nothing changes. A
-    resource with no such window declared, or with several, is left alone (nothing to
-    restate, or no telling which)."""
+    burst never goes below ``floors[resource]`` (the largest part of it leased so far: a
+    restated size never makes a cost the pool took impossible; as calibration's floor),
+    nor above the declared one. A resource with no such window declared, or with
+    several, is left alone (nothing to restate, or no telling which)."""
     limits = list(effective)
     for reading in readings:
         stated = reading.limit
@@ -57,10 +62,11 @@ def stated_limits(
         if len(mine) != 1 or len(ceilings) != 1:
             continue
         (i,), (ceiling,) = mine, ceilings
+        floor = floors.get(resource, 0.0) if floors else 0.0
         limit = Limit(
             min(stated, ceiling.rate),
             per=MINUTE,
-            burst=min(stated, ceiling.burst),
+            burst=min(max(stated, floor), ceiling.burst),
             unit=resource,
         )
         if limit != limits[i]:

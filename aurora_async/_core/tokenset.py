@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import cast
 
 from .._errors import NoTokensAvailable
@@ -41,9 +41,13 @@ class TokenSet(TokenIndex):
         #: Unix time less loop time: where calendar quotas find the wall clock (the pool
         #: sets it when it binds to its loop; ``shift`` keeps it in step).
         self.wall_offset = 0.0
-        # The largest burst of each resource over the tiers (check_parts), and under ""
-        # how many tiers that counted (tiers are only ever added).
+        # The largest burst of each resource over the tiers (check_parts), as of the
+        # tiers mark it was counted at (tiers are only ever added).
         self._largest: dict[str, float] = {}
+        self._largest_mark: object = None
+        #: The largest part of each resource a lease has asked (check_parts): what a
+        #: restated window's burst never goes below (``Calibration.stated``).
+        self.largest_parts: dict[str, float] = {}
         #: Counts changes of membership (tokens added, removed, restored, revived), so a
         #: change planned from a copy of the set can tell whether the set moved since.
         self.membership = 0
@@ -98,43 +102,45 @@ class TokenSet(TokenIndex):
         """Give ``slot`` new limit windows. They start full (as if just used to the
         brim), since nothing is known of how the new limits were spent; everything else
         (name, counters, cooldown, disabled, in-flight leases) stays."""
-        usable = slot.usable
-        if usable:
-            self._became_unusable(slot)
-        if not slot.removed:
-            _dec(self._all_costs, slot.max_cost)
-        slot.epoch += 1
-        made = list(slot.scoped or ())  # scopes that had windows from a template
-        slot.set_limits(limits, now, self.wall_offset)
-        for w in slot.windows:
-            fill(w, now)
-        for scope in made:  # theirs start full too, if a template still makes them
-            for w in slot.lease_windows(scope, now):
-                if w.scope == scope:
-                    fill(w, now)
-        self._file(slot)
-        if not slot.removed:
-            _inc(self._all_costs, slot.max_cost)
-        if usable:
-            self._became_usable(slot)
+
+        def rewindow() -> None:
+            made = list(slot.scoped or ())  # scopes that had windows from a template
+            slot.set_limits(limits, now, self.wall_offset)
+            for w in slot.windows:
+                fill(w, now)
+            for scope in made:  # theirs start full too, if a template still makes them
+                for w in slot.lease_windows(scope, now):
+                    if w.scope == scope:
+                        fill(w, now)
+
+        self._rewindow(slot, rewindow)
 
     def restate(self, slot: Slot, limits: tuple[Limit, ...], now: float) -> None:
         """Give ``slot`` new limits of which only some differ, in place (the server
         stated their size): the windows whose limit stays keep their state (and those
         made for scopes); a new one takes over what the one it replaces held (leases in
         flight settle against it), and the caller raises it to the server's count."""
+
+        def rewindow() -> None:
+            was = slot.windows
+            slot.set_limits(limits, now, self.wall_offset, keep=was)
+            if len(was) == len(slot.windows):
+                for old, new in zip(was, slot.windows, strict=True):
+                    if new is not old and new.unit == old.unit:
+                        new.put(old.level_at(now), now)  # may exceed the new burst: debt
+
+        self._rewindow(slot, rewindow)
+
+    def _rewindow(self, slot: Slot, rewindow: Callable[[], None]) -> None:
+        """Change ``slot``'s windows (``rewindow``) with its index, counts and tier in
+        step: out of the usable counts, windows changed, filed in its new tier, back."""
         usable = slot.usable
         if usable:
             self._became_unusable(slot)
         if not slot.removed:
             _dec(self._all_costs, slot.max_cost)
         slot.epoch += 1
-        was = slot.windows
-        slot.set_limits(limits, now, self.wall_offset, keep=was)
-        if len(was) == len(slot.windows):
-            for old, new in zip(was, slot.windows, strict=True):
-                if new is not old and new.unit == old.unit:
-                    new.put(old.level_at(now), now)  # may exceed the new burst: debt
+        rewindow()
         self._file(slot)
         if not slot.removed:
             _inc(self._all_costs, slot.max_cost)
@@ -444,13 +450,14 @@ class TokenSet(TokenIndex):
         if cost.checked is self.tiers_mark:
             return
         largest = self._largest
-        if largest.get("") != len(self._lanes):  # a new tier since: count again
+        if self._largest_mark is not self.tiers_mark:  # a new tier since: count again
             largest.clear()
             for tier in self._lanes:
                 for window in tier[:-1]:
                     burst, _, unit = cast("tuple[float, float, str]", window)
                     largest[unit] = max(largest.get(unit, 0.0), burst)
-            largest[""] = len(self._lanes)  # the tiers counted
+            self._largest_mark = self.tiers_mark
+        seen = self.largest_parts
         for unit, units in cost.parts.items():
             most = largest.get(unit)
             if most is not None and units > most:
@@ -459,6 +466,8 @@ class TokenSet(TokenIndex):
                     f"limit (largest: {most:g}); no lease of that cost can ever be "
                     "granted. Lower the cost or raise that Limit's burst."
                 )
+            if units > seen.get(unit, 0.0):
+                seen[unit] = units
         cost.checked = self.tiers_mark
 
 

@@ -176,7 +176,8 @@ class Calibration:
             return
         declared, _ = self._declared(slot)
         was = tuple(w.limit for w in slot.windows)
-        limits = stated_limits(declared, was, readings)
+        floors = {**self._sched.largest_parts, REQUESTS: self._floor}
+        limits = stated_limits(declared, was, readings, floors)
         if limits is None:
             return
         self._sched.restate(slot, limits, self._now())

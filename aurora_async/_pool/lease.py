@@ -164,7 +164,12 @@ class Lease:
         if not merged:
             raise TypeError("settle() needs the true cost of at least one resource")
         cost = settled(self._cost, merged)
-        self._core.settle(slot, self._cost, cost, self._granted_at)
+        core = self._core
+        # A shared reservation is made after the lease asked (and granted here a round
+        # trip later): from when it asked, a refund never reaches a quota period that did
+        # not count it (CalendarWindow.adjust's rule).
+        since = self._granted_at if core.backend is None else self._enqueued_at
+        core.settle(slot, self._cost, cost, since)
         self._cost = cost
 
     def client_error(self) -> None:

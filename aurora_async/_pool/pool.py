@@ -299,7 +299,10 @@ class TokenPool:
                 if cost.checked is self._core.sched.tiers_mark:  # type: ignore[union-attr]
                     return new_lease(self._core, cost, timeout)  # type: ignore[arg-type]
             elif kind is dict:  # a mapping seen before, of plain numbers (see _cost)
-                known = _KNOWN_COSTS.get(tuple(cost.items()))  # type: ignore[union-attr]
+                try:
+                    known = _KNOWN_COSTS.get(tuple(cost.items()))  # type: ignore[union-attr]
+                except TypeError:  # a value that is no number (unhashable): _cost says so
+                    known = None
                 if (
                     type(known) is Costs
                     and known.checked is self._core.sched.tiers_mark
@@ -326,8 +329,9 @@ class TokenPool:
                     _KNOWN_COSTS[key] = known
             cost = known
         elif isinstance(cost, Costs):
-            if cost.checked is None:  # made by hand: its numbers too
-                check_costs(cost)
+            if cost.checked is None:  # made by hand: its numbers too, and its own parts
+                check_costs(cost)  # (the caller's dict may change; what was checked may not)
+                cost.parts = dict(cost.parts)
         elif isinstance(cost, Mapping):
             cost = as_costs(cost)
         if isinstance(cost, Costs):

@@ -87,3 +87,38 @@ def test_a_restated_window_takes_over_what_the_old_one_held() -> None:
     sched.release(slot)
     assert sched.try_take(Costs(1, {"tokens": 600}), 0.0) is None
     assert sched.try_take(Costs(1, {"tokens": 500}), 0.0) is slot
+
+
+def test_a_restated_burst_never_goes_below_the_largest_part_leased() -> None:
+    # A lease of 1,500 tokens was taken under the declared 2,000; the server says 1,000:
+    # the rate comes down to 1,000 a minute, the burst only to 1,500 (else that lease
+    # could never be granted again, and would wait for ever).
+    assert stated_limits(DECLARED, DECLARED, [says("tokens", 100_000)], {"tokens": 150_000}) == (
+        RPM,
+        Limit(100_000, per=60, burst=150_000, unit="tokens"),
+    )
+    assert stated_limits(DECLARED, DECLARED, [says("tokens", 100_000)], {"tokens": 900_000}) == (
+        RPM,
+        Limit(100_000, per=60, burst=200_000, unit="tokens"),  # never above the declared
+    )
+
+
+def test_a_pool_keeps_a_cost_it_took_possible_after_a_restate() -> None:
+    import asyncio
+
+    from aurora_async import Token, TokenPool
+    from aurora_async._pool.core import core_of
+    from aurora_async._pool.lease import lease_slot
+
+    declared = [Limit(600, per=60), Limit(2000, per=60, unit="tokens")]
+
+    async def main() -> tuple[str, ...]:
+        pool = TokenPool([Token("sk-secret-value-0002", limits=declared)], trial_in_flight=None)
+        async with pool:
+            async with pool.lease(cost={"tokens": 1500}) as lease:
+                slot = lease_slot(lease)
+                assert slot is not None
+                core_of(pool).calibration.stated(slot, [says("tokens", 1000)])
+            return pool.stats().tokens[0].limits
+
+    assert asyncio.run(main()) == ("600/60s", "1000 tokens/60s (burst 1500)")

@@ -253,6 +253,7 @@ def test_a_cost_the_fast_path_cannot_take_goes_the_general_way() -> None:
         (Costs(1, {TOKENS: float("inf")}), "tokens must be a finite number >= 0"),
         (Costs(1, {"": 5}), "resource"),
         (Costs(1, {TOKENS: 5}, "no spaces"), "scope"),
+        (Costs(1, {"requests": 5}), "requests are the Costs' number itself"),
     ],
 )
 def test_a_costs_made_by_hand_is_checked_before_its_first_lease(cost: Costs, words: str) -> None:
@@ -296,3 +297,32 @@ def test_a_cost_checked_by_one_pool_is_checked_again_by_another() -> None:
     roomy.lease(cost={TOKENS: 500})
     with pytest.raises(ValueError, match="exceeds the burst"):
         tight.lease(cost={TOKENS: 500})
+
+
+def test_a_costs_made_by_hand_keeps_what_was_checked_when_its_dict_changes() -> None:
+    # The parts a Costs was made with are copied at its first lease: a caller changing
+    # its own dict afterwards changes neither the windows' part nor what was checked.
+    pool = TokenPool([Token("secret-value-a", limits=SHAPES[0])], trial_in_flight=None)
+    parts = {TOKENS: 8.0}
+    cost = Costs(1, parts)
+
+    async def main() -> tuple[float, ...]:
+        async with pool:
+            async with pool.lease(cost=cost):
+                pass
+            parts[TOKENS] = 60.0
+            async with pool.lease(cost=cost):
+                pass
+        slot = next(iter(core_of(pool).sched.slots.values()))
+        return (cost.parts[TOKENS], slot.usage[TOKENS])  # type: ignore[index]
+
+    import asyncio
+
+    assert asyncio.run(main()) == (8.0, 16.0)
+
+
+def test_a_mapping_with_a_value_of_no_number_says_so() -> None:
+    pool = TokenPool([Token("secret-value-a", limits=SHAPES[0])])
+    pool.lease(cost={TOKENS: 8})  # seen before: the fast lookup holds it
+    with pytest.raises(TypeError, match="cost: tokens must be a number, not list"):
+        pool.lease(cost={TOKENS: [8]})

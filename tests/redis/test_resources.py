@@ -303,3 +303,26 @@ async def test_two_pools_never_exceed_a_scopes_bound(make_pool: Callable[..., To
     searches = [t for t, e in zip(times, log, strict=True) if e.scope == "search"]
     assert conforms(searches, [1.0] * len(searches), search)
     assert {e.scope for e in log} == {"search", "core", None}
+
+
+async def test_a_settle_on_redis_dates_its_lease_from_when_it_asked(
+    make_pool: Callable[..., TokenPool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The shared reservation is made after the lease asked and granted here a round trip
+    # later: the settle dates it from when it asked, so a refund never reaches a quota
+    # period the reservation was not counted in.
+    pool = make_pool(llm(A))
+    dated: list[float] = []
+    async with pool:
+        backend = backend_of(pool)
+        real = backend.settled
+
+        def spy(slot: object, reserved: float, actual: float, granted_at: float) -> None:
+            dated.append(granted_at)
+            real(slot, reserved, actual, granted_at)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(backend, "settled", spy)
+        async with pool.lease(cost={"tokens": 100}) as lease:
+            lease.settle(tokens=50)
+        assert dated == [lease._enqueued_at]
+        assert lease._enqueued_at < lease._granted_at
