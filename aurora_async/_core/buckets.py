@@ -28,7 +28,7 @@ from itertools import count
 
 from aiolimiter import AsyncLimiter
 
-from .limits import Limit
+from .limits import REQUESTS, Limit
 
 INF = math.inf
 
@@ -345,4 +345,20 @@ def shape_of(windows: Sequence[AnyWindow]) -> tuple[str, ...] | None:
         found = units
         if len(_SHAPES) < _SHAPES_KEPT:
             _SHAPES[units] = units
+    return found
+
+
+#: The units a key cost puts in each window of a shape, by (shape, key cost): one tuple
+#: for every token of a tier, not one each (a token's memory is the product).
+_FITS: dict[tuple[tuple[str, ...] | None, float], tuple[float, ...]] = {}
+
+
+def fits_of(shape: tuple[str, ...] | None, key: float) -> tuple[float, ...]:
+    """The units a key cost of ``key`` requests puts in each window of ``shape``: the
+    key in each requests window, nothing in the others (``()`` for no shape)."""
+    found = _FITS.get((shape, key))
+    if found is None:
+        found = tuple(key if unit == REQUESTS else 0.0 for unit in shape or ())
+        if len(_FITS) < _SHAPES_KEPT:
+            _FITS[(shape, key)] = found
     return found

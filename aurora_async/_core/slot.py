@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import math
 
-from .buckets import AnyWindow, Window, shape_of, window_for, window_like
+from .buckets import AnyWindow, Window, fits_of, shape_of, window_for, window_like
 from .costs import Costs, KeyCost, part_of, scope_of
 from .expiry import jwt_expiry
 from .lanes import Lane
@@ -169,8 +169,7 @@ class Slot:
         #: scope (``None``: not so); and the units the key cost puts in each. A lease
         #: of several resources on such a token takes ``vector.take``.
         self.vector = shape = shape_of(windows)
-        key = float(self.key_cost)
-        self.fits = tuple(key if unit == REQUESTS else 0.0 for unit in shape or ())
+        self.fits = fits_of(shape, float(self.key_cost))
 
     def part(self, window: AnyWindow, cost: float) -> float:
         """What a lease of ``cost`` takes from ``window``."""
