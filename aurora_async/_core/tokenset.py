@@ -12,13 +12,12 @@ import heapq
 import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import cast
 
 from .._errors import NoTokensAvailable
 from .buckets import AnyWindow, fill, spent_levels
 from .costs import Costs, KeyCost
 from .index import TokenIndex
-from .limits import Limit
+from .limits import REQUESTS, Limit
 from .slot import INF, UNCAPPED, MixedSlot, Slot, drained, drains_at
 from .tokens import Token
 
@@ -41,8 +40,11 @@ class TokenSet(TokenIndex):
         #: Unix time less loop time: where calendar quotas find the wall clock (the pool
         #: sets it when it binds to its loop; ``shift`` keeps it in step).
         self.wall_offset = 0.0
-        # The largest burst of each resource over the tiers (check_parts), as of the
-        # tiers mark it was counted at (tiers are only ever added).
+        # The windows of resources other than requests of the slots not removed, by
+        # (resource, burst): how many (check_parts reads the largest burst of each).
+        self._bursts: dict[tuple[str, float], int] = {}
+        # The largest burst of each resource (check_parts), as of the tiers mark it was
+        # counted at (the mark moves when a tier is made or a burst comes or goes).
         self._largest: dict[str, float] = {}
         self._largest_mark: object = None
         #: The largest part of each resource a lease has asked (check_parts): what a
@@ -76,7 +78,7 @@ class TokenSet(TokenIndex):
                 fill(w, now)
         self._file(slot)
         self.slots[token.value] = slot
-        _inc(self._all_costs, slot.max_cost)
+        self._count(slot, 1)
         self._became_usable(slot)
         self.membership += 1
         return slot
@@ -131,6 +133,28 @@ class TokenSet(TokenIndex):
 
         self._rewindow(slot, rewindow)
 
+    def _count(self, slot: Slot, sign: int) -> None:
+        """Count ``slot`` (``sign`` 1) in the costs and bursts of the slots not removed,
+        or (-1) no more. A burst of a resource that comes or goes moves the tiers mark,
+        so every cost is checked against the bursts there are at its next lease."""
+        costs = self._all_costs
+        if sign > 0:
+            _inc(costs, slot.max_cost)
+        else:
+            _dec(costs, slot.max_cost)
+        if slot.mixed:
+            bursts = self._bursts
+            for w in slot.windows:
+                if w.unit != REQUESTS:
+                    key = (w.unit, w.burst)
+                    left = bursts.get(key, 0) + sign
+                    if left:
+                        bursts[key] = left
+                    else:
+                        del bursts[key]
+                    if left == 0 or (sign > 0 and left == 1):
+                        self.tiers_mark = object()
+
     def _rewindow(self, slot: Slot, rewindow: Callable[[], None]) -> None:
         """Change ``slot``'s windows (``rewindow``) with its index, counts and tier in
         step: out of the usable counts, windows changed, filed in its new tier, back."""
@@ -138,12 +162,12 @@ class TokenSet(TokenIndex):
         if usable:
             self._became_unusable(slot)
         if not slot.removed:
-            _dec(self._all_costs, slot.max_cost)
+            self._count(slot, -1)
         slot.epoch += 1
         rewindow()
         self._file(slot)
         if not slot.removed:
-            _inc(self._all_costs, slot.max_cost)
+            self._count(slot, 1)
         if usable:
             self._became_usable(slot)
 
@@ -155,7 +179,7 @@ class TokenSet(TokenIndex):
         slot.removed = True
         self.marked[slot] = None
         self.membership += 1
-        _dec(self._all_costs, slot.max_cost)
+        self._count(slot, -1)
         if was_usable:
             self._became_unusable(slot)
         self.forget_if_idle(slot)
@@ -166,7 +190,7 @@ class TokenSet(TokenIndex):
             return
         slot.removed = False
         self.membership += 1
-        _inc(self._all_costs, slot.max_cost)
+        self._count(slot, 1)
         if not slot.disabled:
             self._became_usable(slot)
 
@@ -450,12 +474,10 @@ class TokenSet(TokenIndex):
         if cost.checked is self.tiers_mark:
             return
         largest = self._largest
-        if self._largest_mark is not self.tiers_mark:  # a new tier since: count again
+        if self._largest_mark is not self.tiers_mark:  # bursts changed since: count again
             largest.clear()
-            for tier in self._lanes:
-                for window in tier[:-1]:
-                    burst, _, unit = cast("tuple[float, float, str]", window)
-                    largest[unit] = max(largest.get(unit, 0.0), burst)
+            for unit, burst in self._bursts:
+                largest[unit] = max(largest.get(unit, 0.0), burst)
             self._largest_mark = self.tiers_mark
         seen = self.largest_parts
         for unit, units in cost.parts.items():

@@ -122,3 +122,32 @@ def test_a_pool_keeps_a_cost_it_took_possible_after_a_restate() -> None:
             return pool.stats().tokens[0].limits
 
     assert asyncio.run(main()) == ("600/60s", "1000 tokens/60s (burst 1500)")
+
+
+def test_a_part_no_window_holds_since_a_restate_is_refused_at_once() -> None:
+    # Declared 2,000 tokens a minute; a lease of 1,500 was taken; the server says 1,000:
+    # the window's burst stays at 1,500 (the floor). A part of 1,800, which the declared
+    # window held, fits no window now: refused at once, not left waiting for ever.
+    import asyncio
+
+    import pytest
+
+    from aurora_async import Token, TokenPool
+    from aurora_async._pool.core import core_of
+    from aurora_async._pool.lease import lease_slot
+
+    declared = [Limit(600, per=60), Limit(2000, per=60, unit="tokens")]
+
+    async def main() -> None:
+        pool = TokenPool([Token("sk-secret-value-0003", limits=declared)], trial_in_flight=None)
+        async with pool:
+            async with pool.lease(cost={"tokens": 1500}) as lease:
+                slot = lease_slot(lease)
+                assert slot is not None
+                core_of(pool).calibration.stated(slot, [says("tokens", 1000)])
+            with pytest.raises(ValueError, match="cost of 1800 tokens exceeds the burst"):
+                pool.lease(cost={"tokens": 1800})
+            other = TokenPool([Token("sk-secret-value-0004", limits=declared)])
+            other.lease(cost={"tokens": 1800})  # the declared window holds it
+
+    asyncio.run(main())
