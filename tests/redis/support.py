@@ -21,6 +21,7 @@ import structlog
 
 from aurora_async import Limit, TokenPool
 from aurora_async._pool.core import core_of
+from aurora_async._redis import RedisBackend
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
@@ -177,3 +178,16 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     while not condition():
         assert loop.time() < deadline, "the condition never came true"
         await asyncio.sleep(0.005)
+
+
+def backend_of(pool: TokenPool) -> RedisBackend:
+    """The pool's ``RedisBackend``."""
+    backend = core_of(pool).backend
+    assert isinstance(backend, RedisBackend)
+    return backend
+
+
+async def landed(pool: TokenPool) -> None:
+    """Wait until the shared writes this pool made (a settle, a cooldown, a disable)
+    reached Redis: what a test reads next sees them, without sleeping for it."""
+    await backend_of(pool)._writes.drain(5.0)

@@ -21,9 +21,8 @@ from aurora_async._core.headers import RateLimitInfo
 from aurora_async._core.policy import Outcome, Verdict
 from aurora_async._pool.core import core_of
 from aurora_async._pool.responses import account_response
-from aurora_async._redis import RedisBackend
 
-from .support import Events, conforms, limits_of
+from .support import Events, backend_of, conforms, limits_of
 
 pytestmark = pytest.mark.redis
 
@@ -31,12 +30,6 @@ A = "aaaa-secret-0001"
 NAME_A = "aaaa…0001"
 #: Declared: 20 a second, one at a time (burst 1): every change shows in the spacing.
 DECLARED = Limit(20, per=1, burst=1)
-
-
-def backend_of(pool: TokenPool) -> RedisBackend:
-    backend = core_of(pool).backend
-    assert isinstance(backend, RedisBackend)
-    return backend
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:

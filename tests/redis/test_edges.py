@@ -17,22 +17,15 @@ from aurora_async import (
     TokenPool,
     TokenState,
 )
-from aurora_async._pool.core import core_of
 from aurora_async._redis import RedisBackend
 
-from .support import Events, RedisProcess, granted_at, until
+from .support import Events, RedisProcess, backend_of, granted_at, until
 
 pytestmark = pytest.mark.redis
 
 A, B, C = "aaaa-secret-0001", "bbbb-secret-0002", "cccc-secret-0003"
 NAME_A, NAME_B = "aaaa…0001", "bbbb…0002"
 SLOW = Limit(10, per=1, burst=1)  # one every 0.1 s
-
-
-def backend_of(pool: TokenPool) -> RedisBackend:
-    backend = core_of(pool).backend
-    assert isinstance(backend, RedisBackend)
-    return backend
 
 
 async def test_a_reservation_followed_by_another_stays_spent(

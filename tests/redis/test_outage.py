@@ -22,25 +22,18 @@ import pytest
 
 from aurora_async import BackendUnavailable, LeaseTimeout, Limit, TokenPool
 from aurora_async._core.buckets import Window
-from aurora_async._pool.core import core_of
 from aurora_async._redis import RedisBackend
 from aurora_async._redis.degrade import LocalLimiter
 from aurora_async._redis.wire import parse_reply
 
 from .outage import LIMIT, TOKENS, run
-from .support import Events, RedisProcess, free_port, granted_at, until
+from .support import Events, RedisProcess, backend_of, free_port, granted_at, until
 
 pytestmark = pytest.mark.redis
 
 A = "aaaa-secret-0001"
 #: The loop's timer may fire within its clock's resolution of the time it was set for.
 TICK = 1e-6
-
-
-def backend_of(pool: TokenPool) -> RedisBackend:
-    backend = core_of(pool).backend
-    assert isinstance(backend, RedisBackend)
-    return backend
 
 
 # -- four processes, default settings: no unit over the bound ------------------------------

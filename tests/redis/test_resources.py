@@ -20,7 +20,7 @@ from aurora_async._pool import core
 from aurora_async._pool.core import core_of
 from aurora_async._redis import RedisBackend
 
-from .support import RedisProcess, conforms
+from .support import RedisProcess, backend_of, conforms, landed
 
 pytestmark = pytest.mark.redis
 
@@ -28,12 +28,6 @@ A, B = "aaaa-secret-0001", "bbbb-secret-0002"
 #: 10 requests a second; 60 tokens a minute (1 a second) from a bucket of 1,000.
 REQUESTS = Limit(10, per=1)
 TOKENS = Limit(60, per=60, burst=1000, unit="tokens")
-
-
-def backend_of(pool: TokenPool) -> RedisBackend:
-    backend = core_of(pool).backend
-    assert isinstance(backend, RedisBackend)
-    return backend
 
 
 def llm(*secrets: str, limits: list[Limit] | None = None) -> list[str | Token]:
@@ -92,11 +86,6 @@ async def test_two_pools_never_exceed_a_tokens_bound_in_any_resource(
         times = [(e.at_us - t0) / 1e6 for e in mine]
         assert conforms(times, [e.cost for e in mine], requests)
         assert conforms(times, [e.parts.get("tokens", 0.0) for e in mine], tokens)
-
-
-async def landed(pool: TokenPool) -> None:
-    """Wait until the shared writes this pool made (a settle, a cooldown) reached Redis."""
-    await backend_of(pool)._writes.drain(5.0)
 
 
 async def test_a_refund_in_one_worker_lets_the_other_in_at_once(

@@ -15,22 +15,15 @@ import pytest
 from redis.crc import key_slot
 
 from aurora_async import Limit, NoTokensAvailable, Token, TokenPool, TokenState
-from aurora_async._pool.core import core_of
 from aurora_async._redis import RedisBackend
 from aurora_async._redis.keys import token_id
 
-from .support import Events, conforms
+from .support import Events, backend_of, conforms, landed
 
 pytestmark = pytest.mark.redis
 
 A, B, C = "aaaa-secret-0001", "bbbb-secret-0002", "cccc-secret-0003"
 NAME_A, NAME_B, NAME_C = "aaaa…0001", "bbbb…0002", "cccc…0003"
-
-
-def backend_of(pool: TokenPool) -> RedisBackend:
-    backend = core_of(pool).backend
-    assert isinstance(backend, RedisBackend)
-    return backend
 
 
 async def reservations(pool: TokenPool) -> dict[str, list[float]]:
@@ -80,7 +73,7 @@ async def test_a_429_cools_the_token_for_every_worker(make_pool: Callable[..., T
         async with one.lease() as lease:
             lease.rate_limited(retry_after=0.3)
         loop = asyncio.get_running_loop()
-        await asyncio.sleep(0.02)  # the write is in the background: let it land
+        await landed(one)  # the write is in the background: until it landed
         start = loop.time()
         async with two.lease():
             waited = loop.time() - start
@@ -96,7 +89,7 @@ async def test_a_cooling_token_is_skipped_for_another(make_pool: Callable[..., T
         async with one.lease() as lease:
             cooled = lease.name
             lease.rate_limited(retry_after=5)
-        await asyncio.sleep(0.02)
+        await landed(one)
         names = []
         for _ in range(4):
             async with two.lease() as lease:
@@ -114,7 +107,7 @@ async def test_a_401_disables_the_token_for_every_worker(
         async with one.lease() as lease:
             dead = lease.name
             lease.revoked("401 Unauthorized")
-        await asyncio.sleep(0.02)
+        await landed(one)
         names = []
         for _ in range(4):
             async with two.lease() as lease:
@@ -149,11 +142,11 @@ async def test_enable_is_shared_too(make_pool: Callable[..., TokenPool]) -> None
     one, two = make_pool([A]), make_pool([A])
     async with one, two:
         one.disable(NAME_A, "by hand")
-        await asyncio.sleep(0.02)
+        await landed(one)
         with pytest.raises(NoTokensAvailable):
             await two.acquire()  # on its first sync it adopts the disabled state
         one.enable(NAME_A)
-        await asyncio.sleep(0.02)
+        await landed(one)
         async with two.lease() as lease:  # all disabled here: it asks Redis first
             assert lease.name == NAME_A
     assert two.stats().token(NAME_A).state is TokenState.ACTIVE
@@ -228,7 +221,7 @@ async def test_keys_share_one_hash_tag_expire_and_hide_secrets(
             async with pool.lease() as lease:
                 lease.rate_limited(0.5)
         pool.disable(NAME_B, f"revoked (token {B})")
-        await asyncio.sleep(0.05)
+        await landed(pool)
         keys = [k.decode() async for k in raw.scan_iter(match=f"{backend.hash_tag}*")]
         dump = []
         for key in keys:
@@ -290,7 +283,7 @@ async def test_a_worker_whose_registration_vanished_registers_again(
         await raw.delete(backend._keys.proc(backend.worker))
         version = backend._version
         one.disable(NAME_A, "gone")  # a change two reads about in its next reply
-        await asyncio.sleep(0.02)
+        await landed(one)
         async with two.lease():
             pass
         await asyncio.sleep(0.02)
@@ -367,7 +360,7 @@ async def test_after_a_429_every_worker_resumes_the_token_at_its_steady_rate(
     async with one, two:
         async with one.lease() as lease:
             lease.rate_limited(retry_after=0.2)  # the API says the quota is spent
-        await asyncio.sleep(0.02)
+        await landed(one)
         leases = await asyncio.gather(*(two.acquire() for _ in range(4)))
         for lease in leases:
             lease.release()
@@ -387,7 +380,7 @@ async def test_a_cooldown_by_hand_leaves_the_buckets_alone(
         async with one.lease():
             pass
         one.cool(NAME_A, 0.2)
-        await asyncio.sleep(0.02)
+        await landed(one)
         leases = await asyncio.gather(*(two.acquire() for _ in range(3)))
         for lease in leases:
             lease.release()

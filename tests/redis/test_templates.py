@@ -29,24 +29,13 @@ from aurora_async._redis.keys import Keys
 from aurora_async._redis.lua import PRELUDE
 from aurora_async._redis.scripts import RESUME
 
-from .support import RedisProcess, conforms, until
+from .support import RedisProcess, backend_of, conforms, landed, until
 
 pytestmark = pytest.mark.redis
 
 A = "aaaa-secret-0001"
 #: 100 a second over every lease; 2 a minute in each scope.
 EACH = [Limit(100, per=1), Limit(2, per=60, scope="*")]
-
-
-def backend_of(pool: TokenPool) -> RedisBackend:
-    backend = core_of(pool).backend
-    assert isinstance(backend, RedisBackend)
-    return backend
-
-
-async def landed(pool: TokenPool) -> None:
-    """Wait until the shared writes this pool made (a settle, a cooldown) reached Redis."""
-    await backend_of(pool)._writes.drain(5.0)
 
 
 async def refused(
