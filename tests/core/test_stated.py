@@ -3,9 +3,16 @@ restated to the server's size and never above the declared one."""
 
 from __future__ import annotations
 
-from aurora_async import Limit
+import asyncio
+
+import pytest
+
+from aurora_async import Costs, Limit, Token, TokenPool
+from aurora_async._core.scheduler import Scheduler
 from aurora_async._core.stated import stated_limits
 from aurora_async._core.vendor_headers import Family, ResourceReading
+from aurora_async._pool.core import core_of
+from aurora_async._pool.lease import lease_slot
 
 RPM = Limit(500, per=60)
 TPM = Limit(200_000, per=60, unit="tokens")
@@ -69,9 +76,6 @@ def test_a_restated_window_takes_over_what_the_old_one_held() -> None:
     # 1,500 tokens reserved in a window declared 2,000 a minute; the server says 1,000:
     # the new window holds the 1,500 (in debt), so the lease's settle at 500 leaves 500
     # used, and 500 more fit, not 1,000. The requests window keeps its state as it was.
-    from aurora_async import Costs, Token
-    from aurora_async._core.scheduler import Scheduler
-
     sched = Scheduler(trial_in_flight=None)
     declared = (Limit(600, per=60), Limit(2000, per=60, unit="tokens"))
     slot = sched.add(Token("sk-secret-value-0001"), "a", declared, None, 0.0)
@@ -103,51 +107,38 @@ def test_a_restated_burst_never_goes_below_the_largest_part_leased() -> None:
     )
 
 
+LLM_KEY = [Limit(600, per=60), Limit(2000, per=60, unit="tokens")]
+
+
+async def restated_after_a_lease_of_1500(pool: TokenPool) -> None:
+    """Lease 1,500 tokens on ``pool``'s one token, whose answer says its window holds
+    1,000 (declared 2,000)."""
+    async with pool.lease(cost={"tokens": 1500}) as lease:
+        slot = lease_slot(lease)
+        assert slot is not None
+        core_of(pool).calibration.stated(slot, [says("tokens", 1000)])
+
+
 def test_a_pool_keeps_a_cost_it_took_possible_after_a_restate() -> None:
-    import asyncio
-
-    from aurora_async import Token, TokenPool
-    from aurora_async._pool.core import core_of
-    from aurora_async._pool.lease import lease_slot
-
-    declared = [Limit(600, per=60), Limit(2000, per=60, unit="tokens")]
-
     async def main() -> tuple[str, ...]:
-        pool = TokenPool([Token("sk-secret-value-0002", limits=declared)], trial_in_flight=None)
+        pool = TokenPool([Token("sk-secret-value-0002", limits=LLM_KEY)], trial_in_flight=None)
         async with pool:
-            async with pool.lease(cost={"tokens": 1500}) as lease:
-                slot = lease_slot(lease)
-                assert slot is not None
-                core_of(pool).calibration.stated(slot, [says("tokens", 1000)])
+            await restated_after_a_lease_of_1500(pool)
             return pool.stats().tokens[0].limits
 
     assert asyncio.run(main()) == ("600/60s", "1000 tokens/60s (burst 1500)")
 
 
 def test_a_part_no_window_holds_since_a_restate_is_refused_at_once() -> None:
-    # Declared 2,000 tokens a minute; a lease of 1,500 was taken; the server says 1,000:
-    # the window's burst stays at 1,500 (the floor). A part of 1,800, which the declared
+    # The window's burst stays at 1,500 (the floor). A part of 1,800, which the declared
     # window held, fits no window now: refused at once, not left waiting for ever.
-    import asyncio
-
-    import pytest
-
-    from aurora_async import Token, TokenPool
-    from aurora_async._pool.core import core_of
-    from aurora_async._pool.lease import lease_slot
-
-    declared = [Limit(600, per=60), Limit(2000, per=60, unit="tokens")]
-
     async def main() -> None:
-        pool = TokenPool([Token("sk-secret-value-0003", limits=declared)], trial_in_flight=None)
+        pool = TokenPool([Token("sk-secret-value-0003", limits=LLM_KEY)], trial_in_flight=None)
         async with pool:
-            async with pool.lease(cost={"tokens": 1500}) as lease:
-                slot = lease_slot(lease)
-                assert slot is not None
-                core_of(pool).calibration.stated(slot, [says("tokens", 1000)])
+            await restated_after_a_lease_of_1500(pool)
             with pytest.raises(ValueError, match="cost of 1800 tokens exceeds the burst"):
                 pool.lease(cost={"tokens": 1800})
-            other = TokenPool([Token("sk-secret-value-0004", limits=declared)])
+            other = TokenPool([Token("sk-secret-value-0004", limits=LLM_KEY)])
             other.lease(cost={"tokens": 1800})  # the declared window holds it
 
     asyncio.run(main())
