@@ -55,8 +55,8 @@ KNOWN_PRIVATE_REACHES: dict[tuple[str, str], int] = {
     ("aurora_async/_core/scheduler.py", "_level"): 7,
     ("aurora_async/_core/slot.py", "_last_check"): 13,
     ("aurora_async/_core/slot.py", "_level"): 14,
-    ("aurora_async/_core/vector.py", "_last_check"): 14,
-    ("aurora_async/_core/vector.py", "_level"): 18,
+    ("aurora_async/_core/vector.py", "_last_check"): 12,
+    ("aurora_async/_core/vector.py", "_level"): 16,
 }
 
 #: Modules over MAX_MODULE_LINES lines.

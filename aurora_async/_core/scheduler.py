@@ -27,6 +27,7 @@ from .limits import REQUESTS
 from .queue import WaiterQueue, check_timeout
 from .slot import EPS, INF, UNCAPPED, Slot, TokenState, Waiter, put_state, state_of
 from .tokenset import TokenSet
+from .vector import VectorTakes
 from .vector import settle as settle_vector
 from .vector import take as take_vector
 
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 
-class Scheduler(TokenSet, WaiterQueue):
+class Scheduler(TokenSet, WaiterQueue, VectorTakes):
     """Token slots, the waiter queue and the decisions between them."""
 
     def __init__(self, *, trial_in_flight: int | None = 1) -> None:

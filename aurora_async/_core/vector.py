@@ -9,11 +9,13 @@ from each window of the last shape it was leased on, so a loop leasing the same 
 reads one tuple instead of looking every part up by name.
 
 :func:`take` is ``MixedSlot.ready``, ``MixedSlot.take`` and the grant's bookkeeping in
-one pass, for the top of the index; :func:`settle` is ``Scheduler.settle``'s window
-arithmetic. Both read and write the windows' bucket state directly, as the scheduler's
-other inlined paths do, and ``tests/core/test_vector.py`` checks them against the
-general path on random histories. Tokens with scoped windows, calendar quotas or a
-lease in a scope take the general path (``MixedSlot``).
+one pass, for the top of the index (any number of windows); ``VectorTakes.try_take_vector``
+(a base of the scheduler, which ``Lease.__aenter__`` calls for a ``Costs``) is the whole
+lease in one frame for the usual case, two windows, unrolled; :func:`settle` is
+``Scheduler.settle``'s window arithmetic. They read and write the windows' bucket state
+directly, as the scheduler's other inlined paths do, and ``tests/core/test_vector.py``
+checks them against the general path on random histories. Tokens with scoped windows,
+calendar quotas or a lease in a scope take the general path (``MixedSlot``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .costs import Costs
+from .lanes import Lane
 from .limits import REQUESTS
 
 if TYPE_CHECKING:
@@ -58,59 +61,20 @@ def take(slot: Slot, cost: Costs, now: float) -> float | None:
         return None
     windows = slot.windows
     limit = now + EPS
-    if len(windows) == 2:  # the usual LLM key (requests and tokens), unrolled
-        a, b = windows
-        na, nb = units
-        fa, fb = slot.fits
-        burst = a.burst  # (``top`` is due: a part no larger than the key's fits)
-        if na > fa and (na > burst or a._last_check + (a._level + na - burst) / a.rate > limit):
+    for i, w in enumerate(windows):
+        n = units[i]
+        burst = w.burst
+        if n > burst or w._last_check + (w._level + n - burst) / w.rate > limit:
             return None
-        burst = b.burst
-        if nb > burst or b._last_check + (b._level + nb - burst) / b.rate > limit:
-            return None
-        if na:
-            rate = a.rate
-            elapsed = now - a._last_check
-            if elapsed > 0.0:
-                level = a._level - elapsed * rate
-                a._level = level = (level if level > 0.0 else 0.0) + na
-                a._last_check = now
-            else:
-                a._level = level = a._level + na
-            key = a._last_check + (level + fa - a.burst) / rate
-        else:
-            key = a._last_check + (a._level + fa - a.burst) / a.rate
-        if nb:
-            rate = b.rate
-            elapsed = now - b._last_check
-            if elapsed > 0.0:
-                level = b._level - elapsed * rate
-                b._level = level = (level if level > 0.0 else 0.0) + nb
-                b._last_check = now
-            else:
-                b._level = level = b._level + nb
-            r = b._last_check + (level + fb - b.burst) / rate
-        else:
-            r = b._last_check + (b._level + fb - b.burst) / b.rate
+    key = slot.cool_until
+    fits = slot.fits
+    for i, w in enumerate(windows):
+        n = units[i]
+        if n:
+            w.take(n, now)
+        r = w._last_check + (w._level + fits[i] - w.burst) / w.rate
         if r > key:
             key = r
-        if slot.cool_until > key:
-            key = slot.cool_until
-    else:
-        for i, w in enumerate(windows):
-            n = units[i]
-            burst = w.burst
-            if n > burst or w._last_check + (w._level + n - burst) / w.rate > limit:
-                return None
-        key = slot.cool_until
-        fits = slot.fits
-        for i, w in enumerate(windows):
-            n = units[i]
-            if n:
-                w.take(n, now)
-            r = w._last_check + (w._level + fits[i] - w.burst) / w.rate
-            if r > key:
-                key = r
     # count_grant, inlined
     slot.epoch += 1
     slot.in_flight += 1
@@ -161,3 +125,91 @@ def settle(slot: Slot, reserved: float, actual: float, now: float) -> tuple[floa
         if r > key:
             key = r
     return key, freed
+
+
+class VectorTakes:
+    """A base of the scheduler: the lease of several resources at once, inlined end to
+    end for its usual case (``Lease.__aenter__`` calls it for a ``Costs``)."""
+
+    waiting: int
+    _lane_list: list[Lane[Slot]]
+
+    if TYPE_CHECKING:
+
+        def try_take(self, cost: float, now: float) -> Slot | None: ...
+
+    def try_take_vector(self, cost: Costs, now: float) -> Slot | None:
+        """``try_take`` for ``cost``: when nobody waits, the pool has one lane and its
+        front, due now, is a token of two plain windows (the usual LLM key: requests and
+        tokens) with room for both parts, that token is leased here in one frame (the
+        check and take of :func:`take`, unrolled, with ``count_grant`` and the index
+        move of ``try_take``); in every other case, ``try_take`` decides."""
+        lanes = self._lane_list
+        if self.waiting or len(lanes) != 1:
+            return self.try_take(cost, now)
+        lane = lanes[0]
+        fifo = lane.fifo
+        if not fifo or lane.heap:
+            return self.try_take(cost, now)
+        top = fifo[0]
+        slot = top[2]
+        shape = slot.vector
+        limit = now + EPS
+        if slot.seq != top[1] or top[0] > limit or shape is None or len(shape) != 2:
+            return self.try_take(cost, now)
+        plan = cost.plan
+        if plan is None or plan[0] is not shape:
+            plan = (shape, amounts(cost, shape))
+            cost.plan = plan
+        units = plan[1]
+        if units is None:
+            return self.try_take(cost, now)
+        a, b = slot.windows
+        na, nb = units
+        fa, fb = slot.fits
+        burst = a.burst  # (``top`` is due: a part no larger than the key's fits)
+        if na > fa and (na > burst or a._last_check + (a._level + na - burst) / a.rate > limit):
+            return self.try_take(cost, now)
+        burst = b.burst
+        if nb > burst or b._last_check + (b._level + nb - burst) / b.rate > limit:
+            return self.try_take(cost, now)
+        if na:  # Window.take, then the key: when it fires its key cost again
+            elapsed = now - a._last_check
+            if elapsed > 0.0:
+                level = a._level - elapsed * a.rate
+                a._level = (level if level > 0.0 else 0.0) + na
+                a._last_check = now
+            else:
+                a._level += na
+        key = a._last_check + (a._level + fa - a.burst) / a.rate
+        if nb:
+            elapsed = now - b._last_check
+            if elapsed > 0.0:
+                level = b._level - elapsed * b.rate
+                b._level = (level if level > 0.0 else 0.0) + nb
+                b._last_check = now
+            else:
+                b._level += nb
+        r = b._last_check + (b._level + fb - b.burst) / b.rate
+        if r > key:
+            key = r
+        if slot.cool_until > key:
+            key = slot.cool_until
+        slot.epoch += 1  # count_grant
+        in_flight = slot.in_flight = slot.in_flight + 1
+        slot.leases += 1
+        slot.units += cost
+        usage = slot.usage
+        if usage is None:
+            usage = slot.usage = {}
+        for unit, n in cost.parts.items():
+            usage[unit] = usage.get(unit, 0.0) + n
+        fifo.popleft()  # the slot keeps its number for its new entry, as in try_take
+        if in_flight >= slot.cap:
+            slot.seq = -1
+            slot.indexed = False
+        elif not fifo or key >= fifo[-1][0]:
+            fifo.append((key, top[1], slot))
+        else:
+            lane.push((key, top[1], slot))
+        return slot

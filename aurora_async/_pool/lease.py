@@ -9,7 +9,7 @@ from threading import get_ident
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .._core.costs import scope_of, settled
+from .._core.costs import Costs, scope_of, settled
 from .._core.policy import Verdict
 from .core import PoolCore, Queued
 
@@ -211,7 +211,11 @@ class Lease:
                 # The fast path: a token can fire now and nobody waits. ``try_take`` is
                 # also the one cost check: it grants only a cost its token can take (a
                 # valid one), and says ``None`` for any other (the careful path raises).
-                slot = sched.try_take(cost, now)
+                slot = (  # (a cost of several resources: its own inlined path)
+                    sched.try_take(cost, now)
+                    if type(cost) is not Costs
+                    else sched.try_take_vector(cost, now)
+                )
                 if slot is not None:
                     self._slot = slot
                     self._granted_at = now

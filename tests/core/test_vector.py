@@ -67,6 +67,13 @@ def twins(shapes: list[int], caps: list[int | None]) -> tuple[Scheduler, Schedul
     return fast, slow
 
 
+def lease_now(sched: Scheduler, cost: float, now: float) -> Slot | None:
+    """What ``Lease.__aenter__`` asks the scheduler for a lease at ``now``."""
+    if type(cost) is Costs:
+        return sched.try_take_vector(cost, now)
+    return sched.try_take(cost, now)
+
+
 def by_name(sched: Scheduler) -> dict[str, Slot]:
     return {slot.name: slot for slot in sched.slots.values()}
 
@@ -101,12 +108,13 @@ def assert_same(fast: Scheduler, slow: Scheduler) -> None:
 
 
 takes = st.tuples(st.just("take"), st.sampled_from(COSTS))
+direct = st.tuples(st.just("take-direct"), st.sampled_from(COSTS))
 steps = st.lists(
     st.one_of(
         st.tuples(st.just("wait"), st.integers(0, 24)),
         takes,
         takes,  # leases come thrice as often as each other step
-        takes,
+        direct,
         st.tuples(st.just("settle"), st.integers(0, 9), st.integers(0, 128), st.integers(0, 2)),
         st.tuples(st.just("release"), st.integers(0, 9)),
         st.tuples(st.just("cool"), st.integers(0, 3), st.integers(1, 16)),
@@ -128,16 +136,23 @@ def test_the_vector_paths_grant_settle_and_index_as_the_general_path(
     fast, slow = twins(shapes, caps[: len(shapes)])
     now = 0.0
     held: list[Held] = []
+
+    def took(a: Slot | None, b: Slot | None, cost: float) -> None:
+        assert (a and a.name) == (b and b.name)
+        if a is not None:
+            held.append(Held(a.name, cost, now))
+
     for step in history:
         match step:
             case ("wait", int(ticks)):
                 now += ticks * TICK
-            case ("take", cost):
+            case ("take", cost):  # as Lease.__aenter__ takes it
+                a, b = (lease_now(sched, cost, now) for sched in (fast, slow))  # type: ignore[arg-type]
+                took(a, b, cost)  # type: ignore[arg-type]
+            case ("take-direct", cost):  # try_take itself (take_other, a retry, comes here)
                 a = fast.try_take(cost, now)  # type: ignore[arg-type]
                 b = slow.try_take(cost, now)  # type: ignore[arg-type]
-                assert (a and a.name) == (b and b.name)
-                if a is not None:
-                    held.append(Held(a.name, cost, now))  # type: ignore[arg-type]
+                took(a, b, cost)  # type: ignore[arg-type]
             case ("settle", int(i), int(tokens), int(requests)) if held:
                 lease = held[i % len(held)]
                 actual = {TOKENS: tokens} if requests == 0 else {"requests": requests}
@@ -170,7 +185,7 @@ def test_the_fast_path_is_the_one_taken_for_a_vector_on_plain_buckets() -> None:
     # (its twin without a shape never does), and a cost remembers its parts per shape.
     fast, _ = twins([0, 0], [None, None])
     cost = Costs(1, {TOKENS: 8})
-    taken = [fast.try_take(cost, i * TICK) for i in range(6)]
+    taken = [lease_now(fast, cost, i * TICK) for i in range(6)]
     assert [slot.name for slot in taken if slot] == ["t0", "t1"] * 3
     shape = shape_of(taken[0].windows)  # type: ignore[union-attr]
     assert shape == ("requests", TOKENS)
@@ -182,10 +197,10 @@ def test_a_vector_needs_room_for_every_part_not_only_the_key_cost() -> None:
     # The token is due (its key: it fires one request now), but two requests do not fit
     # its burst of 2 after one: no lease, though tokens have room.
     fast, _ = twins([0], [None])
-    assert fast.try_take(Costs(1, {TOKENS: 8}), 0.0) is not None
-    assert fast.try_take(Costs(2, {TOKENS: 4}), 0.0) is None
-    assert fast.try_take(Costs(1, {TOKENS: 89}), 0.0) is None  # 8 + 89 > 96
-    assert fast.try_take(Costs(1, {TOKENS: 88}), 0.0) is not None
+    assert lease_now(fast, Costs(1, {TOKENS: 8}), 0.0) is not None
+    assert lease_now(fast, Costs(2, {TOKENS: 4}), 0.0) is None
+    assert lease_now(fast, Costs(1, {TOKENS: 89}), 0.0) is None  # 8 + 89 > 96
+    assert lease_now(fast, Costs(1, {TOKENS: 88}), 0.0) is not None
 
 
 def test_a_cooldown_just_over_still_bounds_the_new_key() -> None:
@@ -195,7 +210,7 @@ def test_a_cooldown_just_over_still_bounds_the_new_key() -> None:
     fast, slow = twins([1], [None])
     for sched in (fast, slow):
         sched.cool(by_name(sched)["t0"], 1.0)
-        assert sched.try_take(Costs(1, {TOKENS: 8}), 1.25) is not None
+        assert lease_now(sched, Costs(1, {TOKENS: 8}), 1.25) is not None
     assert_same(fast, slow)
     assert by_name(fast)["t0"].ready(Costs(1, {TOKENS: 8})) == 1.0
 
@@ -206,14 +221,31 @@ def test_a_settle_that_moves_a_key_earlier_keeps_the_index_in_order() -> None:
     fast, slow = twins([0, 0], [None, None])
     two = Costs(2, {TOKENS: 4})
     for sched in (fast, slow):
-        a, b = sched.try_take(two, 0.0), sched.try_take(two, 0.0)
+        a, b = lease_now(sched, two, 0.0), lease_now(sched, two, 0.0)
         assert (a and a.name, b and b.name) == ("t0", "t1")
         assert sched.settle(b, two, Costs(1, {TOKENS: 4}), 0.0, 0.0) is True  # type: ignore[arg-type]
     assert_same(fast, slow)
     for sched in (fast, slow):
-        taken = sched.try_take(Costs(1, {TOKENS: 4}), 0.0)
+        taken = lease_now(sched, Costs(1, {TOKENS: 4}), 0.0)
         assert taken is not None
         assert taken.name == "t1"
+    assert_same(fast, slow)
+
+
+def test_a_token_leased_before_one_cooling_longer_keeps_the_index_in_order() -> None:
+    # t1 cools until 10 s: its entry, the lane's last, is keyed 10. t0, leased at once,
+    # is next keyed at 0.25 s: before t1's, so not at the back of the lane's FIFO.
+    fast, slow = twins([0, 0], [None, None])
+    for sched in (fast, slow):
+        sched.cool(by_name(sched)["t1"], 10.0)
+        taken = lease_now(sched, Costs(2, {TOKENS: 4}), 0.0)
+        assert taken is not None
+        assert taken.name == "t0"
+    assert_same(fast, slow)
+    for sched in (fast, slow):  # and t0 is the top again when it can fire
+        taken = lease_now(sched, Costs(1, {TOKENS: 4}), 0.25)
+        assert taken is not None
+        assert taken.name == "t0"
     assert_same(fast, slow)
 
 
@@ -325,4 +357,4 @@ def test_a_mapping_with_a_value_of_no_number_says_so() -> None:
     pool = TokenPool([Token("secret-value-a", limits=SHAPES[0])])
     pool.lease(cost={TOKENS: 8})  # seen before: the fast lookup holds it
     with pytest.raises(TypeError, match="cost: tokens must be a number, not list"):
-        pool.lease(cost={TOKENS: [8]})
+        pool.lease(cost={TOKENS: [8]})  # type: ignore[dict-item]
