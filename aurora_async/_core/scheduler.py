@@ -233,14 +233,16 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
                 elif type(cost) is Costs and slot.vector is not None:
                     new = take_vector(slot, cost, now)  # several resources, plain buckets
                     if new is not None:
-                        fifo.popleft()  # the slot keeps its number, as above
+                        fifo.popleft()  # a new number, as _take_top gives (try_take_vector)
                         if slot.in_flight >= slot.cap:
                             slot.seq = -1
                             slot.indexed = False
-                        elif not fifo or new >= fifo[-1][0]:
-                            fifo.append((new, top[1], slot))
                         else:
-                            lane.push((new, top[1], slot))
+                            seq = slot.seq = self._next_seq()
+                            if not fifo or new >= fifo[-1][0]:
+                                fifo.append((new, seq, slot))
+                            else:
+                                lane.push((new, seq, slot))
                         return slot
             found = lane.top()
         else:

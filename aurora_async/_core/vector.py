@@ -20,6 +20,7 @@ calendar quotas or a lease in a scope take the general path (``MixedSlot``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .costs import Costs
@@ -133,6 +134,7 @@ class VectorTakes:
 
     waiting: int
     _lane_list: list[Lane[Slot]]
+    _next_seq: Callable[[], int]
 
     if TYPE_CHECKING:
 
@@ -204,12 +206,16 @@ class VectorTakes:
             usage = slot.usage = {}
         for unit, n in cost.parts.items():
             usage[unit] = usage.get(unit, 0.0) + n
-        fifo.popleft()  # the slot keeps its number for its new entry, as in try_take
+        fifo.popleft()
         if in_flight >= slot.cap:
             slot.seq = -1
             slot.indexed = False
-        elif not fifo or key >= fifo[-1][0]:
-            fifo.append((key, top[1], slot))
+            return slot
+        # A new number, as the general path gives (``_take_top``): among tokens due at
+        # the same key, the order is the general path's, whichever path leased them.
+        seq = slot.seq = self._next_seq()
+        if not fifo or key >= fifo[-1][0]:
+            fifo.append((key, seq, slot))
         else:
-            lane.push((key, top[1], slot))
+            lane.push((key, seq, slot))
         return slot

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from .._core.costs import Costs, scope_of, settled
 from .._core.policy import Verdict
+from .._core.scheduler import Scheduler
 from .core import PoolCore, Queued
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ class Lease:
         "_state",
         "_timeout",
     )
+    #: The scheduler's fast path for this lease's cost (``VectorLease``: several
+    #: resources), chosen by the class, so a lease of a plain number pays no test for it.
+    _try = staticmethod(Scheduler.try_take)
     _slot: Slot
     _granted_at: float  # loop time of the grant
     _enqueued_at: float  # loop time of the request, for a lease that waited
@@ -211,11 +215,7 @@ class Lease:
                 # The fast path: a token can fire now and nobody waits. ``try_take`` is
                 # also the one cost check: it grants only a cost its token can take (a
                 # valid one), and says ``None`` for any other (the careful path raises).
-                slot = (  # (a cost of several resources: its own inlined path)
-                    sched.try_take(cost, now)
-                    if type(cost) is not Costs
-                    else sched.try_take_vector(cost, now)
-                )
+                slot = self._try(sched, cost, now)
                 if slot is not None:
                     self._slot = slot
                     self._granted_at = now
@@ -318,6 +318,25 @@ class Lease:
 def new_lease(core: PoolCore, cost: float, timeout: float | None) -> Lease:
     """``Lease(core, cost, timeout)``, without the ``__init__`` frame (``pool.lease``)."""
     lease: Lease = _new(Lease)
+    lease._core = core
+    lease._cost = cost
+    lease._timeout = timeout
+    lease._state = _PENDING
+    return lease
+
+
+class VectorLease(Lease):
+    """A lease of a :class:`~aurora_async.Costs` (several resources): the scheduler's
+    fast path for it is :meth:`~.vector.VectorTakes.try_take_vector`."""
+
+    __slots__ = ()
+
+    _try = staticmethod(Scheduler.try_take_vector)  # type: ignore[assignment]  # (a Costs)
+
+
+def new_vector_lease(core: PoolCore, cost: Costs, timeout: float | None) -> Lease:
+    """:func:`new_lease` for a cost of several resources."""
+    lease: Lease = _new(VectorLease)
     lease._core = core
     lease._cost = cost
     lease._timeout = timeout

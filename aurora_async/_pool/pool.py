@@ -31,7 +31,7 @@ from .._io.tokenfile import read_token_env, read_token_file, warn_duplicates
 from .._io.watch import check_poll_interval
 from .core import Backend, PoolCore, PoolState
 from .health import HealthChecker, Probe, TokenMonitor
-from .lease import Lease, new_lease
+from .lease import Lease, new_lease, new_vector_lease
 from .membership import apply_tokens
 from .reload import Reloader, ReloadResult
 from .snapshot import snapshot
@@ -297,7 +297,7 @@ class TokenPool:
                 return new_lease(self._core, cost, timeout)  # type: ignore[arg-type]
             if kind is Costs:  # made once, leased often
                 if cost.checked is self._core.sched.tiers_mark:  # type: ignore[union-attr]
-                    return new_lease(self._core, cost, timeout)  # type: ignore[arg-type]
+                    return new_vector_lease(self._core, cost, timeout)  # type: ignore[arg-type]
             elif kind is dict:  # a mapping seen before, of plain numbers (see _cost)
                 try:
                     known = _KNOWN_COSTS.get(tuple(cost.items()))  # type: ignore[union-attr]
@@ -308,8 +308,11 @@ class TokenPool:
                     and known.checked is self._core.sched.tiers_mark
                     and _NUMBERS.issuperset(map(type, cost.values()))  # type: ignore[union-attr]
                 ):
-                    return new_lease(self._core, known, timeout)
-        return new_lease(self._core, self._cost(cost, scope), timeout)
+                    return new_vector_lease(self._core, known, timeout)
+        cost = self._cost(cost, scope)
+        if type(cost) is Costs:
+            return new_vector_lease(self._core, cost, timeout)
+        return new_lease(self._core, cost, timeout)
 
     def _cost(self, cost: Cost, scope: str | None) -> float:
         """A lease's cost as the scheduler takes it: a number, or a ``Costs`` of several

@@ -358,3 +358,17 @@ def test_a_mapping_with_a_value_of_no_number_says_so() -> None:
     pool.lease(cost={TOKENS: 8})  # seen before: the fast lookup holds it
     with pytest.raises(TypeError, match="cost: tokens must be a number, not list"):
         pool.lease(cost={TOKENS: [8]})  # type: ignore[dict-item]
+
+
+def test_a_lease_of_several_resources_takes_the_vector_path_and_a_number_does_not() -> None:
+    # The class of a lease picks the scheduler's fast path (no test of the cost's type
+    # at each lease): a Costs or a mapping of several resources, the vector path.
+    from aurora_async._pool.lease import VectorLease
+
+    pool = TokenPool([Token("secret-value-a", limits=SHAPES[0])])
+    assert VectorLease.__dict__["_try"].__func__ is Scheduler.try_take_vector
+    for cost in (Costs(1, {TOKENS: 8}), {TOKENS: 8}, {"requests": 1, TOKENS: 8}):
+        assert type(pool.lease(cost=cost)) is VectorLease
+        assert type(pool.lease(cost=cost, scope="search")) is VectorLease
+    for number in (1, 2.0, {"requests": 2}):
+        assert type(pool.lease(cost=number)) is not VectorLease
