@@ -230,21 +230,7 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
                     else:
                         lane.push((key, seq, slot))
                     return slot
-                elif type(cost) is Costs and slot.vector is not None:
-                    new = take_vector(slot, cost, now)  # several resources, plain buckets
-                    if new is not None:
-                        fifo.popleft()  # a new number, as _take_top gives (try_take_vector)
-                        if slot.in_flight >= slot.cap:
-                            slot.seq = -1
-                            slot.indexed = False
-                        else:
-                            seq = slot.seq = self._next_seq()
-                            if not fifo or new >= fifo[-1][0]:
-                                fifo.append((new, seq, slot))
-                            else:
-                                lane.push((new, seq, slot))
-                        return slot
-            found = lane.top()
+            found = lane.top()  # (a vector on plain buckets: _take_top, vector.take)
         else:
             found = top_of(lanes)
         if found is not None and found[0] <= now + EPS and self._take_top(found, cost, now):
