@@ -154,9 +154,9 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
                 freed = freed or delta < 0.0
         slot.units += requests
         if before or mine:  # count_usage(reserved, -1), then count_usage(actual)
-            usage = slot.usage
+            usage = slot.tally  # (the run, if any, stays a run: added in when read)
             if usage is None:
-                usage = slot.usage = {}
+                usage = slot.tally = {}
             for unit, units in mine.items():
                 usage[unit] = usage.get(unit, 0.0) + units - before.get(unit, 0.0)
             for unit, units in before.items():

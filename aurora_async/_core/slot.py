@@ -22,6 +22,7 @@ from .costs import Costs, KeyCost, part_of, scope_of
 from .expiry import jwt_expiry
 from .lanes import Lane
 from .limits import EACH_SCOPE, REQUESTS, Limit
+from .tally import Run, fold
 from .tokens import Token
 
 #: Times within this many seconds count as equal: asyncio fires a timer when it is due
@@ -76,12 +77,13 @@ class Slot:
         "rate_limited",
         "reason",
         "removed",
+        "run",
         "scope_cool",
         "scoped",
         "seq",
+        "tally",
         "token",
         "units",
-        "usage",
         "vector",
         "windows",
     )
@@ -116,7 +118,10 @@ class Slot:
         self.in_flight = 0
         self.leases = 0
         self.units = 0.0
-        self.usage: dict[str, float] | None = None  # units of other resources leased
+        # Units of other resources leased (``usage``): the dict, and the run of grants
+        # of one cost not yet added to it (see tally.py).
+        self.tally: dict[str, float] | None = None
+        self.run: Run | None = None
         self.epoch = 0  # counts changes to the windows (see Scheduler.refund)
         # Its entry in the lane index (see lanes.py): ``seq`` of the current entry.
         self.seq = -1
@@ -184,12 +189,42 @@ class Slot:
         """Every window of the slot, those made for scopes included."""
         return self.windows
 
+    @property
+    def usage(self) -> dict[str, float] | None:
+        """Units of the resources other than requests leased, by resource (``None``:
+        none yet)."""
+        run = self.run
+        if run is not None and run.times:
+            self.tally = fold(self.tally, run)
+        return self.tally
+
+    def usage_dict(self) -> dict[str, float]:
+        """:attr:`usage`, made if there is none yet (to change it)."""
+        usage = self.usage
+        if usage is None:
+            usage = self.tally = {}
+        return usage
+
+    def count_run(self, cost: Costs) -> None:
+        """Count a grant of ``cost`` in the usage: one more of the run if the run is of
+        ``cost`` (the usual loop), else after folding the run in, a new run of it."""
+        run = self.run
+        if run is None:
+            self.run = Run(cost)
+            return
+        if run.cost is not cost:
+            if run.times:
+                self.tally = fold(self.tally, run)
+            run.cost = cost
+        run.times += 1
+
     def count_usage(self, cost: float, sign: float = 1.0) -> None:
         """Add (or with ``sign=-1``, take back) ``cost``'s other resources to the usage."""
         if isinstance(cost, Costs) and cost.parts:
-            usage = self.usage
-            if usage is None:
-                usage = self.usage = {}
+            if sign == 1.0:
+                self.count_run(cost)
+                return
+            usage = self.usage_dict()
             for unit, units in cost.parts.items():
                 usage[unit] = usage.get(unit, 0.0) + sign * units
 

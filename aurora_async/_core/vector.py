@@ -81,11 +81,11 @@ def take(slot: Slot, cost: Costs, now: float) -> float | None:
     slot.in_flight += 1
     slot.leases += 1
     slot.units += cost
-    usage = slot.usage
-    if usage is None:
-        usage = slot.usage = {}
-    for unit, n in cost.parts.items():
-        usage[unit] = usage.get(unit, 0.0) + n
+    run = slot.run  # Slot.count_run, inlined for its usual case
+    if run is not None and run.cost is cost:
+        run.times += 1
+    else:
+        slot.count_run(cost)
     return key
 
 
@@ -201,11 +201,11 @@ class VectorTakes:
         in_flight = slot.in_flight = slot.in_flight + 1
         slot.leases += 1
         slot.units += cost
-        usage = slot.usage
-        if usage is None:
-            usage = slot.usage = {}
-        for unit, n in cost.parts.items():
-            usage[unit] = usage.get(unit, 0.0) + n
+        run = slot.run  # Slot.count_run, inlined for its usual case
+        if run is not None and run.cost is cost:
+            run.times += 1
+        else:
+            slot.count_run(cost)
         fifo.popleft()
         if in_flight >= slot.cap:
             slot.seq = -1
