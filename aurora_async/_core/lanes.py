@@ -3,7 +3,9 @@
 Tokens with the same limits form a *lane*. Each schedulable token has one entry
 ``(key, seq, slot)`` in its lane, where ``key`` is the time it can fire a unit cost (a
 lower bound for any larger cost) and ``seq`` both breaks ties and marks the entry as
-current: an entry whose ``seq`` is no longer its slot's is stale and skipped.
+current: an entry whose ``seq`` is no longer its slot's is stale and skipped. A token
+whose entry left the index (dropped at a front, the usual grant, or replaced in place)
+keeps its number for its next entry; one whose entry stays behind, stale, takes a new.
 
 Within a lane, the token leased is always the one with the lowest key, and leasing it
 moves its key to ``max(key, now) + cost / rate``-ish: later than every key leased
@@ -143,18 +145,20 @@ class Lane(Generic[S]):
         if self.stale > (len(fifo) >> 1) + 64:
             self.compact()
 
-    def retire(self, seq: int) -> None:
+    def retire(self, seq: int) -> bool:
         """The entry numbered ``seq`` is superseded: drop it if it is at a front (the
-        usual case: the token just leased), else leave it to go stale."""
+        usual case: the token just leased), else leave it to go stale. Returns whether
+        it was dropped (then its number may serve the token's next entry)."""
         fifo = self.fifo
         if fifo and fifo[0][1] == seq:
             fifo.popleft()
-            return
+            return True
         heap = self.heap
         if heap and heap[0][1] == seq:
             heappop(heap)
-            return
+            return True
         self.stale += 1
+        return False
 
     def add_cooled(self, slot: S) -> None:
         """``slot`` (of this lane) is held back until ``slot.cool_until``."""

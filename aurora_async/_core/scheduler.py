@@ -165,18 +165,15 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
         slot.epoch += 1  # a refund must not undo this
         if slot.indexed:
             fifo = slot.lane.fifo
-            if (
-                key is not None
-                and fifo
-                and fifo[-1][1] == slot.seq
-                and (len(fifo) == 1 or key >= fifo[-2][0])
-            ):
-                # The usual: it was the last leased. Its entry moves in place (as
-                # reindex would file it, but leaving no stale entry behind).
-                seq = slot.seq = self._next_seq()
-                fifo[-1] = (key, seq, slot)
-            else:
-                self.reindex(slot, key)
+            if fifo and fifo[-1][1] == slot.seq:
+                if key is None:
+                    key = slot.ready(slot.key_cost)
+                if len(fifo) == 1 or key >= fifo[-2][0]:
+                    # The usual: it was the last leased. Its entry moves in place, with
+                    # its number (as reindex would file it, leaving no stale entry).
+                    fifo[-1] = (key, slot.seq, slot)
+                    return freed
+            self.reindex(slot, key)
         return freed
 
     def release(self, slot: Slot) -> bool:
@@ -261,9 +258,10 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
         else:
             return False
         lane = slot.lane
-        lane.retire(seq)
+        gone = lane.retire(seq)
         if slot.in_flight < slot.cap:
-            seq = slot.seq = self._next_seq()
+            if not gone:  # (dropped: the token keeps its number, as try_take's do)
+                seq = slot.seq = self._next_seq()
             lane.push((key, seq, slot))
         else:
             slot.seq = -1

@@ -211,9 +211,7 @@ class VectorTakes:
             slot.seq = -1
             slot.indexed = False
             return slot
-        # A new number, as the general path gives (``_take_top``): among tokens due at
-        # the same key, the order is the general path's, whichever path leased them.
-        seq = slot.seq = self._next_seq()
+        seq = top[1]  # the token keeps its number (its old entry is gone), as ``_take_top``
         if not fifo or key >= fifo[-1][0]:
             fifo.append((key, seq, slot))
         else:

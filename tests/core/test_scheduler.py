@@ -261,6 +261,22 @@ def test_stale_lane_entries_are_compacted() -> None:
     assert sched.best(1, 0.0)[0] is slots[197 % 3]
 
 
+def test_a_token_keeps_its_entry_number_only_when_its_entry_is_dropped() -> None:
+    # Entry numbers mark the current entry: one may serve again only once its entry is
+    # out of the index (dropped at a front); an entry left behind makes the next new.
+    sched, (a, b) = make(Limit(4, per=1), Limit(4, per=1))
+    (lane,) = sched._lane_list
+    first = b.seq
+    sched.reindex(b, 5.0)  # b is behind a: its entry stays, stale
+    assert b.seq != first
+    assert lane.stale == 1
+    kept = a.seq
+    sched.reindex(a, 6.0)  # a is at the front: its entry goes
+    assert a.seq == kept
+    assert lane.stale == 1
+    assert [e[2].name for e in lane.fifo if e[1] == e[2].seq] == ["t1", "t0"]
+
+
 def test_slot_repr_and_state_never_show_the_secret() -> None:
     sched, (a,) = make(Limit(4), cap=2)
     text = repr(a) + repr(sched.slots)
