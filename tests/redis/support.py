@@ -180,8 +180,9 @@ async def until(
 ) -> None:
     """Wait for a state the test cannot observe otherwise (never for a timing): check
     ``condition`` (a function, or one returning an awaitable, e.g. a read from Redis)
-    every 5 ms of the loop's clock, and fail the test, naming ``what``, if it does not
-    hold within ``timeout`` seconds. The one polling helper of these tests."""
+    every 5 ms of the loop's clock, and fail the test, naming ``what`` (a noun phrase),
+    if it does not hold within ``timeout`` seconds. The one polling helper of these
+    tests."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -190,7 +191,7 @@ async def until(
             holds = await holds
         if holds:
             return
-        assert loop.time() < deadline, f"{what} did not come true within {timeout} s"
+        assert loop.time() < deadline, f"still waiting, after {timeout} s, for {what}"
         await asyncio.sleep(0.005)
 
 
@@ -249,7 +250,7 @@ async def reserved(pool: TokenPool, n: int = 1, timeout: float = 5.0) -> None:
             await done.wait()
     except TimeoutError:
         raise AssertionError(
-            f"{n} reservation(s) not held within {timeout} s (holding {len(queue.holding())})"
+            f"{n} reservation(s) not held within {timeout} s (held now: {len(queue.holding())})"
         ) from None
     finally:
         if replaced is None:

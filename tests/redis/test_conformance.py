@@ -67,7 +67,7 @@ class Harness:
         time), or holding its reservation from Redis, not yet due (checked as the reply
         is applied, so the test acts before it could come due)."""
         if self.kind == "memory":
-            await until(lambda: pool.stats().waiting == 1, what="a lease waiting")
+            await until(lambda: pool.stats().waiting == 1, what="a waiting lease")
         else:
             await reserved(pool)
             assert backend_of(pool).waiting == 1

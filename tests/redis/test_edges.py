@@ -382,7 +382,7 @@ async def test_fail_open_respects_caps_and_prefers_tokens_not_cooling(
         second = await pool.acquire()
         assert {first.name, second.name} == {NAME_A, NAME_B}
         third = asyncio.create_task(pool.acquire())  # both at their cap: it waits
-        await until(lambda: len(backend._queue.blocked) == 1, what="the third blocked")
+        await until(lambda: len(backend._queue.blocked) == 1, what="the third to block at the caps")
         assert not third.done()
         first.release()
         lease: Lease = await third
@@ -423,7 +423,7 @@ async def test_a_waiter_cancelled_in_the_middle_of_its_own_call_leaves_nothing_b
         task = asyncio.create_task(pool.acquire())  # an idle worker: it calls itself
         await started.wait()
         others = [asyncio.create_task(pool.acquire()) for _ in range(2)]  # queue behind
-        await until(lambda: backend.waiting == 3, what="the two others queued")
+        await until(lambda: backend.waiting == 3, what="the two others to queue")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

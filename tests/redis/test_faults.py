@@ -218,7 +218,7 @@ async def test_fail_closed_raises_until_redis_is_back(
         with pytest.raises(BackendUnavailable):
             await pool.acquire()  # at once, while the probe waits
         await asyncio.to_thread(own_redis.start)
-        await until(lambda: backend.mode == "redis", what="the probe finding Redis back")
+        await until(lambda: backend.mode == "redis", what="the probe to find Redis back")
         async with pool.lease() as lease:
             assert lease.name
     assert events.names().count("aurora.redis.failing_closed") == 1
