@@ -55,12 +55,14 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     sent += 1
                 except Exception as exc:  # counted: the test wants none
                     errors[type(exc).__name__] += 1
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.01)  # not spinning on a failing pool
 
         async def watch() -> None:
             while not stopping.is_set():
                 if not modes or modes[-1] != backend.mode:
                     modes.append(backend.mode)
+                # Sampled every 10 ms (no hook tells of a switch): the outage lasts 1.5 s,
+                # so no mode the test asserts on is shorter than a sample.
                 await asyncio.sleep(0.01)
 
         tasks = [asyncio.create_task(worker()) for _ in range(args.concurrency)]

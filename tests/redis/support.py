@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import random
 import shutil
@@ -12,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -171,12 +172,26 @@ def limits_of(pool: TokenPool) -> dict[str, tuple[Limit, ...]]:
     return {s.name: tuple(w.limit for w in s.windows) for s in core_of(pool).sched.slots.values()}
 
 
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for a state the test cannot observe otherwise (never for a timing)."""
+async def until(
+    condition: Callable[[], bool | Awaitable[bool]],
+    timeout: float = 5.0,
+    *,
+    what: str = "the condition",
+) -> None:
+    """Wait for a state the test cannot observe otherwise (never for a timing): check
+    ``condition`` (a function, or one returning an awaitable, e.g. a read from Redis)
+    every 5 ms of the loop's clock, and fail the test, naming ``what`` (a noun phrase),
+    if it does not hold within ``timeout`` seconds. The one polling helper of these
+    tests."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "the condition never came true"
+    while True:
+        holds = condition()
+        if inspect.isawaitable(holds):
+            holds = await holds
+        if holds:
+            return
+        assert loop.time() < deadline, f"still waiting, after {timeout} s, for {what}"
         await asyncio.sleep(0.005)
 
 
@@ -187,7 +202,58 @@ def backend_of(pool: TokenPool) -> RedisBackend:
     return backend
 
 
-async def landed(pool: TokenPool) -> None:
-    """Wait until the shared writes this pool made (a settle, a cooldown, a disable)
-    reached Redis: what a test reads next sees them, without sleeping for it."""
-    await backend_of(pool)._writes.drain(5.0)
+async def landed(pool: TokenPool, timeout: float = 5.0) -> None:
+    """Wait until the shared writes this pool made (a settle, a cooldown, a disable, the
+    state refresh a reply asked for) reached Redis, and the round they may have started
+    (registering again when the refresh found this worker forgotten) is over: what a
+    test reads next sees them, without sleeping for it. Awaits the backend's own
+    background tasks (its writer, its pump) until neither runs; fails the test if they
+    are still running after ``timeout`` seconds, or left a write unsent."""
+    backend = backend_of(pool)
+    writes, pump = backend._writes, backend._pump
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (task := writes._task or pump.task) is not None:
+        try:
+            async with asyncio.timeout_at(deadline):
+                await asyncio.shield(task)
+        except TimeoutError:
+            raise AssertionError(
+                f"the shared writes of {backend!r} did not land within {timeout} s"
+            ) from None
+    assert not writes._ops, f"shared writes left unsent: {list(writes._ops)}"
+
+
+async def reserved(pool: TokenPool, n: int = 1, timeout: float = 5.0) -> None:
+    """Wait until ``n`` waiters of ``pool`` hold a reservation of Redis that is not yet
+    due. Checked as each reserve reply is applied (``RedisBackend._apply``, the seam
+    the backend keeps for tests), so the test runs on before the loop's next timer: a
+    reservation cannot come due and be granted between the check and what the test
+    does next, as it could between two polls on a loaded machine. Fails the test if
+    the ``n`` reservations are not held within ``timeout`` seconds."""
+    backend = backend_of(pool)
+    queue = backend._queue
+    if len(queue.holding()) >= n:
+        return
+    done = asyncio.Event()
+    replaced = vars(backend).get("_apply")  # a test's own replacement, if any
+    apply = backend._apply
+
+    def apply_then_check(batch: Any, reply: Any) -> None:
+        apply(batch, reply)
+        if len(queue.holding()) >= n:
+            done.set()
+
+    backend._apply = apply_then_check  # type: ignore[method-assign]
+    try:
+        async with asyncio.timeout(timeout):
+            await done.wait()
+    except TimeoutError:
+        raise AssertionError(
+            f"{n} reservation(s) not held within {timeout} s (held now: {len(queue.holding())})"
+        ) from None
+    finally:
+        if replaced is None:
+            del backend._apply  # the class's own again
+        else:
+            backend._apply = replaced  # type: ignore[method-assign]

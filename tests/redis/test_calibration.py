@@ -22,7 +22,7 @@ from aurora_async._core.policy import Outcome, Verdict
 from aurora_async._pool.core import core_of
 from aurora_async._pool.responses import account_response
 
-from .support import Events, backend_of, conforms, limits_of
+from .support import Events, backend_of, conforms, limits_of, until
 
 pytestmark = pytest.mark.redis
 
@@ -30,15 +30,6 @@ A = "aaaa-secret-0001"
 NAME_A = "aaaa…0001"
 #: Declared: 20 a second, one at a time (burst 1): every change shows in the spacing.
 DECLARED = Limit(20, per=1, burst=1)
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for a state the test cannot observe otherwise (never for a timing)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "the condition never came true"
-        await asyncio.sleep(0.005)
 
 
 def written(pool: TokenPool) -> bool:
@@ -193,8 +184,11 @@ async def test_a_changed_window_admits_nothing_among_what_was_reserved_before(
     async with pool:
         backend = backend_of(pool)
         leases = [asyncio.create_task(pool.acquire()) for _ in range(10)]
-        while len(await backend.audit_log()) < 10:  # noqa: ASYNC110  (all reserved; most not due)
-            await asyncio.sleep(0.005)
+
+        async def all_reserved() -> bool:  # (most not due)
+            return len(await backend.audit_log()) == 10
+
+        await until(all_reserved, what="the ten reservations")
         backend.relimited(core_of(pool).slot(NAME_A), (new,), (old,))
         await until(lambda: written(pool))
         (state,) = await backend.inspect()

@@ -16,7 +16,7 @@ from redis.crc import key_slot
 from aurora_async import Limit, TokenPool
 from aurora_async._redis import RedisBackend
 
-from .support import REDIS_CLI, REDIS_SERVER, RedisProcess, free_port, require_binary
+from .support import REDIS_CLI, REDIS_SERVER, RedisProcess, free_port, landed, require_binary
 
 pytestmark = pytest.mark.redis
 
@@ -118,7 +118,8 @@ async def test_the_scripts_run_on_a_cluster_and_keys_share_one_slot(
         async with pools[0].lease() as lease:
             lease.rate_limited(1.0)
         pools[1].disable(pools[1].stats().tokens[2].name, "by hand")
-        await asyncio.sleep(0.05)
+        await landed(pools[0])  # the cooldown
+        await landed(pools[1])  # the disable
         log = await backends[0].audit_log()
         inspected = await backends[1].inspect()
         # Every key of the namespace, from every node.

@@ -18,7 +18,7 @@ from aurora_async import Lease, LeaseTimeout, Limit, NoTokensAvailable, PoolClos
 from aurora_async._pool.core import core_of
 from aurora_async._redis import RedisBackend
 
-from .support import granted_at
+from .support import backend_of, granted_at, reserved, until
 
 pytestmark = pytest.mark.redis
 
@@ -61,6 +61,16 @@ class Harness:
                 taken.remove((e.at_us, e.name or e.id))
         t0 = min(at for at, _ in taken)
         return sorted((round((at - t0) / 1e6, 6), name) for at, name in taken)
+
+    async def waiting(self, pool: TokenPool) -> None:
+        """Until one lease of ``pool`` waits: in the memory backend's queue (virtual
+        time), or holding its reservation from Redis, not yet due (checked as the reply
+        is applied, so the test acts before it could come due)."""
+        if self.kind == "memory":
+            await until(lambda: pool.stats().waiting == 1, what="a waiting lease")
+        else:
+            await reserved(pool)
+            assert backend_of(pool).waiting == 1
 
     def assert_times(self, got: list[float], expected: list[float]) -> None:
         assert len(got) == len(expected), (got, expected)
@@ -158,7 +168,7 @@ async def test_no_usable_token_fails_at_once_also_for_waiters(harness: Harness) 
     async with pool:
         first = await pool.acquire()
         waiter = asyncio.create_task(pool.acquire())
-        await asyncio.sleep(0.01)
+        await harness.waiting(pool)
         assert not waiter.done()
         first.revoked("401 from the API")
         first.release()
@@ -184,7 +194,7 @@ async def test_a_cancelled_waiter_consumes_nothing(harness: Harness) -> None:
     async with pool:
         first = await pool.acquire()
         waiter = asyncio.create_task(pool.acquire())
-        await asyncio.sleep(0.02)
+        await harness.waiting(pool)  # holding the reservation at 0.1
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
@@ -202,6 +212,8 @@ async def test_max_in_flight_caps_each_token(harness: Harness) -> None:
             nonlocal peak
             async with pool.lease():
                 peak = max(peak, max(t.in_flight for t in pool.stats().tokens))
+                # The call the lease is for, 10 ms (virtual in memory, real on Redis):
+                # the six overlap, so only the cap keeps each token at one.
                 await asyncio.sleep(0.01)
 
         await asyncio.gather(*(one() for _ in range(6)))
@@ -227,7 +239,7 @@ async def test_closing_fails_waiters_with_pool_closed(harness: Harness) -> None:
     async with pool:
         await pool.acquire()
         waiter = asyncio.create_task(pool.acquire())
-        await asyncio.sleep(0.01)
+        await harness.waiting(pool)
     with pytest.raises(PoolClosed):
         await waiter
     with pytest.raises(PoolClosed):

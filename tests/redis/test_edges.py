@@ -19,7 +19,7 @@ from aurora_async import (
 )
 from aurora_async._redis import RedisBackend
 
-from .support import Events, RedisProcess, backend_of, granted_at, until
+from .support import Events, RedisProcess, backend_of, granted_at, landed, reserved, until
 
 pytestmark = pytest.mark.redis
 
@@ -36,8 +36,7 @@ async def test_a_reservation_followed_by_another_stays_spent(
         first = await pool.acquire()
         second = asyncio.create_task(pool.acquire())  # reserved at 0.1
         third = asyncio.create_task(pool.acquire())  # reserved at 0.2, same call
-        await until(lambda: backend_of(pool).waiting == 2)
-        await asyncio.sleep(0.01)
+        await reserved(pool, 2)
         second.cancel()
         fourth = await pool.acquire()  # cannot take 0.1: the one at 0.2 followed it
         log = await backend_of(pool).audit_log()
@@ -144,7 +143,7 @@ async def test_the_trial_cap_holds_each_token_to_one_lease_until_it_proves_itsel
     async def one(fail: bool) -> None:
         async with pool.lease() as lease:
             peaks.append(max(t.in_flight for t in pool.stats().tokens))
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # the call, 10 ms of real time: the six overlap
             if fail:
                 lease.failed()
 
@@ -199,7 +198,10 @@ async def test_workers_gone_quiet_are_forgotten_with_their_tokens(
     async with one, two:
         async with one.lease():
             pass
-        await asyncio.sleep(0.6)  # one is silent for longer than its liveness (0.5 s)
+        # One is silent for longer than its liveness (0.5 s). Real time: the liveness is
+        # judged by the Redis server's clock. A loaded machine only sleeps longer, and
+        # an idle worker sends no heartbeat meanwhile, so one is forgotten either way.
+        await asyncio.sleep(0.6)
         async with two.lease():
             pass  # two's registration forgets one, and one's tokens leave the index
         states = {t.id: t.state for t in await backend_of(two).inspect()}
@@ -222,11 +224,13 @@ async def test_busy_workers_keep_their_heartbeat(
         stop = loop.time() + 0.35
         while loop.time() < stop:
             async with pool.lease():
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(0.005)  # busy: a lease after another, for 0.35 s
         seen = await raw.zscore(backend._keys.procs, backend.worker)
         seconds, micros = await raw.time()
         now_ms = seconds * 1000 + micros // 1000
-    assert now_ms - seen < 250  # touched within the last heartbeat period (0.1 s)
+    # Touched within the last heartbeat period (0.1 s), with 0.15 s for a late loop; a
+    # worker that stopped beating after registering would be 0.35 s old or more.
+    assert now_ms - seen < 250
 
 
 async def test_remote_disables_reach_waiters_and_stats(
@@ -238,7 +242,7 @@ async def test_remote_disables_reach_waiters_and_stats(
             pass
         one.disable(NAME_A, "expired")
         one.disable(NAME_B, "expired")
-        await asyncio.sleep(0.05)
+        await landed(one)
         with pytest.raises(NoTokensAvailable):
             await two.acquire()
         assert {t.state for t in two.stats().tokens} == {TokenState.DISABLED}
@@ -298,7 +302,9 @@ async def test_degraded_mode_times_out_blocks_and_caps(
         with pytest.raises(Exception, match="soonest token"):
             await pool.acquire(timeout=0)  # the local bucket is empty for 0.2 s
         waiter = asyncio.create_task(pool.acquire())
-        await asyncio.sleep(0.05)
+        # (Served by the local limiter: no reply to hook, so polled; it is due in 0.2 s.)
+        holding = backend._queue.holding
+        await until(lambda: len(holding()) == 1, what="a local reservation")
         waiter.cancel()  # its local reservation goes back
         with pytest.raises(asyncio.CancelledError):
             await waiter
@@ -376,7 +382,7 @@ async def test_fail_open_respects_caps_and_prefers_tokens_not_cooling(
         second = await pool.acquire()
         assert {first.name, second.name} == {NAME_A, NAME_B}
         third = asyncio.create_task(pool.acquire())  # both at their cap: it waits
-        await asyncio.sleep(0.02)
+        await until(lambda: len(backend._queue.blocked) == 1, what="the third to block at the caps")
         assert not third.done()
         first.release()
         lease: Lease = await third
@@ -406,22 +412,23 @@ async def test_a_waiter_cancelled_in_the_middle_of_its_own_call_leaves_nothing_b
     backend = backend_of(pool)
     async with pool:
         call = backend._redis.call
-        started = asyncio.Event()
+        started, gate = asyncio.Event(), asyncio.Event()
 
         async def slow_call(script: Any, keys: Any, args: Any) -> Any:
             started.set()
-            await asyncio.sleep(0.05)  # the waiter is cancelled here, mid-call
+            await gate.wait()  # the waiter is cancelled here, mid-call
             return await call(script, keys, args)
 
         backend._redis.call = slow_call  # type: ignore[method-assign]
         task = asyncio.create_task(pool.acquire())  # an idle worker: it calls itself
         await started.wait()
         others = [asyncio.create_task(pool.acquire()) for _ in range(2)]  # queue behind
-        await asyncio.sleep(0)
+        await until(lambda: backend.waiting == 3, what="the two others to queue")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         backend._redis.call = call  # type: ignore[method-assign]
+        gate.set()  # (a call made meanwhile goes on)
         leases = await asyncio.gather(*others)
         assert backend.waiting == 0
         assert pool.stats().token(NAME_A).in_flight == 2

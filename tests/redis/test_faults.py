@@ -17,7 +17,7 @@ from aurora_async import BackendUnavailable, Limit, TokenPool
 from aurora_async._pool.core import core_of
 from aurora_async._redis import RedisBackend
 
-from .support import Events, RedisProcess, conforms, granted_at
+from .support import Events, RedisProcess, conforms, granted_at, until
 
 pytestmark = pytest.mark.redis
 
@@ -45,8 +45,8 @@ class Load:
                         self.grants.append((granted_at(lease), lease.name))
                         await asyncio.sleep(hold)
                 except BackendUnavailable as exc:
-                    self.errors.append(exc)
-                    await asyncio.sleep(0.01)
+                    self.errors.append(exc)  # (the tests want none)
+                    await asyncio.sleep(0.01)  # not spinning on a failing backend
 
         await asyncio.gather(*(worker() for _ in range(self.concurrency)))
 
@@ -218,10 +218,7 @@ async def test_fail_closed_raises_until_redis_is_back(
         with pytest.raises(BackendUnavailable):
             await pool.acquire()  # at once, while the probe waits
         await asyncio.to_thread(own_redis.start)
-        for _ in range(100):
-            if backend.mode == "redis":
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: backend.mode == "redis", what="the probe to find Redis back")
         async with pool.lease() as lease:
             assert lease.name
     assert events.names().count("aurora.redis.failing_closed") == 1

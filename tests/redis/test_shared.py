@@ -18,7 +18,7 @@ from aurora_async import Limit, NoTokensAvailable, Token, TokenPool, TokenState
 from aurora_async._redis import RedisBackend
 from aurora_async._redis.keys import token_id
 
-from .support import Events, backend_of, conforms, landed
+from .support import Events, backend_of, conforms, landed, reserved
 
 pytestmark = pytest.mark.redis
 
@@ -112,7 +112,7 @@ async def test_a_401_disables_the_token_for_every_worker(
         for _ in range(4):
             async with two.lease() as lease:
                 names.append(lease.name)
-        await asyncio.sleep(0.02)  # the state refresh that follows its reply
+        await landed(two)  # the state refresh its replies asked for (a new version)
         stats = two.stats().token(dead)
         inspected = {t.name: t for t in await backend_of(two).inspect()}
     assert dead not in names
@@ -129,7 +129,7 @@ async def test_waiters_of_another_worker_fail_when_the_last_token_dies(
     async with one, two:
         held = await one.acquire()
         waiter = asyncio.create_task(two.acquire())  # reserved a second from now
-        await asyncio.sleep(0.05)
+        await reserved(two)
         held.revoked("revoked")
         held.release()
         with pytest.raises(NoTokensAvailable):
@@ -286,7 +286,7 @@ async def test_a_worker_whose_registration_vanished_registers_again(
         await landed(one)
         async with two.lease():
             pass
-        await asyncio.sleep(0.02)
+        await landed(two)  # the state refresh its reply asked for, then registering again
         assert backend._version != version
         assert await raw.exists(backend._keys.proc(backend.worker))
         assert two.stats().token(NAME_A).state is TokenState.DISABLED

@@ -19,6 +19,8 @@ from aurora_async import Limit, TokenPool
 from aurora_async._core.buckets import spent_levels
 from aurora_async._pool.core import core_of
 
+from .support import landed
+
 pytestmark = pytest.mark.redis
 
 A = "aaaa-secret-0001"
@@ -33,7 +35,7 @@ async def spacing_after_cooldown(
     async with one, two:
         async with one.lease() as lease:
             lease.rate_limited(retry_after=retry_after)
-        await asyncio.sleep(0.02)
+        await landed(one)  # the cooldown (and the windows it fills) is in Redis
         leases = await asyncio.gather(*(two.acquire() for _ in range(4)))
         for lease in leases:
             lease.release()
