@@ -109,10 +109,10 @@ async def test_a_reserved_token_disabled_meanwhile_sends_the_waiter_elsewhere(
         await pool.acquire()
         await pool.acquire()  # both tokens used: the next waits 0.1 s for one
         task = asyncio.create_task(pool.acquire())
-        await until(lambda: backend.waiting == 1 and not backend._outbox)
-        reserved = next(t for _, t in backend._timeline.reserved())
-        assert reserved.slot is not None
-        dead = reserved.slot.name
+        await reserved(pool)  # (polling for it could miss it coming due, under load)
+        ticket = next(t for _, t in backend._timeline.reserved())
+        assert ticket.slot is not None
+        dead = ticket.slot.name
         pool.disable(dead, "by hand")
         lease = await task
     assert lease.name != dead
@@ -126,9 +126,9 @@ async def test_a_reserved_token_cooled_meanwhile_sends_the_waiter_elsewhere(
     async with pool:
         one, two = await pool.acquire(), await pool.acquire()
         task = asyncio.create_task(pool.acquire())
-        await until(lambda: backend.waiting == 1 and not backend._outbox)
-        reserved = next(t for _, t in backend._timeline.reserved())
-        held = one if one.name == reserved.slot.name else two  # type: ignore[union-attr]
+        await reserved(pool)
+        ticket = next(t for _, t in backend._timeline.reserved())
+        held = one if one.name == ticket.slot.name else two  # type: ignore[union-attr]
         held.rate_limited(retry_after=10)
         lease = await task
     assert lease.name != held.name
@@ -256,7 +256,7 @@ async def test_closing_gives_back_reservations_and_flushes_shared_writes(
         async with one:
             await one.acquire()
             waiter = asyncio.create_task(one.acquire())
-            await until(lambda: backend_of(one).waiting == 1 and not backend_of(one)._outbox)
+            await reserved(one)
             one.cool(NAME_A, 0.3)
         with pytest.raises(Exception, match="closed"):
             await waiter

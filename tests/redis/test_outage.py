@@ -27,7 +27,7 @@ from aurora_async._redis.degrade import LocalLimiter
 from aurora_async._redis.wire import parse_reply
 
 from .outage import LIMIT, TOKENS, run
-from .support import Events, RedisProcess, backend_of, free_port, granted_at, until
+from .support import Events, RedisProcess, backend_of, free_port, granted_at, reserved, until
 
 pytestmark = pytest.mark.redis
 
@@ -149,7 +149,7 @@ async def test_redis_reservations_not_granted_yet_are_served_locally_after_the_s
     async with pool:
         (await pool.acquire()).release()
         waiters = [asyncio.create_task(pool.acquire()) for _ in range(2)]
-        await until(lambda: len(list(backend._timeline.reserved())) == 2)
+        await reserved(pool, 2)
         log = await backend.audit_log()
         own_redis.pause()
         try:

@@ -29,7 +29,7 @@ from aurora_async._redis.keys import Keys
 from aurora_async._redis.lua import PRELUDE
 from aurora_async._redis.scripts import RESUME
 
-from .support import RedisProcess, backend_of, conforms, landed, until
+from .support import RedisProcess, backend_of, conforms, landed, reserved
 
 pytestmark = pytest.mark.redis
 
@@ -164,7 +164,7 @@ async def test_a_cancelled_waiter_gives_back_its_scopes_part(
             async with one.lease(scope="gpt-4o", timeout=0):
                 pass
         waiter = asyncio.create_task(one.acquire(scope="gpt-4o"))  # reserved in 30 s
-        await until(lambda: any(True for _ in backend_of(one)._timeline.reserved()))
+        await reserved(one)
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
