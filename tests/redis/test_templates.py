@@ -29,7 +29,7 @@ from aurora_async._redis.keys import Keys
 from aurora_async._redis.lua import PRELUDE
 from aurora_async._redis.scripts import RESUME
 
-from .support import RedisProcess, backend_of, conforms, landed, reserved
+from .support import RedisProcess, backend_of, conforms, granted_at, landed, reserved
 
 pytestmark = pytest.mark.redis
 
@@ -255,10 +255,13 @@ async def test_while_redis_is_away_a_templates_scopes_are_served_locally(
         async with pool.lease(scope="a"):
             pass
         await asyncio.to_thread(own_redis.stop)
-        async with pool.lease(scope="a", timeout=2):  # (full as of the switch: waits)
-            assert backend.mode == "degrade"
-        async with pool.lease(scope="b", timeout=2):
+        async with pool.lease(scope="a", timeout=2) as first:  # (full as of the switch:
+            assert backend.mode == "degrade"  # it waits for one unit to drain, 50 ms)
+        async with pool.lease(scope="b", timeout=2) as second:
             pass
+    # One local window for both scopes: b waits behind a's unit, for the next 50 ms to
+    # drain (scope b's own window, full as of the switch too, would have had room at once).
+    assert granted_at(second) - granted_at(first) >= 0.05 - 1e-3
 
 
 def test_degraded_a_template_is_one_local_window_for_every_scope_not_declared() -> None:
