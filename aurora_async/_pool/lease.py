@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from asyncio import get_running_loop
+from asyncio import Future, get_running_loop
 from collections.abc import Mapping
 from threading import get_ident
 from types import TracebackType
@@ -23,6 +23,7 @@ _PLAIN = (float, int)  # timeouts the fast path takes as they are (not bool: a s
 _OK = Verdict.OK
 _FINE = (None, _OK)
 _new = object.__new__
+_Future = Future  # the C class, without loop.create_future()'s Python frame
 
 
 class Lease:
@@ -229,49 +230,57 @@ class Lease:
                 usual = 0 < cost <= sched.max_cost
             except TypeError:
                 usual = False
-            if not usual:
-                return await self._careful()
-            queued = core.wait(cost, timeout, now)
         else:
             if self._state != _PENDING:
                 raise RuntimeError("a Lease can be entered only once; call pool.lease() again")
-            return await self._careful()
-        # Wait in the pool's queue until the dispatcher resolves the entry's future with
-        # a token, an error, or a timeout.
+            usual = False
+        if not usual:
+            # First use, a timeout of 0 or an odd one, an odd cost, a closed pool, a
+            # shared backend: the careful path checks everything, may grant at once...
+            if core.backend is not None:
+                return await self._shared()
+            now, slot, _ = core.prepare(self._cost, timeout)
+            if slot is not None:
+                self._slot = slot
+                self._granted_at = now
+                self._outcome = None
+                self._state = _HELD
+                return self
+            loop = core.loop  # bound now
+            sched = core.sched
+            cost = self._cost
+        # ... or the lease waits in the pool's queue until the dispatcher resolves its
+        # entry's future with a token, an error, or a timeout. (Written here, not in a
+        # PoolCore method: a frame less for every waiting lease.)
+        queued: Queued = _new(Queued)  # no __init__ frames; the grant sets the rest
+        queued.cost = cost
+        queued.deadline = deadline = _INF if timeout is None else now + timeout
+        queued.enqueued_at = now
+        queued.live = True
+        queued.slot = None
+        queued.timeout = timeout
+        fut: Future[None] = _Future(loop=loop)
+        queued.fut = fut
+        if sched.enqueue(queued):
+            core.dispatch()
+        if deadline < core.timer_at:
+            core.arm(deadline)
         try:
-            await queued.fut  # type: ignore[misc]
+            await fut
         except BaseException:
             core.abandon(queued)
             raise
         self._slot = queued.slot  # type: ignore[assignment]
         self._granted_at = queued.granted_at
-        self._enqueued_at = queued.enqueued_at
+        self._enqueued_at = now
         self._outcome = None
         self._state = _HELD
         return self
 
-    async def _careful(self) -> Lease:
-        """First use, a timeout of 0 or an odd one, an odd cost, a closed pool, a shared
-        backend: the careful path, which checks everything, may grant at once, or waits."""
-        core = self._core
-        cost = self._cost
-        if core.backend is not None:
-            queued = Queued(cost, _INF, 0.0, self._timeout)
-            await core.backend.acquire(queued)  # shared state: the backend decides
-            return self._take(queued)
-        now, slot, _ = core.prepare(cost, self._timeout)
-        if slot is not None:
-            self._slot = slot
-            self._granted_at = now
-            self._outcome = None
-            self._state = _HELD
-            return self
-        queued = core.wait(cost, self._timeout, now)
-        try:
-            await queued.fut  # type: ignore[misc]
-        except BaseException:
-            core.abandon(queued)
-            raise
+    async def _shared(self) -> Lease:
+        """A pool with a shared backend: the backend decides, and queues the lease."""
+        queued = Queued(self._cost, _INF, 0.0, self._timeout)
+        await self._core.backend.acquire(queued)  # type: ignore[union-attr]
         return self._take(queued)
 
     def _take(self, queued: Queued) -> Lease:
