@@ -76,9 +76,8 @@ class WaiterQueue:
             deadline = waiter.deadline
             if deadline < INF:  # _time and _share, inlined
                 timed = self._timed
-                sharing = timed.get(deadline)
-                if sharing is None:
-                    timed[deadline] = waiter
+                sharing = timed.setdefault(deadline, waiter)  # one float hashed, not two
+                if sharing is waiter:  # its own deadline
                     fifo = self._deadline_fifo
                     if not fifo or deadline >= fifo[-1]:
                         fifo.append(deadline)
