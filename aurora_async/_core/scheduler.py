@@ -345,22 +345,30 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
         first = len(granted)
         timed = self._timed
         deadlines = self._deadline_fifo
+        # The one cost that waits (no split queue), as a float when it is one exactly:
+        # the checks and sums below then compare and add floats, not an int and a float
+        # (the slow path of both). The same number, so the same results.
+        cost = next(iter(self._costs), 0.0)
+        if type(cost) is int and float(cost) == cost:
+            cost = float(cost)
+        # The fronts are taken off and put back at the first head not served (a deque's
+        # popleft is cheaper than reading its front), and the FIFO's back key is kept.
+        back = fifo[-1][0] if fifo else INF
         while queue and fifo:
-            head = queue[0]
+            head = queue.popleft()
             if not head.live:
-                queue.popleft()
                 continue
-            top = fifo[0]
+            top = fifo.popleft()
             slot = top[2]
-            cost = head.cost
             if not (
                 top[0] <= limit
                 and slot.seq == top[1]
                 and cost == slot.key_cost  # never a mixed slot, never a vector cost
                 and slot.cool_until < now
             ):
+                fifo.appendleft(top)
+                queue.appendleft(head)
                 break
-            queue.popleft()
             head.live = False  # _drop, inlined; the counts below the loop
             deadline = head.deadline
             if deadline < INF:  # _untime, inlined
@@ -392,11 +400,11 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
             slot.leases += 1
             slot.units += cost
             granted.append(head)
-            fifo.popleft()
             if in_flight < slot.cap:
-                key = now + (level + slot.key_cost - w.burst) / rate
-                if not fifo or key >= fifo[-1][0]:
+                key = now + (level + cost - w.burst) / rate  # cost: the slot's key cost
+                if not fifo or key >= back:
                     fifo.append((key, top[1], slot))
+                    back = key
                 else:
                     lane.push((key, top[1], slot))
                     break  # the lane's top may now be in its heap
