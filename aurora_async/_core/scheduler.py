@@ -335,8 +335,7 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
     def _serve_lane(self, lane: Lane[Slot], now: float, granted: list[Waiter]) -> None:
         """:meth:`_serve_usual` for its commonest case, one lane of one-window tokens and
         waiters of one cost (no split queue): grant the head while the lane's FIFO front
-        fires its cost now, no cooldown in the way; the queue's counts are kept once, at
-        the end. Stops at the first head it cannot serve so (for ``_serve_usual``)."""
+        fires its cost now, no cooldown in the way; stops at the first head it cannot."""
         if lane.heap:
             return  # the lane's top may be there: _serve_usual looks
         limit = now + EPS
@@ -345,14 +344,8 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
         first = len(granted)
         timed = self._timed
         deadlines = self._deadline_fifo
-        # The one cost that waits (no split queue), as a float when it is one exactly:
-        # the checks and sums below then compare and add floats, not an int and a float
-        # (the slow path of both). The same number, so the same results.
-        cost = next(iter(self._costs), 0.0)
-        if type(cost) is int and float(cost) == cost:
-            cost = float(cost)
-        # The fronts are taken off and put back at the first head not served (a deque's
-        # popleft is cheaper than reading its front), and the FIFO's back key is kept.
+        cost = _as_float(next(iter(self._costs), 0.0))  # the one cost waiting (no split)
+        # Fronts popped, and put back at the first head not served (cheaper than reading).
         back = fifo[-1][0] if fifo else INF
         while queue and fifo:
             head = queue.popleft()
@@ -381,9 +374,8 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
                     del same[head]  # type: ignore[union-attr]  # shared: a dict
                     if not same:
                         del timed[deadline]
-            # Slot.take for one window (the bucket leaks, then takes), count_grant, and
-            # the slot's new entry at the back of the FIFO (keeping its number: the old
-            # entry, the front, is gone), as in _serve_usual.
+            # Slot.take for one window (the bucket leaks, then takes), count_grant, and the
+            # slot's new entry at the FIFO's back (keeping its number), as in _serve_usual.
             w = slot.windows[0]
             level = w._level
             last = w._last_check
@@ -546,6 +538,14 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
         """Waiters no usable token can ever serve (after tokens were disabled or
         removed); they are dropped from the queue and should fail."""
         return self._drop_costlier(self.max_cost)
+
+
+def _as_float(cost: float) -> float:
+    """``cost`` as a float if it is one exactly (an int and a float compare and add on
+    the slow path of both); the same number, so the same results."""
+    if type(cost) is int and float(cost) == cost:
+        return float(cost)
+    return cost
 
 
 def _vectors(cost: float, costs: dict[float, int]) -> bool:

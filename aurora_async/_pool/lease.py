@@ -248,9 +248,9 @@ class Lease:
                 return self
             sched = core.sched
             cost = self._cost
-        # ... or the lease waits in the pool's queue until the dispatcher resolves its
-        # entry's future with a token, an error, or a timeout. (Written here, not in a
-        # PoolCore method: a frame less for every waiting lease.)
+        # ... or it waits in the pool's queue until the dispatcher resolves its entry's
+        # future with a token, an error, or a timeout (here, not in a PoolCore method:
+        # a frame less for every waiting lease).
         queued: Queued = _new(Queued)  # no __init__ frames; the grant sets the rest
         queued.cost = cost
         queued.deadline = deadline = _INF if timeout is None else now + timeout
@@ -258,9 +258,7 @@ class Lease:
         queued.live = True
         queued.slot = None
         queued.timeout = timeout
-        # The running loop is the pool's (checked above, or bound by prepare): a future
-        # made without naming it has no keyword to parse (a third of its cost).
-        fut: Future[None] = _Future()
+        fut: Future[None] = _Future()  # the running loop's, the pool's: no keyword to parse
         queued.fut = fut
         if sched.enqueue(queued):
             core.dispatch()
