@@ -345,17 +345,18 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
         timed = self._timed
         deadlines = self._deadline_fifo
         cost = _as_float(next(iter(self._costs), 0.0))  # the one cost waiting (no split)
-        # Fronts popped, and put back at the first head not served (cheaper than reading).
+        # Fronts popped, put back at the first head not served; the ends read kept here.
         back = fifo[-1][0] if fifo else INF
+        front = deadlines[0] if deadlines else INF
         while queue and fifo:
             head = queue.popleft()
             if not head.live:
                 continue
             top = fifo.popleft()
-            slot = top[2]
+            due, seq, slot = top
             if not (
-                top[0] <= limit
-                and slot.seq == top[1]
+                due <= limit
+                and slot.seq == seq
                 and cost == slot.key_cost  # never a mixed slot, never a vector cost
                 and slot.cool_until < now
             ):
@@ -368,17 +369,16 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
                 same = timed[deadline]
                 if same is head:  # its deadline's own: the float goes stale, or goes now
                     del timed[deadline]
-                    if deadlines and deadlines[0] == deadline:  # the same timeouts' usual
+                    if deadline == front:  # the same timeouts' usual
                         deadlines.popleft()
+                        front = deadlines[0] if deadlines else INF
                 else:
                     del same[head]  # type: ignore[union-attr]  # shared: a dict
                     if not same:
                         del timed[deadline]
-            # Slot.take for one window (the bucket leaks, then takes), count_grant, and the
-            # slot's new entry at the FIFO's back (keeping its number), as in _serve_usual.
+            # Slot.take for one window, count_grant and the new entry, as in _serve_usual.
             w = slot.windows[0]
-            level = w._level
-            last = w._last_check
+            level, last = w._level, w._last_check
             head.undo = (level, last)
             rate = w.rate
             level = level - (now - last) * rate
@@ -395,10 +395,10 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
             if in_flight < slot.cap:
                 key = now + (level + cost - w.burst) / rate  # cost: the slot's key cost
                 if not fifo or key >= back:
-                    fifo.append((key, top[1], slot))
+                    fifo.append((key, seq, slot))
                     back = key
                 else:
-                    lane.push((key, top[1], slot))
+                    lane.push((key, seq, slot))
                     break  # the lane's top may now be in its heap
             else:
                 slot.seq = -1
