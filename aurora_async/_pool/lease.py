@@ -219,8 +219,9 @@ class Lease:
             and loop is not None  # on the pool's loop, running here: asked of the loop
             and (loop._thread_id == get_ident() if core.by_thread else loop is get_running_loop())  # type: ignore[attr-defined]
             # no timeout, or a plain positive finite one (anything else: the careful path
-            # says what is wrong with it, or handles timeout=0)
-            and (timeout is None or (type(timeout) in _PLAIN and 0 < timeout < _INF))
+            # says what is wrong with it, or handles timeout=0); 0.0: a float timeout is
+            # compared float to float (an int and a float take the slow path)
+            and (timeout is None or (type(timeout) in _PLAIN and 0.0 < timeout < _INF))
         ):
             sched = core.sched
             cost = self._cost
