@@ -54,6 +54,8 @@ class WaiterQueue:
         #: heap of the others.
         self._deadline_fifo: deque[float] = deque()
         self._deadline_heap: list[float] = []
+        #: The FIFO's back, while it has one (cheaper to read than a deque's last item).
+        self._deadline_back = -INF
         self._costs: dict[float, int] = {}  # cost -> live waiters asking it
         #: The queue split by cost (kept once costs differ: backfilling needs it).
         self._by_cost: dict[float, deque[Waiter]] | None = None
@@ -76,12 +78,12 @@ class WaiterQueue:
             deadline = waiter.deadline
             if deadline < INF:  # _time and _share, inlined
                 timed = self._timed
-                sharing = timed.get(deadline)
-                if sharing is None:
-                    timed[deadline] = waiter
+                sharing = timed.setdefault(deadline, waiter)  # one float hashed, not two
+                if sharing is waiter:  # its own deadline
                     fifo = self._deadline_fifo
-                    if not fifo or deadline >= fifo[-1]:
+                    if not fifo or deadline >= self._deadline_back:
                         fifo.append(deadline)
+                        self._deadline_back = deadline
                     else:
                         heappush(self._deadline_heap, deadline)
                 elif type(sharing) is dict:
@@ -123,8 +125,9 @@ class WaiterQueue:
             return
         timed[deadline] = waiter
         fifo = self._deadline_fifo
-        if not fifo or deadline >= fifo[-1]:
+        if not fifo or deadline >= self._deadline_back:
             fifo.append(deadline)
+            self._deadline_back = deadline
         else:
             heappush(self._deadline_heap, deadline)
 

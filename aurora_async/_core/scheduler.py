@@ -333,8 +333,7 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
     def _serve_lane(self, lane: Lane[Slot], now: float, granted: list[Waiter]) -> None:
         """:meth:`_serve_usual` for its commonest case, one lane of one-window tokens and
         waiters of one cost (no split queue): grant the head while the lane's FIFO front
-        fires its cost now, no cooldown in the way; the queue's counts are kept once, at
-        the end. Stops at the first head it cannot serve so (for ``_serve_usual``)."""
+        fires its cost now, no cooldown in the way; stops at the first head it cannot."""
         if lane.heap:
             return  # the lane's top may be there: _serve_usual looks
         limit = now + EPS
@@ -343,40 +342,41 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
         first = len(granted)
         timed = self._timed
         deadlines = self._deadline_fifo
+        cost = _as_float(next(iter(self._costs), 0.0))  # the one cost waiting (no split)
+        # Fronts popped, put back at the first head not served; the ends read kept here.
+        back = fifo[-1][0] if fifo else INF
+        front = deadlines[0] if deadlines else INF
         while queue and fifo:
-            head = queue[0]
+            head = queue.popleft()
             if not head.live:
-                queue.popleft()
                 continue
-            top = fifo[0]
-            slot = top[2]
-            cost = head.cost
+            top = fifo.popleft()
+            due, seq, slot = top
             if not (
-                top[0] <= limit
-                and slot.seq == top[1]
+                due <= limit
+                and slot.seq == seq
                 and cost == slot.key_cost  # never a mixed slot, never a vector cost
                 and slot.cool_until < now
             ):
+                fifo.appendleft(top)
+                queue.appendleft(head)
                 break
-            queue.popleft()
             head.live = False  # _drop, inlined; the counts below the loop
             deadline = head.deadline
             if deadline < INF:  # _untime, inlined
                 same = timed[deadline]
                 if same is head:  # its deadline's own: the float goes stale, or goes now
                     del timed[deadline]
-                    if deadlines and deadlines[0] == deadline:  # the same timeouts' usual
+                    if deadline == front:  # the same timeouts' usual
                         deadlines.popleft()
+                        front = deadlines[0] if deadlines else INF
                 else:
                     del same[head]  # type: ignore[union-attr]  # shared: a dict
                     if not same:
                         del timed[deadline]
-            # Slot.take for one window (the bucket leaks, then takes), count_grant, and
-            # the slot's new entry at the back of the FIFO (keeping its number: the old
-            # entry, the front, is gone), as in _serve_usual.
+            # Slot.take for one window, count_grant and the new entry, as in _serve_usual.
             w = slot.windows[0]
-            level = w._level
-            last = w._last_check
+            level, last = w._level, w._last_check
             head.undo = (level, last)
             rate = w.rate
             level = level - (now - last) * rate
@@ -390,13 +390,13 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
             slot.leases += 1
             slot.units += cost
             granted.append(head)
-            fifo.popleft()
             if in_flight < slot.cap:
-                key = now + (level + slot.key_cost - w.burst) / rate
-                if not fifo or key >= fifo[-1][0]:
-                    fifo.append((key, top[1], slot))
+                key = now + (level + cost - w.burst) / rate  # cost: the slot's key cost
+                if not fifo or key >= back:
+                    fifo.append((key, seq, slot))
+                    back = key
                 else:
-                    lane.push((key, top[1], slot))
+                    lane.push((key, seq, slot))
                     break  # the lane's top may now be in its heap
             else:
                 slot.seq = -1
@@ -536,6 +536,14 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
         """Waiters no usable token can ever serve (after tokens were disabled or
         removed); they are dropped from the queue and should fail."""
         return self._drop_costlier(self.max_cost)
+
+
+def _as_float(cost: float) -> float:
+    """``cost`` as a float if it is one exactly (an int and a float compare and add on
+    the slow path of both); the same number, so the same results."""
+    if type(cost) is int and float(cost) == cost:
+        return float(cost)
+    return cost
 
 
 def _vectors(cost: float, costs: dict[float, int]) -> bool:

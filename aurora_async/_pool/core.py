@@ -69,8 +69,6 @@ PROBE_429_RULE = "a probe's 429 rests the token, without doubling or filling its
 
 
 InvalidStateError = asyncio.InvalidStateError
-_Future = asyncio.Future  # the C class, without loop.create_future()'s Python frame
-_new = object.__new__
 
 
 class Queued(Waiter):
@@ -337,23 +335,6 @@ class PoolCore:
             return None
         self.count_grant(now)
         return now, slot
-
-    def wait(self, cost: float, timeout: float | None, now: float) -> Queued:
-        """Queue a lease of ``cost`` for ``timeout`` s from ``now`` (checked); ``queued.fut``
-        is resolved with a token (``queued.slot``), an error or a timeout; else :meth:`abandon`."""
-        queued: Queued = _new(Queued)  # no __init__ frames; the grant sets the rest
-        queued.cost = cost
-        queued.deadline = deadline = INF if timeout is None else now + timeout
-        queued.enqueued_at = now
-        queued.live = True
-        queued.slot = None
-        queued.timeout = timeout
-        queued.fut = _Future(loop=self.loop)
-        if self.sched.enqueue(queued):
-            self.dispatch()
-        if deadline < self.timer_at:
-            self.arm(deadline)
-        return queued
 
     def abandon(self, waiter: Waiter) -> None:
         """The waiting task left (cancelled, or its future failed)."""

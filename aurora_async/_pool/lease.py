@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from asyncio import get_running_loop
+from asyncio import Future, get_running_loop
 from collections.abc import Mapping
 from threading import get_ident
 from types import TracebackType
@@ -23,6 +23,20 @@ _PLAIN = (float, int)  # timeouts the fast path takes as they are (not bool: a s
 _OK = Verdict.OK
 _FINE = (None, _OK)
 _new = object.__new__
+
+
+class _NoLoop:
+    """The loop of :data:`_EXITED`, which never waits: a future asks its loop only whether
+    to record where it was made (and when it has callbacks to schedule: none here)."""
+
+    def get_debug(self) -> bool:
+        return False
+
+
+#: What ``Lease.__aexit__`` returns: a future already done, for every lease and loop.
+_EXITED: Future[None] = Future(loop=_NoLoop())  # type: ignore[arg-type]
+_EXITED.set_result(None)
+_Future = Future  # the C class, without loop.create_future()'s Python frame
 
 
 class Lease:
@@ -205,8 +219,9 @@ class Lease:
             and loop is not None  # on the pool's loop, running here: asked of the loop
             and (loop._thread_id == get_ident() if core.by_thread else loop is get_running_loop())  # type: ignore[attr-defined]
             # no timeout, or a plain positive finite one (anything else: the careful path
-            # says what is wrong with it, or handles timeout=0)
-            and (timeout is None or (type(timeout) in _PLAIN and 0 < timeout < _INF))
+            # says what is wrong with it, or handles timeout=0); 0.0: a float timeout is
+            # compared float to float (an int and a float take the slow path)
+            and (timeout is None or (type(timeout) in _PLAIN and 0.0 < timeout < _INF))
         ):
             sched = core.sched
             cost = self._cost
@@ -229,49 +244,56 @@ class Lease:
                 usual = 0 < cost <= sched.max_cost
             except TypeError:
                 usual = False
-            if not usual:
-                return await self._careful()
-            queued = core.wait(cost, timeout, now)
         else:
             if self._state != _PENDING:
                 raise RuntimeError("a Lease can be entered only once; call pool.lease() again")
-            return await self._careful()
-        # Wait in the pool's queue until the dispatcher resolves the entry's future with
-        # a token, an error, or a timeout.
+            usual = False
+        if not usual:
+            # First use, a timeout of 0 or an odd one, an odd cost, a closed pool, a
+            # shared backend: the careful path checks everything, may grant at once...
+            if core.backend is not None:
+                return await self._shared()
+            now, slot, _ = core.prepare(self._cost, timeout)
+            if slot is not None:
+                self._slot = slot
+                self._granted_at = now
+                self._outcome = None
+                self._state = _HELD
+                return self
+            sched = core.sched
+            cost = self._cost
+        # ... or it waits in the pool's queue until the dispatcher resolves its entry's
+        # future with a token, an error, or a timeout (here, not in a PoolCore method:
+        # a frame less for every waiting lease).
+        queued: Queued = _new(Queued)  # no __init__ frames; the grant sets the rest
+        queued.cost = cost
+        queued.deadline = deadline = _INF if timeout is None else now + timeout
+        queued.enqueued_at = now
+        queued.live = True
+        queued.slot = None
+        queued.timeout = timeout
+        fut: Future[None] = _Future()  # the running loop's, the pool's: no keyword to parse
+        queued.fut = fut
+        if sched.enqueue(queued):
+            core.dispatch()
+        if deadline < core.timer_at:
+            core.arm(deadline)
         try:
-            await queued.fut  # type: ignore[misc]
+            await fut
         except BaseException:
             core.abandon(queued)
             raise
         self._slot = queued.slot  # type: ignore[assignment]
         self._granted_at = queued.granted_at
-        self._enqueued_at = queued.enqueued_at
+        self._enqueued_at = now
         self._outcome = None
         self._state = _HELD
         return self
 
-    async def _careful(self) -> Lease:
-        """First use, a timeout of 0 or an odd one, an odd cost, a closed pool, a shared
-        backend: the careful path, which checks everything, may grant at once, or waits."""
-        core = self._core
-        cost = self._cost
-        if core.backend is not None:
-            queued = Queued(cost, _INF, 0.0, self._timeout)
-            await core.backend.acquire(queued)  # shared state: the backend decides
-            return self._take(queued)
-        now, slot, _ = core.prepare(cost, self._timeout)
-        if slot is not None:
-            self._slot = slot
-            self._granted_at = now
-            self._outcome = None
-            self._state = _HELD
-            return self
-        queued = core.wait(cost, self._timeout, now)
-        try:
-            await queued.fut  # type: ignore[misc]
-        except BaseException:
-            core.abandon(queued)
-            raise
+    async def _shared(self) -> Lease:
+        """A pool with a shared backend: the backend decides, and queues the lease."""
+        queued = Queued(self._cost, _INF, 0.0, self._timeout)
+        await self._core.backend.acquire(queued)  # type: ignore[union-attr]
         return self._take(queued)
 
     def _take(self, queued: Queued) -> Lease:
@@ -283,12 +305,14 @@ class Lease:
         self._state = _HELD
         return self
 
-    async def __aexit__(
+    def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
+    ) -> Future[None]:
+        # Not a coroutine: nothing here waits, and awaiting a future already done costs
+        # less than making and running a coroutine for every lease.
         if self._state == _HELD:
             self._state = _DONE
             slot = self._slot
@@ -308,6 +332,7 @@ class Lease:
                 if outcome is None:
                     outcome = Verdict.SERVER_ERROR if exc_type is not None else _OK
                 self._core.release(self._held(), outcome)
+        return _EXITED
 
     def __repr__(self) -> str:
         state = ("pending", "held", "done")[self._state]
