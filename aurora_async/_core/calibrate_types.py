@@ -138,7 +138,7 @@ class Memory:
             raise TypeError('"slow" must be true or false')
         kind, before = self.probe
         if kind not in ("", "burst", "probe", "climb", "slow"):
-            raise ValueError(f'"probe" must be burst, probe, climb or slow, got {kind!r}')
+            raise ValueError('"probe" must be burst, probe, climb or slow')
         if isinstance(before, bool) or not isinstance(before, int | float):
             raise TypeError('"probe" must name the value before it as a number')
         if not (math.isfinite(before) and before >= 0):

@@ -558,11 +558,13 @@ def _learned(raw: dict[str, Any]) -> tuple[tuple[Kept, ...], Memory | None, tupl
 
 
 def _which(item: object) -> str:
-    """A damaged learned window's size as written, if it can be told (for the report)."""
+    """A damaged learned window's size as written, where both are numbers (the report
+    echoes no text from the file)."""
     if not isinstance(item, dict):
         return ""
     rate, per = item.get("rate"), item.get("per")
-    return f" ({rate!r} per {per!r}s)" if rate is not None and per is not None else ""
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (rate, per))
+    return f" ({rate!r} per {per!r}s)" if numbers else ""
 
 
 def _number(

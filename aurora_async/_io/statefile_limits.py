@@ -97,8 +97,8 @@ def read_kept(raw: object) -> Kept:
     if not isinstance(raw, dict):
         raise TypeError("it is not an object")
     source = raw.get("source")
-    if not isinstance(source, str) or source not in _SOURCES:
-        raise ValueError(f'"source" must be "learned" or "header", got {source!r}')
+    if not isinstance(source, str) or source not in _SOURCES:  # (its text is not echoed)
+        raise ValueError('"source" must be "learned" or "header"')
     declared_raw = raw.get("declared")
     if not isinstance(declared_raw, dict):
         raise TypeError('"declared" must be an object (the limit it was derived from)')

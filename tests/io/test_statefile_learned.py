@@ -272,7 +272,8 @@ LEARNED = {
         ({"rate": -1.0}, "learned window 1 (-1.0 per 1.0s): Limit rate must be a positive"),
         ({"rate": math.nan}, "learned window 1 (nan per 1.0s): Limit rate must be a positive"),
         ({"burst": "ten"}, "learned window 1 (10.0 per 1.0s): Limit burst must be a number"),
-        ({"source": "guessed"}, '"source" must be "learned" or "header", got \'guessed\''),
+        ({"source": "sk-paid-0123"}, 'window 1 (10.0 per 1.0s): "source" must be "learned" or'),
+        ({"rate": "sk-paid-0123"}, "learned window 1: Limit rate must be a number, not str"),
         ({"declared": None}, '"declared" must be an object'),
         ({"declared": {"rate": -20}}, '"declared": Limit rate must be a positive'),
         ({"per": 60.0}, "its window is not the declared one's"),
@@ -312,6 +313,7 @@ async def test_a_damaged_learned_limit_is_reported_and_left_out(
         assert corrupt["log_level"] == "warning"
         assert corrupt["reason"].startswith(f"token {NAME}, learned window 1")
         assert reason in corrupt["reason"]
+        assert "sk-paid-0123" not in str(logs)  # no text of the file is echoed
         assert "ignored: this learned limit" in corrupt["hint"]
         assert [e["event"] for e in events(logs, "aurora.state.loaded")] == ["aurora.state.loaded"]
         damaged, sound = pool.stats().token(NAME), pool.stats().token(OTHER_NAME)
