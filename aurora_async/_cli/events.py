@@ -25,6 +25,7 @@ _LIMITS = {
     "aurora.token.limit_lowered": "limit lowered",
     "aurora.token.limit_raised": "limit raised",
     "aurora.token.limit_from_header": "limit from the server's headers",
+    "aurora.token.limit_restored": "limit restored",
 }
 #: A line about one token: its masked name (never more of the secret), then the rest.
 _ABOUT_A_TOKEN = re.compile(r"(?P<name>\S*…\S*) (?P<rest>.+)")

@@ -63,13 +63,15 @@ from .calibrate_types import (
     LIMIT_RAISED,
     CalibrationSnapshot,
     Change,
+    Kept,
     LimitSource,
+    Memory,
     RateLimitedDecision,
 )
 from .calibrate_windows import Belief, guess_window, header_level, place_quota
 from .limits import Limit
 
-__all__ = ["TICK", "Calibrator", "starting_limits"]
+__all__ = ["TICK", "Calibrator", "same_declaration", "starting_limits"]
 
 #: Lowering: to this share of the measured rate, and at least 3% of the old rate...
 DECREASE = 0.97
@@ -208,6 +210,63 @@ class Calibrator:
             if window.burst < floor:
                 window.set(window.rate, min(floor, max(window.burst_cap, window.burst)))
         return self._change(old, LimitSource.LEARNED, LIMIT_RAISED, "larger cost leased")
+
+    # -- a restart (the state file) -----------------------------------------------------
+
+    def kept(self) -> tuple[Kept, ...]:
+        """The windows whose effective limit evidence moved from the declared one: what a
+        restart keeps. Windows a server's headers added are not (its next answer adds
+        them again), nor a burst merely starting low (a new calibrator starts it so)."""
+        if self.source in (LimitSource.DECLARED, LimitSource.DEFAULT):
+            return ()
+        return tuple(
+            Kept(window.effective(), self.source, window.declared)
+            for window in self.windows
+            if window.declared is not None and window.effective() != window.declared
+        )
+
+    def memory(self) -> Memory:
+        """What this calibrator knows beyond its limits (see :class:`.Memory`)."""
+        return Memory(
+            served=self._lo,
+            refused=self._hi,
+            refused_burst=self._refused,
+            step_of=self._decreased,
+            patience=self._patience,
+            slow=self._slow,
+            probe=self._probe,
+        )
+
+    def restore(self, kept: Sequence[Kept], memory: Memory | None) -> bool:
+        """Take the limits an earlier run of this token learned (``kept``, each on the
+        window declared as its ``declared``; never above a trusted declared one) and what
+        it knew beyond them, so this calibrator goes on as that one would have: no slow
+        start again, the next rate probe 2% of the rate at the last decrease, and no
+        climb back toward a rate the server refused. Without ``memory`` it goes on from
+        the limits alone: no slow start, probing upward from there. Its evidence starts
+        afresh (the restart was an idle stretch). Returns whether anything was taken."""
+        taken = False
+        for item in kept:
+            mine = (w for w in self.windows if same_declaration(w.declared, item.declared))
+            window = next(mine, None)
+            limit = item.effective
+            if window is None or limit.per != window.per:
+                continue
+            rate, burst = min(limit.per_second, window.ceiling), min(limit.burst, window.burst_cap)
+            window.set(rate, burst)
+            if (rate, burst) == (limit.per_second, limit.burst):
+                window.limit = limit  # the very value saved: window levels are matched by it
+            self.source = item.source
+            taken = True
+        if not taken:
+            return False
+        if memory is None:
+            rate = self.windows[self._fast].rate
+            memory = Memory(0.0, math.inf, math.inf, rate, 1, slow=False)
+        self._lo, self._hi, self._refused = memory.served, memory.refused, memory.refused_burst
+        self._decreased, self._patience = memory.step_of, memory.patience
+        self._slow, self._probe = memory.slow, memory.probe
+        return True
 
     # -- evidence ----------------------------------------------------------------------
 
@@ -500,6 +559,12 @@ class Calibrator:
         self._patience = 1
         self._refused = math.inf
         self._slow = False
+
+
+def same_declaration(mine: Limit | None, theirs: Limit) -> bool:
+    """Whether a window declared as ``mine`` is the one declared as ``theirs``: the same
+    limit, its burst given or defaulted alike (a given burst is trusted from the start)."""
+    return mine == theirs and mine is not None and mine.burst_given == theirs.burst_given
 
 
 def starting_limits(

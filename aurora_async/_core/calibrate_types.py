@@ -16,9 +16,12 @@ __all__ = [
     "LIMIT_FROM_HEADER",
     "LIMIT_LOWERED",
     "LIMIT_RAISED",
+    "LIMIT_RESTORED",
     "CalibrationSnapshot",
     "Change",
+    "Kept",
     "LimitSource",
+    "Memory",
     "RateLimitedDecision",
 ]
 
@@ -26,6 +29,8 @@ __all__ = [
 LIMIT_LOWERED = "aurora.token.limit_lowered"
 LIMIT_RAISED = "aurora.token.limit_raised"
 LIMIT_FROM_HEADER = "aurora.token.limit_from_header"
+#: Not a :class:`Change`: limits an earlier run learned, restored from a state file.
+LIMIT_RESTORED = "aurora.token.limit_restored"
 
 
 class LimitSource(enum.Enum):
@@ -96,3 +101,56 @@ class CalibrationSnapshot:
     #: (429s the limiter allowed, or a server's headers).
     limit_too_high: bool
     backoff_step: int
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """What a calibrator knows beyond its limits that a restart must keep for it to go on
+    as it would have (``calibrate.py`` names each: ``_lo``, ``_hi``, ...). ``refused``
+    and ``refused_burst`` are ``inf`` when nothing was refused; ``probe`` is the raise
+    not yet confirmed, as ``(kind, rate or burst before)``, or ``("", 0.0)``.
+
+    Checked here, so a state file's damaged figures fail with the field they name."""
+
+    served: float  #: the highest rate served cleanly for a whole period
+    refused: float  #: the least rate refused since
+    refused_burst: float  #: the least burst refused
+    step_of: float  #: the rate at the last decrease: rate probes add 2% of it
+    patience: int  #: rate probes wait this many periods
+    slow: bool  #: slow start: the rate doubles until the first episode
+    probe: tuple[str, float] = ("", 0.0)
+
+    def __post_init__(self) -> None:
+        for name in ("served", "refused", "refused_burst", "step_of"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f'"{name}" must be a number')
+            if name.startswith("refused"):  # inf: none refused yet
+                if math.isnan(value) or value < 0:
+                    raise ValueError(f'"{name}" must be >= 0 or none, got {value!r}')
+            elif not (math.isfinite(value) and value >= 0):
+                raise ValueError(f'"{name}" must be finite and >= 0, got {value!r}')
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int):
+            raise TypeError('"patience" must be a whole number')
+        if not 1 <= self.patience <= 1 << 10:
+            raise ValueError(f'"patience" must be between 1 and 1024, got {self.patience!r}')
+        if not isinstance(self.slow, bool):
+            raise TypeError('"slow" must be true or false')
+        kind, before = self.probe
+        if kind not in ("", "burst", "probe", "climb", "slow"):
+            raise ValueError('"probe" must be burst, probe, climb or slow')
+        if isinstance(before, bool) or not isinstance(before, int | float):
+            raise TypeError('"probe" must name the value before it as a number')
+        if not (math.isfinite(before) and before >= 0):
+            raise ValueError(f'"probe" value must be finite and >= 0, got {before!r}')
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """One window whose effective limit is not its declared one, as a restart keeps it:
+    the ``effective`` limit, where it came from, and the ``declared`` one it was derived
+    from (a restart whose declared limits changed since discards it)."""
+
+    effective: Limit
+    source: LimitSource
+    declared: Limit

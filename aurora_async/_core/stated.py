@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from .calibrate import same_declaration
+from .calibrate_types import Kept
 from .limits import Limit
 from .vendor_headers import ResourceReading
 
@@ -63,13 +65,37 @@ def stated_limits(
             continue
         (i,), (ceiling,) = mine, ceilings
         floor = floors.get(resource, 0.0) if floors else 0.0
-        limit = Limit(
-            min(stated, ceiling.rate),
-            per=MINUTE,
-            burst=min(max(stated, floor), ceiling.burst),
-            unit=resource,
-        )
+        limit = _sized(ceiling, stated, max(stated, floor))
         if limit != limits[i]:
             limits[i] = limit
     restated = tuple(limits)
     return None if restated == tuple(effective) else restated
+
+
+def kept_limits(
+    declared: Sequence[Limit], effective: Sequence[Limit], kept: Sequence[Kept]
+) -> tuple[Limit, ...]:
+    """``effective`` with the per-minute windows an earlier run restated (``kept``, each
+    naming the declared window it sized) sized again as they were, never above the
+    declared one: what a restart keeps of :func:`stated_limits`. A window the token no
+    longer declares so is left as it is (the caller tells the user)."""
+    limits = list(effective)
+    for item in kept:
+        resource = item.declared.unit
+        if not (_per_minute(item.declared, resource) and _per_minute(item.effective, resource)):
+            continue
+        for i, ceiling in enumerate(declared[: len(limits)]):
+            if same_declaration(ceiling, item.declared):
+                limits[i] = _sized(ceiling, item.effective.rate, item.effective.burst)
+    return tuple(limits)
+
+
+def _sized(ceiling: Limit, rate: float, burst: float) -> Limit:
+    """A per-minute window of ``ceiling``'s resource sized ``rate`` per minute with a
+    bucket of ``burst``, neither above ``ceiling``'s."""
+    return Limit(
+        min(rate, ceiling.rate),
+        per=MINUTE,
+        burst=min(burst, ceiling.burst),
+        unit=ceiling.unit,
+    )

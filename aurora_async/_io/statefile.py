@@ -1,8 +1,13 @@
 """``StateFile``: what a restart must not forget, kept in a small JSON file.
 
 Saved per token: whether it is disabled and why, the cooldown still to run, the backoff
-step, and the level of each limit window, so a daily quota (``Limit(1000, per=86400)``)
-does not start afresh because the process restarted.
+step, the level of each limit window, so a daily quota (``Limit(1000, per=86400)``)
+does not start afresh because the process restarted, and the limits the pool learned:
+each window whose effective limit evidence moved from the declared one (a rate
+calibrated from 429s, ``"source": "learned"``; a window an API's headers restated or a
+quota they stated, ``"header"``), with the declared limit it came from, and what the
+token's calibrator knew beyond it (``"calibrator"``), so a restarted pool resumes at the
+limits it had learned, with no fresh round of 429s to find them again.
 
 Times are stored as durations from one wall-clock moment, ``saved_at`` (Unix seconds),
 never as loop times: a loop's clock means nothing to the next process. On load, the time
@@ -22,18 +27,44 @@ named as the state file is reported and ignored, never waited on nor read withou
 a save refuses to replace it (the save fails, and says why). Disk work runs in a worker
 thread wherever a coroutine asks for it (:meth:`StateFile.load`, :meth:`StateFile.save`).
 
-File format (version 1)::
+File format (version 1; ``"learned"`` and ``"calibrator"`` are optional, so files saved
+before they were kept load as they are, and no earlier field changed)::
 
     {"format": "aurora_async.state", "version": 1, "saved_at": 1718000000.0,
      "salt": "<32 hex digits>",
      "tokens": {"<hmac hex>": {"name": "sk-a…9f2c", "disabled": "HTTP 401 Unauthorized",
                                "cooldown": 42.5, "backoff": 4.0,
                                "windows": [{"rate": 1000.0, "per": 86400.0,
-                                            "burst": 1000.0, "level": 512.0}]}}}
+                                            "burst": 1000.0, "level": 512.0}]},
+                "<hmac hex>": {"name": "sk-p…cdef",
+                               "learned": [{"rate": 10.2005, "per": 1.0, "burst": 1.0,
+                                            "source": "learned",
+                                            "declared": {"rate": 20.0, "per": 1.0}}],
+                               "calibrator": {"served": 10.0, "refused": 10.405,
+                                              "refused_burst": null, "step_of": 10.0,
+                                              "patience": 1, "slow": false,
+                                              "probe": ["climb", 10.0]},
+                               "windows": [{"rate": 10.2005, "per": 1.0, "burst": 1.0,
+                                            "level": 0.049}]}}}
+
+A learned window's ``"declared"`` carries its burst only where one was given
+(``Limit(20)`` and ``Limit(20, burst=20)`` are declared differently: a given burst is
+trusted). The ``"calibrator"``'s ``null`` stands for "none refused yet".
 
 A window made for one scope from a ``Limit(..., scope="*")`` template is written with its
 template's limit and ``"for": "<scope>"``; on load the token makes that scope's windows
 from its templates again (if it still has them) and raises them to the saved levels.
+
+Learned limits are loaded first, so the saved levels (which are of those limits) find
+their windows; ``Calibration.restore`` applies them the way the pool changes limits at
+run time (through the scheduler, which keeps its index and tiers in step), and never
+above a declared limit. A learned limit whose declared limit is not the token's any more
+is discarded (``aurora.state.learned_discarded``: the user's new declaration wins). A
+damaged learned field is reported (``aurora.state.corrupt``, naming the token's masked
+name and the window) and left out; the token's other state, and the rest of the file,
+still load. With a shared backend (Redis) the pool's learned limits live in Redis, and
+with ``calibrate=False`` there are none: learned fields are then neither saved nor
+restored (``aurora.state.learned_skipped``).
 """
 
 from __future__ import annotations
@@ -58,10 +89,12 @@ import anyio
 
 from .. import _log
 from .._core.buckets import AnyWindow, CalendarWindow
-from .._core.limits import REQUESTS, Limit, check_scope
+from .._core.calibrate_types import Kept, Memory
+from .._core.limits import Limit, check_scope
 from .._core.policy import Verdict
-from .._pool.core import Evidence, core_of
+from .._pool.core import Evidence, PoolCore, core_of
 from .regular import NotRegular, TooLarge, read_regular, special_kind
+from .statefile_limits import learned_fields, limit_fields, limit_of, read_kept, read_memory
 
 if TYPE_CHECKING:
     from .._core.scheduler import Slot
@@ -87,6 +120,11 @@ class _Entry:
     backoff: float
     #: (limit, level at saved_at, the scope a template's window was made for, or None)
     windows: tuple[tuple[Limit, float, str | None], ...]
+    #: Limits the run learned or was told, and its calibrator's memory (optional fields).
+    learned: tuple[Kept, ...] = ()
+    memory: Memory | None = None
+    #: What is wrong with damaged learned fields (each left out, reported on load).
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +184,7 @@ class StateFile:
         for value, slot in core.sched.slots.items():
             if slot.removed:
                 continue
-            entry = _describe(slot, now)
+            entry = _describe(slot, now, *core.calibration.kept(slot))
             if entry:
                 tokens[_key(salt, value)] = {"name": slot.name, **entry}
         document = {
@@ -266,6 +304,7 @@ class StateFile:
         sched = core.sched
         salt = state.salt
         restored = 0
+        learned = _Learned(self, core)
         for value, slot in list(sched.slots.items()):
             if slot.removed:
                 continue
@@ -273,6 +312,7 @@ class StateFile:
             if entry is None:
                 continue
             restored += 1
+            learned.restore(slot, entry)  # first: the saved levels are of these limits
             if _restore_windows(slot, entry.windows, elapsed, now):
                 sched.touched(slot)  # its key moved later
             slot.backoff = max(slot.backoff, entry.backoff)
@@ -282,6 +322,7 @@ class StateFile:
             if left > 0:
                 core.report(slot, Verdict.RATE_LIMITED, cooldown=left, evidence=Evidence.RESTORE)
         core.restored()
+        learned.skipped()
         _log.info(
             "aurora.state.loaded",
             path=str(self.path),
@@ -292,8 +333,50 @@ class StateFile:
         return restored
 
 
-def _describe(slot: Slot, now: float) -> dict[str, Any]:
-    entry: dict[str, Any] = {}
+class _Learned:
+    """Loading the limits a run learned into the pool's tokens, and saying what was not."""
+
+    __slots__ = ("_core", "_path", "_skipped")
+
+    def __init__(self, state: StateFile, core: PoolCore) -> None:
+        self._path = str(state.path)
+        self._core = core
+        self._skipped = 0
+
+    def restore(self, slot: Slot, entry: _Entry) -> None:
+        for problem in entry.problems:
+            _corrupt(self._path, f"token {slot.name}, {problem}", hint=_LEARNED_IGNORED)
+        core = self._core
+        if not entry.learned:
+            return
+        if core.backend is not None or not core.calibration.enabled:
+            self._skipped += 1
+            return
+        for stale in core.calibration.restore(slot, entry.learned, entry.memory):
+            _log.info(
+                "aurora.state.learned_discarded",
+                path=self._path,
+                token=slot.name,
+                window=str(stale.effective),
+                declared_then=str(stale.declared),
+                reason="its declared limit changed since the save: the new declaration wins",
+            )
+
+    def skipped(self) -> None:
+        if not self._skipped:
+            return
+        why = (
+            "a shared backend keeps learned limits itself"
+            if self._core.backend is not None
+            else "calibrate=False enforces the declared limits as given"
+        )
+        _log.info("aurora.state.learned_skipped", path=self._path, tokens=self._skipped, reason=why)
+
+
+def _describe(
+    slot: Slot, now: float, kept: tuple[Kept, ...], memory: Memory | None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = learned_fields(kept, memory)
     if slot.disabled:
         entry["disabled"] = slot.reason or "disabled"
     if slot.cool_until > now:
@@ -304,12 +387,12 @@ def _describe(slot: Slot, now: float) -> dict[str, Any]:
     for window in slot.windows:
         level = window.level_at(now)
         if level > 0:
-            windows.append({**_limit_fields(window.limit), "level": level})
+            windows.append({**limit_fields(window.limit), "level": level})
     for scope, made in (slot.scoped or {}).items():  # made from Limit(scope="*") templates
         for window in made:
             level = window.level_at(now)
             if level > 0:
-                windows.append({**_limit_fields(window.limit), "for": scope, "level": level})
+                windows.append({**limit_fields(window.limit), "for": scope, "level": level})
     if windows:
         entry["windows"] = windows
     return entry
@@ -344,6 +427,10 @@ def _restore_windows(
 
 
 _IGNORED = "ignored: the pool starts without saved state; the next save replaces it"
+_LEARNED_IGNORED = (
+    "ignored: this learned limit (the window starts from its declared limit); the token's "
+    "other saved state is restored"
+)
 _SPECIAL = (
     "ignored: the pool starts without saved state, and saves fail until state_file names "
     "a regular file (or a path where one can be made)"
@@ -431,7 +518,7 @@ def _entry(raw: object, where: str) -> _Entry:
         if not isinstance(window, dict):
             raise _Corrupt(f"{here} is not an object")
         try:
-            limit = _limit_of(window)
+            limit = limit_of(window)
         except (TypeError, ValueError) as exc:
             raise _Corrupt(f"{here}: {exc}") from None
         made_for = window.get("for")
@@ -441,48 +528,43 @@ def _entry(raw: object, where: str) -> _Entry:
             except (TypeError, ValueError) as exc:
                 raise _Corrupt(str(exc)) from None
         windows.append((limit, _number(window, "level", here), made_for))
-    return _Entry(disabled, cooldown, backoff, tuple(windows))
+    return _Entry(disabled, cooldown, backoff, tuple(windows), *_learned(raw))
 
 
-def _limit_fields(limit: Limit) -> dict[str, Any]:
-    """How a window's limit is written: rate, per and burst, and its resource, scope and
-    calendar where it has them."""
-    fields: dict[str, Any] = {"rate": limit.rate, "per": limit.per, "burst": limit.burst}
-    if limit.unit != REQUESTS:
-        fields["unit"] = limit.unit
-    if limit.scope is not None:
-        fields["scope"] = limit.scope
-    calendar = limit.calendar
-    if calendar is not None:
-        fields["calendar"] = {
-            "period": calendar.period,
-            "at": calendar.at,
-            "tz": calendar.tz,
-            "day": calendar.day,
-        }
-    return fields
+def _learned(raw: dict[str, Any]) -> tuple[tuple[Kept, ...], Memory | None, tuple[str, ...]]:
+    """A token entry's learned limits and calibrator memory (both optional: files saved
+    before they were kept have neither), and what is wrong with them. A damaged one is
+    left out, to be reported naming the token; the entry's other state still loads, and
+    so do its sound learned limits (then without the memory, which may belong to the
+    damaged one)."""
+    problems: list[str] = []
+    items = raw.get("learned", [])
+    if not isinstance(items, list):
+        problems.append('"learned" must be a list')
+        items = []
+    kept = []
+    for index, item in enumerate(items, 1):
+        try:
+            kept.append(read_kept(item))
+        except (TypeError, ValueError) as exc:
+            problems.append(f"learned window {index}{_which(item)}: {exc}")
+    memory = None
+    if raw.get("calibrator") is not None:
+        try:
+            memory = read_memory(raw["calibrator"])
+        except (TypeError, ValueError) as exc:
+            problems.append(f'"calibrator": {exc}')
+    return tuple(kept), (None if problems else memory), tuple(problems)
 
 
-def _limit_of(window: dict[str, Any]) -> Limit:
-    """The limit a saved window names (``TypeError``/``ValueError`` if it names none)."""
-    rate: Any = window.get("rate")
-    unit: Any = window.get("unit", REQUESTS)
-    scope: Any = window.get("scope")
-    calendar: Any = window.get("calendar")
-    if calendar is None:
-        per: Any = window.get("per")
-        burst: Any = window.get("burst")
-        return Limit(rate, per, burst, unit=unit, scope=scope)
-    if not isinstance(calendar, dict):
-        raise TypeError('"calendar" must be an object')
-    at: Any = calendar.get("at")
-    tz: Any = calendar.get("tz")
-    if calendar.get("period") == "day":
-        return Limit.daily(rate, reset=at, tz=tz, unit=unit, scope=scope)
-    if calendar.get("period") == "month":
-        day: Any = calendar.get("day")
-        return Limit.monthly(rate, day=day, reset=at, tz=tz, unit=unit, scope=scope)
-    raise ValueError('"calendar" period must be "day" or "month"')
+def _which(item: object) -> str:
+    """A damaged learned window's size as written, where both are numbers (the report
+    echoes no text from the file)."""
+    if not isinstance(item, dict):
+        return ""
+    rate, per = item.get("rate"), item.get("per")
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (rate, per))
+    return f" ({rate!r} per {per!r}s)" if numbers else ""
 
 
 def _number(

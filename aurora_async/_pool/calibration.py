@@ -11,6 +11,24 @@ scheduler, and logs each change (``aurora.token.limit_lowered``, ``limit_raised`
 
 A token that was never used has no calibrator (it costs nothing); its effective limits
 are :func:`~aurora_async._core.calibrate.starting_limits` of its declared ones.
+
+A restart (the state file, ``_io/statefile.py``) keeps what was learned: :meth:`kept`
+and :meth:`restore`. The effective limits alone would not be enough: a calibrator made
+afresh around them would forget the least rate the server refused (after the 429 that
+lowered it, it would probe upward 2% at a time instead of climbing halfway back toward
+that rate), the patience it learned between rate probes (reset to one period: a rate
+just refused is probed again twice as soon), the rate its probe steps are a share of, a
+probe not confirmed yet (undone if refused), and, with nothing declared, whether slow
+start was still on. So the calibrator's memory
+(:class:`~aurora_async._core.calibrate_types.Memory`: a handful of numbers) is kept
+beside the limits, and a restored calibrator decides as the running one would have
+after the same idle time (``tests/core/test_calibrate_restore.py`` compares them
+decision for decision). What is not kept is the evidence of the moment (the saturated
+stretch, the marks of the measured rate, the 429 episode and its backoff step): a
+restart is an idle stretch, after which the running calibrator starts those afresh too.
+The restored limits go in through the scheduler's ``restate``, not ``relimit``: relimit
+starts new windows full because nothing is known of how they were spent, while here the
+state file knows, and restores their levels next.
 """
 
 from __future__ import annotations
@@ -20,12 +38,20 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from .. import _log
-from .._core.calibrate import TICK, Calibrator, starting_limits
-from .._core.calibrate_types import LIMIT_FROM_HEADER, CalibrationSnapshot, Change, LimitSource
+from .._core.calibrate import TICK, Calibrator, same_declaration, starting_limits
+from .._core.calibrate_types import (
+    LIMIT_FROM_HEADER,
+    LIMIT_RESTORED,
+    CalibrationSnapshot,
+    Change,
+    Kept,
+    LimitSource,
+    Memory,
+)
 from .._core.headers import RateLimitInfo
 from .._core.limits import REQUESTS, Limit
 from .._core.scheduler import Scheduler, Slot
-from .._core.stated import stated_limits
+from .._core.stated import kept_limits, stated_limits
 from .._core.vendor_headers import ResourceReading
 
 #: A token's declared limits and whether they are the user's (a ceiling) or a guess.
@@ -209,6 +235,61 @@ class Calibration:
         if slot.mixed and effective != declared:  # sized by headers (Calibration.stated)
             source = LimitSource.HEADER
         return CalibrationSnapshot(declared, effective, source, False, 0)
+
+    # -- a restart (the state file) ----------------------------------------------------
+
+    def kept(self, slot: Slot) -> tuple[tuple[Kept, ...], Memory | None]:
+        """What a restart must keep of ``slot``'s limits: the windows whose effective
+        limit evidence moved from the declared one, and its calibrator's memory (a
+        token calibrated from 429s). Nothing with calibration off, nor in a shared pool
+        (the backend keeps every process's limits)."""
+        if not self.enabled or self._shared() is not None:
+            return (), None
+        calibrator = self._by_slot.get(slot)
+        if calibrator is not None:
+            kept = calibrator.kept()
+            return kept, (calibrator.memory() if kept else None)
+        if not slot.mixed:
+            return (), None
+        declared, _ = self._declared(slot)  # sized by headers (stated): index for index
+        windows = slot.windows
+        if len(windows) != len(declared):
+            return (), None
+        pairs = zip(windows, declared, strict=True)
+        return tuple(Kept(w.limit, LimitSource.HEADER, d) for w, d in pairs if w.limit != d), None
+
+    def restore(self, slot: Slot, kept: Sequence[Kept], memory: Memory | None) -> list[Kept]:
+        """Give ``slot`` the limits an earlier run learned or was told (``kept``, from a
+        state file), before its windows' levels are restored: through the scheduler's
+        ``restate``, which keeps the windows whose limit stays and files the slot in its
+        new tier (not ``relimit``, which starts new windows full: the file knows their
+        levels). A calibrated token's calibrator takes them with ``memory``. Returns the
+        ones discarded because the token no longer declares the limit they came from
+        (the user's new declaration wins)."""
+        declared, _ = self._declared(slot)
+        stale = [k for k in kept if not any(same_declaration(d, k.declared) for d in declared)]
+        fits = [k for k in kept if k not in stale]
+        if not self.enabled or self._shared() is not None or not fits:
+            return stale
+        now = self._now()
+        was = tuple(w.limit for w in slot.windows)
+        if slot.mixed:
+            limits = kept_limits(declared, was, fits)
+        else:
+            calibrator = self._of(slot, now)
+            calibrator.restore(fits, None if stale else memory)
+            limits = calibrator.effective
+        if limits != was:
+            self._sched.restate(slot, limits, now)
+            _log.info(
+                LIMIT_RESTORED,
+                token=slot.name,
+                limits=[str(limit) for limit in limits],
+                was=[str(limit) for limit in was],
+                source=fits[-1].source.value,
+                reason="state file",
+            )
+        return stale
 
     # -- the tick --------------------------------------------------------------------
 
