@@ -313,8 +313,9 @@ class Calibrator:
         if episode.lower:
             fast = self.windows[self._fast]
             burst = fast.burst
+            measured = evidence.measured(now, ok)  # (before _lower marks the evidence)
             change = self._lower(now, ok, episode.chained)
-            rate = self._used_rate()
+            rate = self._pace(measured)
             cooldown = 1.0 / rate if retry_after is None else retry_after
             # a bucket fuller than its new burst drains first: not idle, just held
             hold = max(0.0, burst - fast.burst) / rate
@@ -445,8 +446,8 @@ class Calibrator:
         return self._change(old, LimitSource.LEARNED, LIMIT_LOWERED, reason)
 
     def _lowered_rate(self, now: float, ok: int) -> float:
-        used = self._used_rate()
         measured = self.evidence.measured(now, ok)
+        used = self._pace(measured)
         target = min(DECREASE * used, max(MAX_CUT * used, DECREASE * measured))
         return max(MIN_RATE, grid_floor(target))
 
@@ -526,6 +527,16 @@ class Calibrator:
     def _used_rate(self) -> float:
         """The most units a second the token can sustain: the least rate of its windows."""
         return min(window.rate for window in self.windows)
+
+    def _pace(self, measured: float) -> float:
+        """The rate that held the token back, given the ``measured`` rate it was served
+        at: the slowest window's, unless it was served faster than that (an hourly
+        window's rate beside a per-second one), when the slowest did not hold it back
+        and the fast window's is the one (a 429 lowers from it, and its unit's drain
+        time is the cooldown: from the hour's, one 429 would take 20/s beside 5000/h
+        down to 1.4/s, and rest the token 0.72 s)."""
+        used = self._used_rate()
+        return self.windows[self._fast].rate if measured > used else used
 
     def _period(self, rate: float) -> float:
         fast = self.windows[self._fast]

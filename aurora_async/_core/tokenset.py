@@ -100,12 +100,24 @@ class TokenSet(TokenIndex):
         for lane in self._lane_list:
             lane.reindex_cooled()
 
-    def relimit(self, slot: Slot, limits: tuple[Limit, ...], now: float) -> None:
+    def relimit(
+        self, slot: Slot, limits: tuple[Limit, ...], now: float, *, keep_same: bool = False
+    ) -> None:
         """Give ``slot`` new limit windows. They start full (as if just used to the
         brim), since nothing is known of how the new limits were spent; everything else
-        (name, counters, cooldown, disabled, in-flight leases) stays."""
+        (name, counters, cooldown, disabled, in-flight leases) stays. ``keep_same``: a
+        window whose limit is one of ``limits`` stays as it is (calibration moved another
+        window: an hourly window's level says what the hour has spent, and filling it
+        would hold the token to its hourly pace for up to the hour)."""
 
         def rewindow() -> None:
+            if keep_same:
+                was = slot.windows
+                slot.set_limits(limits, now, self.wall_offset, keep=was)
+                for w in slot.windows:
+                    if all(w is not old for old in was):
+                        fill(w, now)
+                return
             made = list(slot.scoped or ())  # scopes that had windows from a template
             slot.set_limits(limits, now, self.wall_offset)
             for w in slot.windows:

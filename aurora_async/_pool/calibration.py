@@ -348,7 +348,8 @@ class Calibration:
 
     def _apply(self, slot: Slot, change: Change, now: float) -> None:
         if tuple(w.limit for w in slot.windows) != change.limits:
-            self._sched.relimit(slot, change.limits, now)  # new windows start full
+            # the windows changed start full; the others keep what they hold
+            self._sched.relimit(slot, change.limits, now, keep_same=True)
             shared = self._shared()
             if shared is not None:
                 shared.relimited(slot, change.limits, change.old)

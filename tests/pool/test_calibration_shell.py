@@ -13,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from aurora_async import Limit, Token, TokenPool
+from aurora_async._pool.core import core_of
 
 pytestmark = pytest.mark.looptime
 
@@ -144,3 +145,28 @@ async def test_a_long_window_keeps_its_burst_so_the_fast_one_sets_the_pace() -> 
         for _ in range(31):
             (await pool.acquire()).release()
         assert round(loop.time() - start, 3) == 10.0  # 3 a second, from the first
+
+
+async def test_a_429_lowers_the_fast_window_from_its_own_rate_and_leaves_the_hour_alone() -> None:
+    # 20/s beside 5000/h, paced at 20/s when a 429 comes: the per-second window is the
+    # one to lower (by at most half an episode), and the hourly one keeps what it holds
+    # (filled, it would hold the token to the hour's 1.4/s for up to the hour).
+    pool = TokenPool([A], limits=[Limit(20), Limit(5000, per=3600)], trial_in_flight=None)
+    async with pool:
+        loop = asyncio.get_running_loop()
+        for _ in range(4):
+            (await pool.acquire()).release()
+        async with pool.lease() as lease:
+            lease.rate_limited()
+        (slot,) = core_of(pool).sched.slots.values()
+        fast, hourly = slot.windows
+        assert hourly.limit == Limit(5000, per=3600)
+        assert hourly.level_at(loop.time()) <= 5.0  # the five leases, less what drained
+        assert 10.0 <= fast.limit.rate < 20.0
+        # rested one unit's drain time at the new rate, not the hour's (0.72 s)
+        assert pool.stats().token(NAME_A).cooldown_left == pytest.approx(1 / fast.limit.rate)
+        start, served = loop.time(), 0
+        while loop.time() < start + 10.0:
+            (await pool.acquire()).release()
+            served += 1
+        assert served >= 10 * 10  # at least the halved rate, not the hour's 1.4/s
