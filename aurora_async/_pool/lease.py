@@ -25,17 +25,6 @@ _FINE = (None, _OK)
 _new = object.__new__
 
 
-class _NoLoop:
-    """The loop of :data:`_EXITED`, which never waits: a future asks its loop only whether
-    to record where it was made (and when it has callbacks to schedule: none here)."""
-
-    def get_debug(self) -> bool:
-        return False
-
-
-#: What ``Lease.__aexit__`` returns: a future already done, for every lease and loop.
-_EXITED: Future[None] = Future(loop=_NoLoop())  # type: ignore[arg-type]
-_EXITED.set_result(None)
 _Future = Future  # the C class, without loop.create_future()'s Python frame
 
 
@@ -305,14 +294,15 @@ class Lease:
         self._state = _HELD
         return self
 
-    def __aexit__(
+    async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> Future[None]:
-        # Not a coroutine: nothing here waits, and awaiting a future already done costs
-        # less than making and running a coroutine for every lease.
+    ) -> None:
+        # (A coroutine, though nothing here waits: returning a future already done
+        # measured ~420 instructions less a lease, but asyncio.gather or wait_for on it
+        # then failed, as the reviewer of that change showed.)
         if self._state == _HELD:
             self._state = _DONE
             slot = self._slot
@@ -332,7 +322,6 @@ class Lease:
                 if outcome is None:
                     outcome = Verdict.SERVER_ERROR if exc_type is not None else _OK
                 self._core.release(self._held(), outcome)
-        return _EXITED
 
     def __repr__(self) -> str:
         state = ("pending", "held", "done")[self._state]

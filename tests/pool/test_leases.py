@@ -432,3 +432,15 @@ async def test_start_full_means_no_opening_burst(clock) -> None:
     pool.replace_tokens([A, B])  # a token that joins later starts full too
     async with pool.lease() as lease:
         assert (lease.name, now()) == (NAME_A, 1.0)
+
+
+async def test_a_leases_exit_is_an_ordinary_coroutine_for_asyncio() -> None:
+    # ``async with`` is not the only caller: gather, wait_for and tasks take the exit too.
+    pool = TokenPool([A], limits=Limit(100), trial_in_flight=None)
+    async with pool:
+        first, second, third = [await pool.acquire() for _ in range(3)]
+        await asyncio.gather(first.__aexit__(None, None, None))
+        await asyncio.wait_for(second.__aexit__(None, None, None), 1.0)
+        await asyncio.create_task(third.__aexit__(None, None, None))
+        assert pool.stats().tokens[0].in_flight == 0
+        assert pool.stats().tokens[0].ok == 3
