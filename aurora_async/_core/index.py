@@ -63,16 +63,16 @@ class TokenIndex:
         or take it out if it may not take another lease (capped, disabled, removed).
         Call it after anything changed the slot's windows, cooldown or cap."""
         lane = slot.lane
-        gone = slot.indexed and lane.retire(slot.seq)
+        old = lane.retire(slot.seq) if slot.indexed else None
         if slot.in_flight >= slot.cap or slot.disabled or slot.removed:
             slot.seq = -1
             slot.indexed = False
             return
         if key is None:
             key = slot.ready(slot.key_cost)
-        # A dropped entry's number is free: the slot keeps it (as every grant at the
-        # front does), else it takes a new one (its old entry goes stale).
-        seq = slot.seq if gone else self._next_seq()
+        # A dropped entry's number is free: the slot keeps it for a later key (see
+        # lanes.py), else takes a new one (its old entry may have gone stale).
+        seq = slot.seq if old is not None and key > old else self._next_seq()
         slot.seq = seq
         slot.indexed = True
         lane.push((key, seq, slot))

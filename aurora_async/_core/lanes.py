@@ -5,7 +5,10 @@ Tokens with the same limits form a *lane*. Each schedulable token has one entry
 lower bound for any larger cost) and ``seq`` both breaks ties and marks the entry as
 current: an entry whose ``seq`` is no longer its slot's is stale and skipped. A token
 whose entry left the index (dropped at a front, the usual grant, or replaced in place)
-keeps its number for its next entry; one whose entry stays behind, stale, takes a new.
+keeps its number for its next entry if that entry's key is later; otherwise, or if its
+old entry stays behind, stale, it takes a new one. (At an equal key a kept number would
+win every tie against the tokens it tied with: a cooldown that ended holds a token's
+key where it was while it takes leases, and ties must go to the token with room.)
 
 Within a lane, the token leased is always the one with the lowest key, and leasing it
 moves its key to ``max(key, now) + cost / rate``-ish: later than every key leased
@@ -145,20 +148,18 @@ class Lane(Generic[S]):
         if self.stale > (len(fifo) >> 1) + 64:
             self.compact()
 
-    def retire(self, seq: int) -> bool:
+    def retire(self, seq: int) -> float | None:
         """The entry numbered ``seq`` is superseded: drop it if it is at a front (the
-        usual case: the token just leased), else leave it to go stale. Returns whether
-        it was dropped (then its number may serve the token's next entry)."""
+        usual case: the token just leased), else leave it to go stale. Returns the key
+        of the entry dropped, ``None`` if it stays (see the module's notes on numbers)."""
         fifo = self.fifo
         if fifo and fifo[0][1] == seq:
-            fifo.popleft()
-            return True
+            return fifo.popleft()[0]
         heap = self.heap
         if heap and heap[0][1] == seq:
-            heappop(heap)
-            return True
+            return heappop(heap)[0]
         self.stale += 1
-        return False
+        return None
 
     def add_cooled(self, slot: S) -> None:
         """``slot`` (of this lane) is held back until ``slot.cool_until``."""

@@ -169,9 +169,12 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
                 if key is None:
                     key = slot.ready(slot.key_cost)
                 if len(fifo) == 1 or key >= fifo[-2][0]:
-                    # The usual: it was the last leased. Its entry moves in place, with
-                    # its number (as reindex would file it, leaving no stale entry).
-                    fifo[-1] = (key, slot.seq, slot)
+                    # The usual: it was the last leased. Its entry moves in place (as
+                    # reindex would file it, leaving no stale entry; its number kept
+                    # for a later key, see lanes.py).
+                    seq = slot.seq if key > fifo[-1][0] else self._next_seq()
+                    fifo[-1] = (key, seq, slot)
+                    slot.seq = seq
                     return freed
             self.reindex(slot, key)
         return freed
@@ -221,7 +224,9 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
                     slot.leases += 1
                     slot.units += cost
                     fifo.popleft()
-                    seq = top[1]  # the slot keeps its number: its old entry is gone
+                    # its old entry is gone: the slot keeps its number for a later key
+                    seq = top[1] if key > top[0] else self._next_seq()
+                    slot.seq = seq
                     if not fifo or key >= fifo[-1][0]:
                         fifo.append((key, seq, slot))
                     else:
@@ -241,7 +246,7 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
         so for that cost (the usual one) the top answers without recomputing anything. A
         mixed slot's key bounds when it fires any cost (a vector): if the top fires a
         valid one now, it is what best() would choose (the lowest key)."""
-        _, seq, slot = top
+        due, seq, slot = top
         if type(cost) is Costs and slot.vector is not None:
             key = take_vector(slot, cost, now)
             if key is None:
@@ -258,9 +263,9 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
         else:
             return False
         lane = slot.lane
-        gone = lane.retire(seq)
+        gone = lane.retire(seq) is not None
         if slot.in_flight < slot.cap:
-            if not gone:  # (dropped: the token keeps its number, as try_take's do)
+            if not gone or key <= due:  # (else it keeps its number, see lanes.py)
                 seq = slot.seq = self._next_seq()
             lane.push((key, seq, slot))
         else:
@@ -391,7 +396,9 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
             slot.units += cost
             granted.append(head)
             if in_flight < slot.cap:
-                key = now + (level + cost - w.burst) / rate  # cost: the slot's key cost
+                # cost: the slot's key cost; later than ``due`` by at least cost / rate
+                # (no cooldown holds it), so the slot keeps its number (see lanes.py)
+                key = now + (level + cost - w.burst) / rate
                 if not fifo or key >= back:
                     fifo.append((key, seq, slot))
                     back = key

@@ -211,7 +211,9 @@ class VectorTakes:
             slot.seq = -1
             slot.indexed = False
             return slot
-        seq = top[1]  # the token keeps its number (its old entry is gone), as ``_take_top``
+        # its old entry is gone: it keeps its number for a later key (as ``_take_top``)
+        seq = top[1] if key > top[0] else self._next_seq()
+        slot.seq = seq
         if not fifo or key >= fifo[-1][0]:
             fifo.append((key, seq, slot))
         else:

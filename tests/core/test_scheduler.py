@@ -263,7 +263,8 @@ def test_stale_lane_entries_are_compacted() -> None:
 
 def test_a_token_keeps_its_entry_number_only_when_its_entry_is_dropped() -> None:
     # Entry numbers mark the current entry: one may serve again only once its entry is
-    # out of the index (dropped at a front); an entry left behind makes the next new.
+    # out of the index (dropped at a front) and for a later key; an entry left behind
+    # makes the next new (an equal key too: the test below).
     sched, (a, b) = make(Limit(4, per=1), Limit(4, per=1))
     (lane,) = sched._lane_list
     first = b.seq
@@ -356,3 +357,17 @@ def test_take_other_prefers_any_other_token_that_can_fire_now() -> None:
     assert sched.take_other("1", 0.0, avoid=a) is None  # type: ignore[arg-type]
     sched.enqueue(Waiter(1, INF, 0.0))
     assert sched.take_other(1, 0.0, avoid=a) is None  # waiters come first
+
+
+def test_ties_held_by_an_ended_cooldown_alternate_between_lanes() -> None:
+    # Both cooled until 5: their keys stay at 5 while their buckets have room, so every
+    # lease ties; the token just leased must not keep winning the ties (review).
+    sched, (a, b) = make(Limit(10, per=1), Limit(11, per=1))  # two tiers: two lanes
+    sched.cool(a, 5.0)
+    sched.cool(b, 5.0)
+    order = []
+    for i in range(12):
+        slot = sched.try_take(1.0, 5.001 + i * 1e-6)
+        assert slot is not None
+        order.append(slot.name)
+    assert "".join(n[1] for n in order) == "010101010101"
