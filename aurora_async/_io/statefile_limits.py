@@ -43,7 +43,29 @@ def limit_fields(limit: Limit, *, burst: bool = True) -> dict[str, Any]:
 
 
 def limit_of(window: dict[str, Any]) -> Limit:
-    """The limit a saved window names (``TypeError``/``ValueError`` if it names none)."""
+    """The limit a saved window names (``TypeError``/``ValueError`` if it names none).
+    The error never quotes the file's text: a string the file holds where a resource,
+    scope, time zone or time belongs may be anything pasted there, a secret too, and
+    the report goes to the logs (the string is named by its length instead)."""
+    try:
+        return _limit_of(window)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(_unquoted(str(exc), window)) from None
+
+
+def _unquoted(message: str, window: dict[str, Any]) -> str:
+    """``message`` without any string ``window`` (or its calendar) holds."""
+    calendar = window.get("calendar")
+    values = [*window.values(), *(calendar.values() if isinstance(calendar, dict) else ())]
+    for text in sorted((v for v in values if isinstance(v, str)), key=len, reverse=True):
+        named = f"<a text of {len(text)} characters>"
+        message = message.replace(repr(text), named)
+        if len(text) >= 4:  # (shorter: no secret, and replacing it would garble words)
+            message = message.replace(text, named)
+    return message
+
+
+def _limit_of(window: dict[str, Any]) -> Limit:
     rate: Any = window.get("rate")
     unit: Any = window.get("unit", REQUESTS)
     scope: Any = window.get("scope")

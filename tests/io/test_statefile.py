@@ -408,6 +408,18 @@ WINDOW = [*ENTRY, "windows"]
             corrupt(WINDOW, [{"rate": 1, "per": 1, "scope": "*", "for": "a b", "level": 0}]),
             'window 1: "for" must name an endpoint group or a model',
         ),
+        # a text where a resource or a time zone belongs (a secret, here) is not quoted
+        (
+            corrupt(WINDOW, [{"rate": 1, "per": 1, "unit": A, "level": 0}]),
+            f"'tokens', 'input_tokens'), got <a text of {len(A)} characters>",
+        ),
+        (
+            corrupt(
+                WINDOW,
+                [{"rate": 1, "calendar": {"period": "day", "at": "00:00", "tz": A}, "level": 0}],
+            ),
+            f"<a text of {len(A)} characters>",
+        ),
     ],
 )
 async def test_a_corrupt_file_is_reported_and_ignored(
@@ -423,6 +435,7 @@ async def test_a_corrupt_file_is_reported_and_ignored(
         assert event["log_level"] == "warning"
         assert event["path"] == str(path)
         assert reason in str(event["reason"])
+        assert A not in str(logs)
         assert pool.stats().token(NA).state is TokenState.ACTIVE
 
 

@@ -277,6 +277,14 @@ LEARNED = {
         ({"declared": None}, '"declared" must be an object'),
         ({"declared": {"rate": -20}}, '"declared": Limit rate must be a positive'),
         ({"per": 60.0}, "its window is not the declared one's"),
+        # a text pasted where a resource, scope, time zone or time belongs (here the
+        # token's own secret) is named by its length, never quoted (review)
+        ({"unit": KEY, "declared": {"rate": 20, "per": 1, "unit": KEY}}, "a text of 24"),
+        ({"scope": KEY}, "its window is not the declared one's"),  # (any text names a scope)
+        ({"declared": {"rate": 20, "per": 1, "unit": KEY}}, '"declared": Limit unit'),
+        ({"declared": {"rate": 20, "per": 1, "scope": KEY}}, "its window is not the declared"),
+        ({"calendar": {"period": "day", "at": "00:00", "tz": KEY}}, "a text of 24"),
+        ({"calendar": {"period": "day", "at": KEY, "tz": "UTC"}}, "a text of 24"),
     ],
 )
 async def test_a_damaged_learned_limit_is_reported_and_left_out(
@@ -314,6 +322,7 @@ async def test_a_damaged_learned_limit_is_reported_and_left_out(
         assert corrupt["reason"].startswith(f"token {NAME}, learned window 1")
         assert reason in corrupt["reason"]
         assert "sk-paid-0123" not in str(logs)  # no text of the file is echoed
+        assert KEY not in str(logs)
         assert "ignored: this learned limit" in corrupt["hint"]
         assert [e["event"] for e in events(logs, "aurora.state.loaded")] == ["aurora.state.loaded"]
         damaged, sound = pool.stats().token(NAME), pool.stats().token(OTHER_NAME)
