@@ -9,6 +9,10 @@ a settle or a read of ``usage`` first :func:`fold` the run into the dict.
 
 Folding gives the very floats the grant-by-grant sums gave: a whole number of units
 below 2**53 is multiplied (exact, as each sum was), any other is added as many times.
+A settle adds its correction to the dict when it comes (``Scheduler.settle``), ahead of
+grants still counted in the run: with whole numbers of units (token counts) the totals
+are the same, with fractions they may differ from adding in the order things happened
+in the last bit (a counter, not a limit: the windows are settled exactly).
 """
 
 from __future__ import annotations
