@@ -396,9 +396,7 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
             slot.units += cost
             granted.append(head)
             if in_flight < slot.cap:
-                # cost: the slot's key cost; later than ``due`` by at least cost / rate
-                # (no cooldown holds it), so the slot keeps its number (see lanes.py)
-                key = now + (level + cost - w.burst) / rate
+                key = now + (level + cost - w.burst) / rate  # > due: it keeps its number
                 if not fifo or key >= back:
                     fifo.append((key, seq, slot))
                     back = key
