@@ -224,9 +224,9 @@ class Scheduler(TokenSet, WaiterQueue, VectorTakes):
                     slot.leases += 1
                     slot.units += cost
                     fifo.popleft()
-                    # its old entry is gone: the slot keeps its number for a later key
-                    seq = top[1] if key > top[0] else self._next_seq()
-                    slot.seq = seq
+                    seq = top[1]  # its old entry is gone: it keeps its number for a later key
+                    if key <= top[0]:
+                        seq = slot.seq = self._next_seq()
                     if not fifo or key >= fifo[-1][0]:
                         fifo.append((key, seq, slot))
                     else:

@@ -211,9 +211,9 @@ class VectorTakes:
             slot.seq = -1
             slot.indexed = False
             return slot
-        # its old entry is gone: it keeps its number for a later key (as ``_take_top``)
-        seq = top[1] if key > top[0] else self._next_seq()
-        slot.seq = seq
+        seq = top[1]  # its old entry is gone: it keeps its number for a later key
+        if key <= top[0]:  # (as ``_take_top``)
+            seq = slot.seq = self._next_seq()
         if not fifo or key >= fifo[-1][0]:
             fifo.append((key, seq, slot))
         else:
