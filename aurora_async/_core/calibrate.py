@@ -314,7 +314,7 @@ class Calibrator:
             fast = self.windows[self._fast]
             burst = fast.burst
             measured = evidence.measured(now, ok)  # (before _lower marks the evidence)
-            change = self._lower(now, ok, episode.chained)
+            change = self._lower(now, ok, episode.chained, measured)
             rate = self._pace(measured)
             cooldown = 1.0 / rate if retry_after is None else retry_after
             # a bucket fuller than its new burst drains first: not idle, just held
@@ -410,7 +410,7 @@ class Calibrator:
 
     # -- decisions -----------------------------------------------------------------------
 
-    def _lower(self, now: float, ok: int, chained: bool) -> Change | None:
+    def _lower(self, now: float, ok: int, chained: bool, measured: float) -> Change | None:
         old = self.effective
         fast = self.windows[self._fast]
         rate, burst = fast.rate, fast.burst
@@ -435,7 +435,7 @@ class Calibrator:
             if chained and burst > floor:  # maybe the burst: it may grow back
                 burst, reason = max(floor, math.floor(burst / 2)), "burst and rate refused"
             self._hi = min(self._hi, rate)
-            rate = self._lowered_rate(now, ok)
+            rate = self._lowered_rate(measured)
             if kind == "slow":  # the rate before the doubling was served cleanly
                 rate = max(rate, before)
             self._lo = min(self._lo, rate)
@@ -445,8 +445,7 @@ class Calibrator:
         fast.set(rate, burst)
         return self._change(old, LimitSource.LEARNED, LIMIT_LOWERED, reason)
 
-    def _lowered_rate(self, now: float, ok: int) -> float:
-        measured = self.evidence.measured(now, ok)
+    def _lowered_rate(self, measured: float) -> float:
         used = self._pace(measured)
         target = min(DECREASE * used, max(MAX_CUT * used, DECREASE * measured))
         return max(MIN_RATE, grid_floor(target))

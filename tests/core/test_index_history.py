@@ -164,14 +164,10 @@ def run(seed: int, steps: int = 300) -> None:
             sl = pick
             if sl:
                 s.cool(sl, now + R.choice([0.0, 0.25, 1.0, 5.0]), now if op == "coolnow" else None)
-        elif op == "relimit":
+        elif op in ("relimit", "keep"):
             sl = pick
             if sl:
-                s.relimit(sl, R.choice(TIERS), now)
-        elif op == "keep":
-            sl = pick
-            if sl:
-                s.relimit(sl, R.choice(TIERS), now, keep_same=True)
+                s.relimit(sl, R.choice(TIERS), now, keep_same=op == "keep")
         elif op == "restate":
             sl = pick
             if sl:
