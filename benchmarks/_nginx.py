@@ -123,9 +123,11 @@ def render_config(
     *,
     workers: int = 1,
     connections: int = 4096,
+    minute: tuple[int, int] | None = None,
 ) -> str:
     """The nginx.conf for ``tiers`` (token -> its ``limit_req``) and ``revoked`` tokens,
-    with every path under ``root``."""
+    with every path under ``root``. ``minute``: ``(rate, burst)``, every token also held
+    to ``rate`` requests a minute with that burst (``nodelay``), a second, longer window."""
     revoked = list(revoked)
     _checked_tokens(tiers, revoked)
     statuses = {profile.status for profile in tiers.values()}
@@ -157,6 +159,11 @@ def render_config(
             f"    limit_req_zone {key} zone=tier{number}:{size_k}k "
             f"rate={profile.rate}{profile.unit};"
         )
+        if minute is not None:
+            zones.append(
+                f"    limit_req_zone {key} zone=minute{number}:{size_k}k rate={minute[0]}r/m;"
+            )
+            limits.append(f"            limit_req zone=minute{number} burst={minute[1]} nodelay;")
         how = (
             " nodelay" if profile.nodelay else (f" delay={profile.delay}" if profile.delay else "")
         )
@@ -256,6 +263,7 @@ async def nginx_server(
     workers: int = 1,
     connections: int = 4096,
     binary: str | None = None,
+    minute: tuple[int, int] | None = None,
 ) -> AsyncIterator[str]:
     """Run nginx enforcing ``tiers`` (token -> its ``limit_req``), answering ``revoked``
     and unknown tokens with 401; yields its base URL (``http://127.0.0.1:PORT``).
@@ -265,7 +273,7 @@ async def nginx_server(
     """
     revoked = list(revoked)
     secrets = _checked_tokens(tiers, revoked)
-    options = {"workers": workers, "connections": connections}
+    options = {"workers": workers, "connections": connections, "minute": minute}
     binary = binary or find_nginx()
     if binary is None:
         raise FileNotFoundError(MISSING)
