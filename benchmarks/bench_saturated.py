@@ -15,8 +15,10 @@ Figures (same process, same coroutines, real time):
   (each waiter carries its deadline, checked when the tick hands it out). Target: pool at
   most 2x that floor.
 - For context: the floor again with each hand-off inside an ``async with`` of an object
-  made per lease (the coroutine shape a lease has, without any scheduling), and strict
-  round robin over one ``aiolimiter.AsyncLimiter`` per token.
+  made per lease (the coroutine shape a lease has, without any scheduling), with and
+  without deadlines, and strict round robin over one ``aiolimiter.AsyncLimiter`` per
+  token. The shaped floors split the ratio in two: what ``async with`` costs by itself,
+  and what is left for the scheduling.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from aurora_async import LeaseTimeout, Limit, PoolClosed, TokenPool
 TOKENS = 1000
 RATE = 20.0  # per token per second: 20,000 grants a second in all
 COROUTINES = 4000
+_new = object.__new__
 
 
 class Meter:
@@ -224,6 +227,64 @@ async def run_floor_with(seconds: float) -> tuple[float, float, int]:
     return result
 
 
+async def run_floor_with_timeouts(seconds: float) -> tuple[float, float, int]:
+    """``run_floor_timeouts`` in the coroutine shape of a lease: each coroutine enters
+    ``async with`` an object made per lease, given its timeout, whose ``__aenter__``
+    files the deadline and awaits the future (``__aexit__`` does nothing). What is left
+    between this and the pool is the scheduling itself."""
+    loop = asyncio.get_running_loop()
+    waiters: deque[tuple[float, asyncio.Future[None]]] = deque()
+    meter = Meter()
+    stop = False
+    start = loop.time()
+    end = start + 1.5 + seconds + 5.0
+
+    class Handoff:
+        __slots__ = ("timeout",)
+        timeout: float
+
+        async def __aenter__(self) -> Handoff:
+            fut = loop.create_future()
+            waiters.append((loop.time() + self.timeout, fut))
+            await fut
+            return self
+
+        async def __aexit__(self, *exc_info: object) -> None:
+            return None
+
+    def tick(k: int, budget: int) -> None:
+        now = loop.time()
+        while budget and waiters:
+            deadline, fut = waiters.popleft()
+            if not fut.done():
+                if deadline <= now:
+                    fut.set_exception(TimeoutError())
+                else:
+                    fut.set_result(None)
+                    budget -= 1
+        if not stop:
+            loop.call_at(start + (k + 1) / RATE, tick, k + 1, TOKENS)
+
+    def handoff(timeout: float) -> Handoff:  # made as the pool makes a lease: no __init__
+        made: Handoff = _new(Handoff)
+        made.timeout = timeout
+        return made
+
+    async def worker() -> None:
+        while not stop:
+            async with handoff(end - loop.time()):
+                meter.grants += 1
+
+    tasks = [asyncio.create_task(worker()) for _ in range(COROUTINES)]
+    loop.call_soon(tick, 0, TOKENS * int(RATE))
+    result = await meter.window(1.5, seconds)
+    stop = True
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return result
+
+
 async def run_round_robin(seconds: float) -> tuple[float, float, int]:
     limiters = [AsyncLimiter(RATE, 1.0) for _ in range(TOKENS)]
     turn = itertools.count()
@@ -252,6 +313,7 @@ def main() -> int:
         "rr": [],
         "floor_t": [],
         "pool_t": [],
+        "with_t": [],
     }
     cases = (
         ("floor", run_floor),
@@ -260,6 +322,7 @@ def main() -> int:
         ("rr", run_round_robin),
         ("floor_t", run_floor_timeouts),
         ("pool_t", run_pool_timeouts),
+        ("with_t", run_floor_with_timeouts),
     )
     for _ in range(repeats):  # interleaved, so drift hits all alike
         for name, fn in cases:
@@ -305,6 +368,15 @@ def main() -> int:
             "<= 2x",
             pool_t / floor_t <= 2,
             f"{rate('pool_t') / capacity:.0%} of the rate",
+        )
+    )
+    shaped_t = per_grant("with_t")
+    report.add(
+        Figure(
+            "with lease timeouts, pool / floor with the same async-with shape",
+            pool_t / shaped_t,
+            "x",
+            detail=f"that floor: {shaped_t * 1e6:.2f} µs, {shaped_t / floor_t:.2f}x the floor",
         )
     )
     share = rate("pool") / capacity

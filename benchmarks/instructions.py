@@ -19,14 +19,17 @@ start-up, imports and warm-up cancel out. Workloads:
 - ``saturated MS``, ``saturated-timeout MS``: ``bench_saturated.py``'s pool (1,000 tokens
   at ``Limit(20, burst=2)``, 4,000 coroutines; with ``timeout=stop - now``) for MS
   milliseconds of virtual time (looptime), closed 25 ms after the last whole tick;
-  ``floor MS``, ``floor-timeout MS``: its floors. Grants per run: ``2,000 + 20 * MS``
-  (printed), so 500 and 1,500 differ by 20,000 grants. The virtual clock advances by a
-  varying few hundred nanoseconds at every reading, as a real one does (so the leases'
-  deadlines differ, as they do in real time). ``saturated-timeout-ns MS`` and
-  ``floor-timeout-ns MS``: the same on a clock read in whole nanoseconds, as
-  ``time.monotonic()`` is, so that leases share deadlines as often as they do on the real
-  clock (where ``stop - now`` read a few hundred nanoseconds apart gives a few hundred
-  distinct deadlines among 4,000 waiting leases).
+  ``floor MS``, ``floor-timeout MS``: its floors; ``floor-with MS``,
+  ``floor-with-timeout MS``: the floors in a lease's coroutine shape (each hand-off
+  inside ``async with`` an object made per lease, holding its timeout). Grants per
+  run: ``2,000 + 20 * MS`` (printed), so 500 and 1,500 differ by 20,000 grants. The
+  virtual clock advances by a varying few hundred nanoseconds at every reading, as a
+  real one does (so the leases' deadlines differ, as they do in real time).
+  ``saturated-timeout-ns MS``, ``floor-timeout-ns MS`` and ``floor-with-timeout-ns MS``:
+  the same on a clock read in whole nanoseconds, as ``time.monotonic()`` is, so that
+  leases share deadlines as often as they do on the real clock (where ``stop - now``
+  read a few hundred nanoseconds apart gives a few hundred distinct deadlines among
+  4,000 waiting leases).
 - ``request N``: ``bench_http.py``'s unlimited-server shape: N ``pool.get`` (the body
   read) by 64 coroutines through one session, against its aiohttp server in its own
   process (which callgrind does not follow), after 500 to warm up; ``plain N``: the
@@ -44,6 +47,7 @@ import contextlib
 import gc
 import sys
 from collections import deque
+from functools import partial
 
 from _common import secrets
 from aiolimiter import AsyncLimiter
@@ -52,6 +56,7 @@ from aurora_async import Costs, LeaseTimeout, Limit, PoolClosed, Token, TokenPoo
 
 HUGE = Limit(1e12, per=1.0, burst=1e12)  # capacity never runs out during the run
 TOKENS, RATE, COROUTINES = 1000, 20.0, 4000
+_new = object.__new__
 
 
 async def leases(pool: TokenPool, n: int, timeout: float | None) -> None:
@@ -150,8 +155,9 @@ async def saturated(seconds: float, timeouts: bool) -> int:
     return granted
 
 
-async def floor(seconds: float, timeouts: bool) -> int:
-    """``bench_saturated.py``'s floors: a bare future hand-off from one timer."""
+async def floor(seconds: float, timeouts: bool, shaped: bool = False) -> int:
+    """``bench_saturated.py``'s floors: a bare future hand-off from one timer; ``shaped``:
+    each hand-off inside ``async with`` an object made per lease."""
     loop = asyncio.get_running_loop()
     waiters: deque[tuple[float, asyncio.Future[None]]] = deque()
     granted = 0
@@ -183,6 +189,33 @@ async def floor(seconds: float, timeouts: bool) -> int:
                 waiters.append((float("inf"), fut))
             await fut
             granted += 1
+
+    class Handoff:
+        """A lease's coroutine shape without its scheduling (``shaped``)."""
+
+        __slots__ = ("timeout",)
+        timeout: float | None
+
+        async def __aenter__(self) -> Handoff:
+            fut = loop.create_future()
+            timeout = self.timeout
+            waiters.append((float("inf") if timeout is None else loop.time() + timeout, fut))
+            await fut
+            return self
+
+        async def __aexit__(self, *exc_info: object) -> None:
+            return None
+
+    async def shaped_worker() -> None:
+        nonlocal granted
+        while not stop:
+            made: Handoff = _new(Handoff)  # as pool.lease() makes a lease: no __init__
+            made.timeout = end - loop.time() if timeouts else None
+            async with made:
+                granted += 1
+
+    if shaped:
+        worker = shaped_worker
 
     tasks = [asyncio.create_task(worker()) for _ in range(COROUTINES)]
     loop.call_soon(tick, 0, TOKENS * 2)
@@ -219,8 +252,8 @@ def main() -> int:
     if workload in ("resources", "resources-nosettle", "resources-plain", "resources-costs"):
         run_resources(n, workload)
         return 0
-    kinds = {"saturated": saturated, "floor": floor}
-    kind, _, timeout = workload.partition("-")
+    kinds = {"saturated": saturated, "floor": floor, "floor_with": partial(floor, shaped=True)}
+    kind, _, timeout = workload.replace("floor-with", "floor_with").partition("-")
     if kind not in kinds or timeout not in ("", "timeout", "timeout-ns"):
         raise SystemExit(f"unknown workload {workload!r}")
     loop = virtual_loop(ns=timeout == "timeout-ns")
