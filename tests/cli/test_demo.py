@@ -101,8 +101,8 @@ async def test_soonest_fire_is_ahead_of_round_robin() -> None:
 async def test_the_mis_declared_tier_comes_down_to_near_its_real_rate() -> None:
     """Declared at 20/s, served at 10/s by nginx limit_req (429s without Retry-After):
     within four seconds of real time the tier's effective rate comes down to within 10%
-    of the real one (two steps of the 2% grid, and the slack of the measured bound), and
-    it learned from a few 429s a token, not from a flood.
+    of the real one (a few steps of the 2% grid; measured at worst 10.405/s, two steps),
+    and it learned from a few 429s a token, not from a flood.
 
     Why not "within 3%", as the virtual-time tests hold it (``test_calibrate_sim``,
     ``tests/pool/test_calibration.py``): this is the real-time demo, and on a machine
@@ -121,7 +121,7 @@ async def test_the_mis_declared_tier_comes_down_to_near_its_real_rate() -> None:
         await api.close()
     assert result.misdeclared_rate is not None
     assert result.misdeclared_rate <= tier.rate * 1.10
-    assert result.converged_after is None or result.converged_after < 4.0
+    assert result.converged_after is None or result.converged_after <= 4.0  # (the deadline's look)
     # It learned from 429s, a few per token (measured: 4 or 5 each), not from a flood.
     assert len(tier.secrets) <= result.misdeclared_429 <= 20 * len(tier.secrets)
 
