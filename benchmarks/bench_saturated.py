@@ -265,14 +265,11 @@ async def run_floor_with_timeouts(seconds: float) -> tuple[float, float, int]:
         if not stop:
             loop.call_at(start + (k + 1) / RATE, tick, k + 1, TOKENS)
 
-    def handoff(timeout: float) -> Handoff:  # made as the pool makes a lease: no __init__
-        made: Handoff = _new(Handoff)
-        made.timeout = timeout
-        return made
-
     async def worker() -> None:
         while not stop:
-            async with handoff(end - loop.time()):
+            made: Handoff = _new(Handoff)  # no __init__ frame, nor any other call
+            made.timeout = end - loop.time()
+            async with made:
                 meter.grants += 1
 
     tasks = [asyncio.create_task(worker()) for _ in range(COROUTINES)]

@@ -47,7 +47,9 @@ import contextlib
 import gc
 import sys
 from collections import deque
+from collections.abc import Callable, Coroutine
 from functools import partial
+from typing import Any
 
 from _common import secrets
 from aiolimiter import AsyncLimiter
@@ -57,6 +59,7 @@ from aurora_async import Costs, LeaseTimeout, Limit, PoolClosed, Token, TokenPoo
 HUGE = Limit(1e12, per=1.0, burst=1e12)  # capacity never runs out during the run
 TOKENS, RATE, COROUTINES = 1000, 20.0, 4000
 _new = object.__new__
+_INF = float("inf")  # a constant, as the pool's: not float("inf") a grant
 
 
 async def leases(pool: TokenPool, n: int, timeout: float | None) -> None:
@@ -186,7 +189,7 @@ async def floor(seconds: float, timeouts: bool, shaped: bool = False) -> int:
                 now = loop.time()
                 waiters.append((now + (end - now), fut))
             else:
-                waiters.append((float("inf"), fut))
+                waiters.append((_INF, fut))
             await fut
             granted += 1
 
@@ -199,7 +202,7 @@ async def floor(seconds: float, timeouts: bool, shaped: bool = False) -> int:
         async def __aenter__(self) -> Handoff:
             fut = loop.create_future()
             timeout = self.timeout
-            waiters.append((float("inf") if timeout is None else loop.time() + timeout, fut))
+            waiters.append((_INF if timeout is None else loop.time() + timeout, fut))
             await fut
             return self
 
@@ -252,7 +255,11 @@ def main() -> int:
     if workload in ("resources", "resources-nosettle", "resources-plain", "resources-costs"):
         run_resources(n, workload)
         return 0
-    kinds = {"saturated": saturated, "floor": floor, "floor_with": partial(floor, shaped=True)}
+    kinds: dict[str, Callable[[float, bool], Coroutine[Any, Any, int]]] = {
+        "saturated": saturated,
+        "floor": floor,
+        "floor_with": partial(floor, shaped=True),
+    }
     kind, _, timeout = workload.replace("floor-with", "floor_with").partition("-")
     if kind not in kinds or timeout not in ("", "timeout", "timeout-ns"):
         raise SystemExit(f"unknown workload {workload!r}")

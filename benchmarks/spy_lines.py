@@ -25,11 +25,12 @@ _FRAME = re.compile(r"(?P<name>.*) \((?P<path>.*):(?P<line>\d+)\)$")
 
 
 def short(frame: str, *, line: bool) -> str:
-    """``name (file.py:line)`` of a py-spy frame, without the directories."""
+    """``name (dir/file.py:line)`` of a py-spy frame: the file and its directory, so
+    that two ``__init__.py`` stay apart."""
     m = _FRAME.match(frame)
     if m is None:
         return frame
-    where = m["path"].rsplit("/", 1)[-1]
+    where = "/".join(m["path"].rsplit("/", 2)[-2:])
     return f"{m['name']} ({where}:{m['line']})" if line else f"{m['name']} ({where})"
 
 
@@ -41,19 +42,26 @@ def main() -> int:
     args = parser.parse_args()
     by_line: Counter[str] = Counter()
     by_function: Counter[str] = Counter()
-    total = 0
+    total = in_loop = 0
     with open(args.raw, encoding="utf-8") as raw:
-        for row in raw:
+        for number, row in enumerate(raw, 1):
             stack, _, count = row.rstrip("\n").rpartition(" ")
-            if "run_forever" not in stack or args.frame not in stack:
+            if not count.isdigit():
+                print(f"{args.raw}:{number}: no sample count, skipped", file=sys.stderr)
+                continue
+            if "run_forever" not in stack:
                 continue
             n = int(count)
+            in_loop += n
+            if args.frame not in stack:
+                continue
             total += n
             leaf = stack.rsplit(";", 1)[-1]
             by_line[short(leaf, line=True)] += n
             by_function[short(leaf, line=False)] += n
     if not total:
-        print("no samples inside the event loop", file=sys.stderr)
+        why = f"none through {args.frame!r}" if in_loop else "none inside the event loop"
+        print(f"{args.raw}: no samples to show ({why})", file=sys.stderr)
         return 1
     print(f"{total:,} samples inside the loop\n\nby function:")
     for name, n in by_function.most_common(args.top):
