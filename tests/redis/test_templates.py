@@ -241,8 +241,9 @@ async def test_a_token_holds_at_most_scopes_max_scopes_and_a_new_one_waits_for_a
             assert fits_in(await refused(pool, "new"), 30.0, s0)
         async with two.lease(scope="s0", timeout=0):  # a scope it holds goes on
             pass
-        # s0 is full now too: the first drain is the first full scope's (s1), in 60 s.
-        assert fits_in(await refused(one, "new"), 60.0, s1)
+        # s0 is full now too: a new scope waits for the first to drain whole, s0 again
+        # (its first unit came first: 60 s from then, before any other scope's).
+        assert fits_in(await refused(one, "new"), 60.0, s0)
         assert fits_in(await refused(two, "s1"), 30.0, s1)  # still remembered: 2 of 2
 
 
