@@ -100,27 +100,37 @@ async def test_soonest_fire_is_ahead_of_round_robin() -> None:
 
 async def test_the_mis_declared_tier_comes_down_to_near_its_real_rate() -> None:
     """Declared at 20/s, served at 10/s by nginx limit_req (429s without Retry-After):
-    within four seconds of real time the tier's effective rate comes down to within 10%
-    of the real one (a few steps of the 2% grid; measured at worst 10.405/s, two steps),
-    and it learned from a few 429s a token, not from a flood.
+    within four seconds of real time the demo's live lines show the tier's limit come
+    down to within 10% of the real rate (a few steps of the 2% grid), learned from a few
+    429s a token, not from a flood, and it never climbs back near the declared 20/s.
 
-    Why not "within 3%", as the virtual-time tests hold it (``test_calibrate_sim``,
-    ``tests/pool/test_calibration.py``): this is the real-time demo, and on a machine
-    with its cores taken by other work the client cannot keep the tier busy. A token
-    lowered to 10.4/s then gets no more 429s, so it has no evidence to come lower, and
-    stays there (measured: with two busy loops beside it, 4 of 8 runs of six seconds
-    ended at 10.405/s after four 429s a token, the others at or below 10/s)."""
+    Why not "within 3%" at the deadline, as the virtual-time tests hold it
+    (``test_calibrate_sim``, ``tests/pool/test_calibration.py``): this is the real-time
+    demo. On a machine with its cores taken by other work the client cannot keep the
+    tier busy, so a token lowered to 10.4/s gets no more 429s and stays there (measured:
+    with two busy loops beside it, 4 of 8 runs of six seconds ended at 10.405/s after
+    four 429s a token). And once there, the calibrator climbs back toward the least rate
+    refused (its rule 3), so the rate at the deadline is a moment of that climb (the
+    demo once ended at 10.8/s after converging at 1.88 s)."""
     mix = make_mix(8)
     tier = mix.misdeclared
     assert tier is not None
     api, _ = await start_server(mix)
+    out = io.StringIO()
     try:
-        view = PlainView(io.StringIO())
-        result = await run_soonest_fire(mix, api, seconds=4.0, concurrency=40, view=view)
+        result = await run_soonest_fire(mix, api, seconds=4.0, concurrency=40, view=PlainView(out))
     finally:
         await api.close()
+    # Each second's live line: the tier's effective limits, "-> 10.2/s" or a range.
+    shown = re.findall(
+        r"\[10/s declared 20/s × \d+: [\d,]+/s, limit 20/s -> ([\d.]+)(?:-([\d.]+))?/s",
+        out.getvalue(),
+    )
+    assert len(shown) == 4, out.getvalue()
+    highest = [float(high or low) for low, high in shown]
+    assert min(highest) <= tier.rate * 1.10, highest
     assert result.misdeclared_rate is not None
-    assert result.misdeclared_rate <= tier.rate * 1.10
+    assert result.misdeclared_rate <= 0.75 * tier.declared_rate
     assert result.converged_after is None or result.converged_after <= 4.0  # (the deadline's look)
     # It learned from 429s, a few per token (measured: 4 or 5 each), not from a flood.
     assert len(tier.secrets) <= result.misdeclared_429 <= 20 * len(tier.secrets)
