@@ -135,10 +135,13 @@ async def run_floor(seconds: float) -> tuple[float, float, int]:
     return result
 
 
-async def run_floor_timeouts(seconds: float) -> tuple[float, float, int]:
+async def run_floor_timeouts(seconds: float, shaped: bool = False) -> tuple[float, float, int]:
     """The floor of the same shape as ``run_pool_timeouts``: each waiter carries its
     deadline (read from the loop's clock as a lease does), and the tick fails a waiter
-    whose deadline passed instead of waking it (none does in the measured window)."""
+    whose deadline passed instead of waking it (none does in the measured window).
+    ``shaped``: each hand-off inside ``async with`` an object made per lease, given its
+    timeout, whose ``__aenter__`` files the deadline and awaits the future (``__aexit__``
+    does nothing): what is left between this and the pool is the scheduling itself."""
     loop = asyncio.get_running_loop()
     waiters: deque[tuple[float, asyncio.Future[None]]] = deque()
     meter = Meter()
@@ -167,7 +170,28 @@ async def run_floor_timeouts(seconds: float) -> tuple[float, float, int]:
             await fut
             meter.grants += 1
 
-    tasks = [asyncio.create_task(worker()) for _ in range(COROUTINES)]
+    class Handoff:
+        __slots__ = ("timeout",)
+        timeout: float
+
+        async def __aenter__(self) -> Handoff:
+            fut = loop.create_future()
+            waiters.append((loop.time() + self.timeout, fut))
+            await fut
+            return self
+
+        async def __aexit__(self, *exc_info: object) -> None:
+            return None
+
+    async def shaped_worker() -> None:
+        while not stop:
+            made: Handoff = _new(Handoff)  # no __init__ frame, nor any other call
+            made.timeout = end - loop.time()
+            async with made:
+                meter.grants += 1
+
+    work = shaped_worker if shaped else worker
+    tasks = [asyncio.create_task(work()) for _ in range(COROUTINES)]
     loop.call_soon(tick, 0, TOKENS * int(RATE))
     result = await meter.window(1.5, seconds)
     stop = True
@@ -228,58 +252,8 @@ async def run_floor_with(seconds: float) -> tuple[float, float, int]:
 
 
 async def run_floor_with_timeouts(seconds: float) -> tuple[float, float, int]:
-    """``run_floor_timeouts`` in the coroutine shape of a lease: each coroutine enters
-    ``async with`` an object made per lease, given its timeout, whose ``__aenter__``
-    files the deadline and awaits the future (``__aexit__`` does nothing). What is left
-    between this and the pool is the scheduling itself."""
-    loop = asyncio.get_running_loop()
-    waiters: deque[tuple[float, asyncio.Future[None]]] = deque()
-    meter = Meter()
-    stop = False
-    start = loop.time()
-    end = start + 1.5 + seconds + 5.0
-
-    class Handoff:
-        __slots__ = ("timeout",)
-        timeout: float
-
-        async def __aenter__(self) -> Handoff:
-            fut = loop.create_future()
-            waiters.append((loop.time() + self.timeout, fut))
-            await fut
-            return self
-
-        async def __aexit__(self, *exc_info: object) -> None:
-            return None
-
-    def tick(k: int, budget: int) -> None:
-        now = loop.time()
-        while budget and waiters:
-            deadline, fut = waiters.popleft()
-            if not fut.done():
-                if deadline <= now:
-                    fut.set_exception(TimeoutError())
-                else:
-                    fut.set_result(None)
-                    budget -= 1
-        if not stop:
-            loop.call_at(start + (k + 1) / RATE, tick, k + 1, TOKENS)
-
-    async def worker() -> None:
-        while not stop:
-            made: Handoff = _new(Handoff)  # no __init__ frame, nor any other call
-            made.timeout = end - loop.time()
-            async with made:
-                meter.grants += 1
-
-    tasks = [asyncio.create_task(worker()) for _ in range(COROUTINES)]
-    loop.call_soon(tick, 0, TOKENS * int(RATE))
-    result = await meter.window(1.5, seconds)
-    stop = True
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    return result
+    """``run_floor_timeouts`` in the coroutine shape of a lease (``shaped``)."""
+    return await run_floor_timeouts(seconds, shaped=True)
 
 
 async def run_round_robin(seconds: float) -> tuple[float, float, int]:
